@@ -35,8 +35,10 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   RopeScaling rope_scaling;
   RopeLayout rope_layout = RopeLayout::RotateHalf;
+  std::vector<float> rope_freq_factors;  // GGUF rope_freqs.weight: inv_freq[i] /= factors[i]
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;  // Qwen2
+  bool qkv_bias = false;  // Qwen2, or attention_bias in Llama/Qwen3 configs
+  bool o_bias = false;    // attention_bias in Llama/Qwen3 configs also biases o_proj
   bool qk_norm = false;   // Qwen3: RMSNorm per head on q and k before RoPE
   int max_context = 0;    // max_position_embeddings / context_length
   int bos_id = -1;
