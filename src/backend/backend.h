@@ -1,0 +1,109 @@
+// The Backend interface: the small C-like op set the transformer forward pass and the KV-cache
+// policies are written against. The CPU backend (fp32, BLAS, OpenMP) is the reference; a CUDA
+// backend implements the same ops in bf16. All tensors are row-major 2-D views of backend
+// memory; per-head layouts are expressed by viewing (tokens, heads * head_dim) as
+// (tokens * heads, head_dim) where an op works per head.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/tensor.h"
+
+namespace kvo {
+
+class Backend;
+
+// A non-owning view: `rows` x `cols` elements of `dtype`, rows `stride` elements apart.
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;  // elements between row starts (>= cols)
+
+  Tensor row_range(int64_t first, int64_t count) const;  // rows [first, first + count)
+  Tensor reshaped(int64_t new_rows, int64_t new_cols) const;  // contiguous views only
+  bool contiguous() const { return stride == cols; }
+};
+
+// Backend memory that frees itself; `tensor()` is its full view.
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(Backend* backend, void* data, DType dtype, int64_t rows, int64_t cols);
+  ~DeviceArray();
+  DeviceArray(DeviceArray&& other) noexcept;
+  DeviceArray& operator=(DeviceArray&& other) noexcept;
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  Tensor tensor() const { return {data_, dtype_, rows_, cols_, cols_}; }
+  bool empty() const { return data_ == nullptr; }
+  size_t nbytes() const { return static_cast<size_t>(rows_ * cols_) * dtype_size(dtype_); }
+
+ private:
+  Backend* backend_ = nullptr;
+  void* data_ = nullptr;
+  DType dtype_ = DType::F32;
+  int64_t rows_ = 0, cols_ = 0;
+};
+
+// Per-pair rotation frequencies of RoPE plus the pairing rule (see model/rope.h).
+struct RopeParams {
+  std::vector<float> inv_freq;  // (head_dim / 2)
+  bool adjacent_pairs = false;  // pairs (2i, 2i+1) instead of (i, i + head_dim/2)
+};
+
+// Shapes of one attention call. Queries are `q_len` consecutive tokens whose first has
+// position `q_start`; keys/values hold positions [0, kv_len). Causal: query at position p sees
+// keys 0..p. GQA: query head h reads KV head h / (num_heads / num_kv_heads).
+struct AttentionShape {
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int64_t q_len = 0;
+  int64_t q_start = 0;
+  int64_t kv_len = 0;
+  float scale = 0.0f;  // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. `upload` converts a host tensor (any host dtype) to the backend's compute dtype.
+  virtual DeviceArray alloc(int64_t rows, int64_t cols) = 0;
+  virtual DeviceArray upload(const HostTensor& host) = 0;
+  virtual void free(void* data) = 0;
+  virtual std::vector<float> download(const Tensor& src) = 0;  // row-major, no padding
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;  // same shape
+
+  // out(t, :) = table(ids[t], :)
+  virtual void embedding(std::span<const int32_t> ids, const Tensor& table, const Tensor& out) = 0;
+  // out = x / rms(x) * weight, per row; weight has x.cols elements.
+  virtual void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) = 0;
+  // out = x * w^T (+ bias): x (n, in), w (out_features, in), bias (1, out_features) or empty.
+  virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) = 0;
+  // In place on x (tokens, heads * head_dim); token t has position positions[t].
+  virtual void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
+                    const RopeParams& rope) = 0;
+  // out = silu(gate) * up, element-wise.
+  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // x += y, element-wise.
+  virtual void add(const Tensor& x, const Tensor& y) = 0;
+  // Causal GQA attention: q (q_len, heads*head_dim), k/v (kv_len, kv_heads*head_dim),
+  // out (q_len, heads*head_dim). Never materializes the q_len x kv_len score matrix.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const AttentionShape& shape, const Tensor& out) = 0;
+  // Waits for queued work (a no-op on the CPU).
+  virtual void synchronize() {}
+};
+
+// "cpu" always; "cuda" when compiled in and a GPU is present; "auto" picks cuda if possible.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
+
+}  // namespace kvo

@@ -1,0 +1,63 @@
+// The dense KV cache: the accuracy and speed baseline every sparse policy is compared with.
+#include <cmath>
+#include <vector>
+
+#include "kv/kv_policy.h"
+#include "util/error.h"
+
+namespace kvo {
+namespace {
+
+class DensePolicy final : public KvPolicy {
+ public:
+  DensePolicy(Backend& backend, const ModelConfig& config, int64_t capacity)
+      : backend_(backend), config_(config), capacity_(capacity) {
+    const int64_t width = int64_t{config.num_kv_heads} * config.head_dim;
+    for (int l = 0; l < config.num_layers; ++l) {
+      keys_.push_back(backend.alloc(capacity, width));    // (tokens, kv_heads * head_dim)
+      values_.push_back(backend.alloc(capacity, width));  // (tokens, kv_heads * head_dim)
+    }
+  }
+
+  std::string name() const override { return "dense"; }
+
+  void attend(int layer, int64_t start, const Tensor& q, const Tensor& /*k_pre*/,
+              const Tensor& k, const Tensor& v, const Tensor& out) override {
+    const int64_t n = q.rows;
+    check(start + n <= capacity_, "the sequence needs {} tokens but the KV cache holds {}",
+          start + n, capacity_);
+    Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
+    backend_.copy(k, keys.row_range(start, n));
+    backend_.copy(v, values.row_range(start, n));
+    AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, n, start,
+                         start + n, 1.0f / std::sqrt(float(config_.head_dim))};
+    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
+    if (layer == config_.num_layers - 1) length_ = start + n;
+  }
+
+  int64_t length() const override { return length_; }
+  int64_t capacity() const override { return capacity_; }
+
+  KvMemoryReport memory() const override {
+    KvMemoryReport r;
+    r.tokens = length_;
+    for (size_t l = 0; l < keys_.size(); ++l) r.gpu_bytes += keys_[l].nbytes() + values_[l].nbytes();
+    return r;
+  }
+
+ private:
+  Backend& backend_;
+  ModelConfig config_;
+  int64_t capacity_;
+  int64_t length_ = 0;
+  std::vector<DeviceArray> keys_, values_;
+};
+
+}  // namespace
+
+std::unique_ptr<KvPolicy> make_dense_policy(Backend& backend, const ModelConfig& config,
+                                            int64_t capacity) {
+  return std::make_unique<DensePolicy>(backend, config, capacity);
+}
+
+}  // namespace kvo

@@ -1,0 +1,49 @@
+// The KV-cache policy interface. A policy answers, per layer and step: what stays on the
+// device, which tokens each query attends to, and how offloaded tokens are brought back. The
+// transformer forward pass only calls `attend`; it never knows which policy runs.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "model/config.h"
+
+namespace kvo {
+
+// Where the KV cache of one sequence lives, in bytes (filled from actual allocations).
+struct KvMemoryReport {
+  int64_t tokens = 0;              // tokens held
+  int64_t gpu_bytes = 0;           // device-resident KV (keys, values, landmarks, buffers)
+  int64_t cpu_bytes = 0;           // host-resident (offloaded) KV
+  int64_t pcie_bytes_per_step = 0; // host -> device bytes moved by one decode step
+};
+
+class KvPolicy {
+ public:
+  virtual ~KvPolicy() = default;
+  virtual std::string name() const = 0;
+
+  // One layer's attention for `q_len` new tokens at positions [start, start + q_len):
+  //   q      (q_len, heads * head_dim)     post-RoPE queries
+  //   k_pre  (q_len, kv_heads * head_dim)  keys before RoPE (for policies that store them)
+  //   k      (q_len, kv_heads * head_dim)  post-RoPE keys
+  //   v      (q_len, kv_heads * head_dim)
+  //   out    (q_len, heads * head_dim)
+  // The policy stores the new keys/values, then attends each query to the tokens it selects.
+  virtual void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
+                      const Tensor& k, const Tensor& v, const Tensor& out) = 0;
+  // Called once after the whole prompt went through every layer (landmarks, offloading).
+  virtual void finish_prefill() {}
+  virtual int64_t length() const = 0;
+  virtual int64_t capacity() const = 0;
+  virtual KvMemoryReport memory() const = 0;
+  // Whether `attend` needs pre-RoPE keys (lets the forward pass skip a copy when not).
+  virtual bool wants_pre_rope_keys() const { return false; }
+};
+
+// `dense`: every K/V of every token on the device, exact attention. capacity = max tokens.
+std::unique_ptr<KvPolicy> make_dense_policy(Backend& backend, const ModelConfig& config,
+                                            int64_t capacity);
+
+}  // namespace kvo
