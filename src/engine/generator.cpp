@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "util/error.h"
+#include "util/progress.h"
 
 namespace kvo {
 namespace {
@@ -59,7 +60,13 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   };
 
   auto t0 = Clock::now();
-  std::vector<float> logits = model.forward(prompt, 0, kv, 1);
+  constexpr int64_t kChunk = 512;
+  ProgressBar prefill_bar("prefill", result.prompt_tokens, "tok");
+  std::vector<float> logits = model.forward(
+      prompt, 0, kv, 1, kChunk, [&](int64_t done, int64_t) {
+        if (result.prompt_tokens > 4 * kChunk) prefill_bar.update(done);
+      });
+  prefill_bar.finish();
   kv.finish_prefill();
   result.prefill_seconds = seconds_since(t0);
 

@@ -23,14 +23,15 @@ Transformer::Transformer(Backend& backend, const ModelConfig& config, const Weig
   if (!tied_) lm_head_ = upload(w.lm_head);
   for (const LayerWeights& lw : w.layers) {
     layers_.push_back(Layer{upload(lw.attn_norm), upload(lw.wq), upload(lw.wk), upload(lw.wv),
-                            upload(lw.wo), upload(lw.bq), upload(lw.bk), upload(lw.bv),
+                            upload(lw.wo), upload(lw.bq), upload(lw.bk), upload(lw.bv), upload(lw.bo),
                             upload(lw.q_norm), upload(lw.k_norm), upload(lw.ffn_norm),
                             upload(lw.w_gate), upload(lw.w_up), upload(lw.w_down)});
   }
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,
-                                        KvPolicy& kv, int64_t n_out, int64_t chunk) {
+                                        KvPolicy& kv, int64_t n_out, int64_t chunk,
+                                        const std::function<void(int64_t, int64_t)>& on_chunk) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   check(n_out >= 0 && n_out <= n, "internal: n_out {} out of range", n_out);
   std::vector<float> logits;
@@ -40,6 +41,7 @@ std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t
     // Rows of this chunk that are among the last n_out tokens.
     const int64_t want = std::max<int64_t>(0, std::min(len, c0 + len - (n - n_out)));
     forward_chunk(tokens.subspan(c0, len), start + c0, kv, want, logits);
+    if (on_chunk) on_chunk(c0 + len, n);
   }
   return logits;
 }
@@ -66,7 +68,7 @@ void Transformer::forward_chunk(std::span<const int32_t> tokens, int64_t start, 
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     b.rmsnorm(x.tensor(), L.attn_norm.tensor(), c.rms_norm_eps, h.tensor());
-    const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor();
+    const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor(), bo = L.bo.tensor();
     b.matmul(h.tensor(), L.wq.tensor(), L.bq.empty() ? nullptr : &bq, q.tensor());
     b.matmul(h.tensor(), L.wk.tensor(), L.bk.empty() ? nullptr : &bk, k.tensor());
     b.matmul(h.tensor(), L.wv.tensor(), L.bv.empty() ? nullptr : &bv, v.tensor());
@@ -81,7 +83,7 @@ void Transformer::forward_chunk(std::span<const int32_t> tokens, int64_t start, 
     b.rope(k.tensor(), positions, c.head_dim, rope_);
     kv.attend(l, start, q.tensor(), k_pre.empty() ? k.tensor() : k_pre.tensor(), k.tensor(),
               v.tensor(), attn.tensor());
-    b.matmul(attn.tensor(), L.wo.tensor(), nullptr, h.tensor());
+    b.matmul(attn.tensor(), L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h.tensor());
     b.add(x.tensor(), h.tensor());
 
     b.rmsnorm(x.tensor(), L.ffn_norm.tensor(), c.rms_norm_eps, h.tensor());

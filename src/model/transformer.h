@@ -3,6 +3,7 @@
 // dense and offloaded caches.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -19,9 +20,11 @@ class Transformer {
 
   // Runs `tokens` (positions start .. start + n - 1) through every layer, chunked so that at
   // most `chunk` tokens are in flight. Returns logits (n_out, vocab) for the last `n_out`
-  // tokens (n_out <= tokens.size(); 0 returns nothing).
+  // tokens (n_out <= tokens.size(); 0 returns nothing). `on_chunk(done, total)` reports
+  // progress after each chunk.
   std::vector<float> forward(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv,
-                             int64_t n_out = 1, int64_t chunk = 512);
+                             int64_t n_out = 1, int64_t chunk = 512,
+                             const std::function<void(int64_t, int64_t)>& on_chunk = {});
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() { return backend_; }
@@ -29,7 +32,7 @@ class Transformer {
 
  private:
   struct Layer {
-    DeviceArray attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
+    DeviceArray attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm;
     DeviceArray ffn_norm, w_gate, w_up, w_down;
   };
   // Runs one chunk; writes the final-normed hidden states of the last n_out rows into logits.
