@@ -30,6 +30,7 @@ std::string read_text_file(const std::string& path) {
 }
 
 void run_generate(const GenerateFlags& f) {
+  validate(f.sampling);  // bad flags fail before the model is loaded
   std::string text = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
   LoadedRunner runner = load_runner(f.model);
   Model& model = runner.model;
