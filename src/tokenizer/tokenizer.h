@@ -19,13 +19,18 @@ class Tokenizer {
   static Tokenizer from_json_file(const std::string& path);
   static Tokenizer from_json(const std::string& json_text, const std::string& where);
   static Tokenizer from_gguf(const GgufFile& gguf);
+  // A .gguf file, an HF folder (its tokenizer.json) or a tokenizer.json file.
+  static Tokenizer from_path(const std::string& path);
 
   // Encodes text; special tokens written in the text (e.g. "<|im_start|>") become their ids.
+  // No BOS is added: chat templates write it themselves, as HF's add_special_tokens=False.
   std::vector<int32_t> encode(std::string_view text) const;
   // Decodes ids to UTF-8 text (special tokens included as their text).
   std::string decode(const std::vector<int32_t>& ids) const;
   // Raw bytes of one token (special tokens as their text).
   std::string token_bytes(int32_t id) const;
+  // The vocabulary spelling of one token (byte-level text such as "Ġthe", or the added text).
+  std::string token_piece(int32_t id) const;
 
   int32_t vocab_size() const;
   std::optional<int32_t> token_id(std::string_view token_text) const;  // exact vocab lookup
