@@ -41,7 +41,7 @@ const std::string& jsonl_string(const JsonlRow& row, const std::string& key) {
   return it->get_ref<const std::string&>();
 }
 
-void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& rows) {
+void write_jsonl(const std::string& path, const std::vector<nlohmann::ordered_json>& rows) {
   const std::filesystem::path p(path);
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
   // Write to a temporary name first so an interrupted run never leaves half a dataset.
@@ -49,8 +49,8 @@ void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& row
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     check(bool(out), "cannot write {}", tmp);
-    for (const nlohmann::json& row : rows) {
-      out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict) << '\n';
+    for (const nlohmann::ordered_json& row : rows) {
+      out << row.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::strict) << '\n';
     }
     check(bool(out), "writing {} failed", tmp);
   }

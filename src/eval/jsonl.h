@@ -22,6 +22,6 @@ std::vector<JsonlRow> read_jsonl(const std::string& path);
 const std::string& jsonl_string(const JsonlRow& row, const std::string& key);
 
 // Writes rows, one compact JSON object per line (UTF-8 kept as is), replacing the file.
-void write_jsonl(const std::string& path, const std::vector<nlohmann::json>& rows);
+void write_jsonl(const std::string& path, const std::vector<nlohmann::ordered_json>& rows);
 
 }  // namespace kvo
