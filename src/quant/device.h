@@ -1,0 +1,13 @@
+// Whether this build and machine can run the CUDA quantization kernels (src/quant/cuda).
+#pragma once
+#include <string>
+
+namespace kvo::quant {
+
+// False with the reason in *why when the build has no CUDA or no device is visible.
+bool cuda_device_available(std::string* why = nullptr);
+
+// Throws kvo::Error "CUDA error in <what>: <message>" (lets .cu files skip fmt).
+[[noreturn]] void throw_cuda_error(const std::string& what, const std::string& message);
+
+}  // namespace kvo::quant

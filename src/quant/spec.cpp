@@ -1,0 +1,142 @@
+#include "quant/spec.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <vector>
+
+#include "quant/bf16.h"
+#include "quant/fp8.h"
+#include "quant/higgs.h"
+#include "quant/residual.h"
+#include "quant/uniform.h"
+#include "util/error.h"
+
+namespace kvo::quant {
+namespace {
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// Splits at commas outside parentheses.
+std::vector<std::string> split_top(const std::string& s, const std::string& whole) {
+  std::vector<std::string> out;
+  int depth = 0;
+  std::string cur;
+  for (char c : s) {
+    if (c == '(') ++depth;
+    if (c == ')' && --depth < 0) fail("unbalanced ')' in quantizer spec '{}'", whole);
+    if (c == ',' && depth == 0) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  check(depth == 0, "unbalanced '(' in quantizer spec '{}'", whole);
+  out.push_back(cur);
+  return out;
+}
+
+using Params = std::map<std::string, std::string>;
+
+Params parse_params(const std::string& family, const std::string& body,
+                    const std::vector<std::string>& allowed, const std::string& whole) {
+  Params params;
+  if (trim(body).empty()) return params;
+  const bool nested_ok = family == "residual";
+  std::string open_key;  // residual: the key whose nested spec is still collecting tokens
+  for (const std::string& raw : split_top(body, whole)) {
+    const std::string tok = trim(raw);
+    const size_t eq = tok.find('=');
+    const std::string key = eq == std::string::npos ? "" : trim(tok.substr(0, eq));
+    const bool is_own = std::find(allowed.begin(), allowed.end(), key) != allowed.end();
+    if (nested_ok && !open_key.empty() && !is_own) {
+      params[open_key] += "," + tok;
+      continue;
+    }
+    check(eq != std::string::npos, "expected key=value, got '{}' in quantizer spec '{}'", tok,
+          whole);
+    if (!is_own) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      if (list.empty()) list = "no keys";
+      fail("unknown key '{}' for {} in quantizer spec '{}' (expected {})", key, family, whole,
+           list);
+    }
+    check(!params.count(key), "key '{}' given twice in quantizer spec '{}'", key, whole);
+    params[key] = trim(tok.substr(eq + 1));
+    check(!params[key].empty(), "empty value for key '{}' in quantizer spec '{}'", key, whole);
+    open_key = (key == "meta" || key == "res") ? key : "";
+  }
+  return params;
+}
+
+int int_param(const Params& p, const std::string& key, int fallback, bool required,
+              const std::string& family, const std::string& whole) {
+  auto it = p.find(key);
+  if (it == p.end()) {
+    check(!required, "missing key '{}' for {} in quantizer spec '{}'", key, family, whole);
+    return fallback;
+  }
+  int v = 0;
+  const std::string& s = it->second;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  check(ec == std::errc() && ptr == s.data() + s.size(),
+        "bad value '{}' for key '{}' in quantizer spec '{}': expected an integer", s, key, whole);
+  return v;
+}
+
+std::string unwrap(const std::string& s) {
+  std::string t = trim(s);
+  if (t.size() >= 2 && t.front() == '(' && t.back() == ')') return trim(t.substr(1, t.size() - 2));
+  return t;
+}
+
+}  // namespace
+
+QuantizerPtr parse_quantizer(const std::string& spec_in) {
+  const std::string spec = trim(spec_in);
+  check(!spec.empty(), "empty quantizer spec");
+  const size_t colon = spec.find(':');
+  const std::string family = trim(spec.substr(0, colon));
+  const std::string body = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  check(colon == std::string::npos || !trim(body).empty(),
+        "quantizer spec '{}' has ':' but no parameters", spec);
+  try {
+    if (family == "higgs") {
+      const Params p = parse_params(family, body, {"d", "n", "group"}, spec);
+      return std::make_unique<HiggsQuantizer>(int_param(p, "d", 0, true, family, spec),
+                                              int_param(p, "n", 0, true, family, spec),
+                                              int_param(p, "group", 128, false, family, spec));
+    }
+    if (family == "uniform") {
+      const Params p = parse_params(family, body, {"bits", "group"}, spec);
+      return std::make_unique<UniformQuantizer>(int_param(p, "bits", 0, true, family, spec),
+                                                int_param(p, "group", 64, false, family, spec));
+    }
+    if (family == "fp8" || family == "bf16") {
+      parse_params(family, body, {}, spec);
+      if (family == "fp8") return std::make_unique<Fp8Quantizer>();
+      return std::make_unique<Bf16Quantizer>();
+    }
+    if (family == "residual") {
+      const Params p = parse_params(family, body, {"m", "meta", "res"}, spec);
+      const int m = int_param(p, "m", 0, true, family, spec);
+      check(p.count("meta"), "missing key 'meta' for residual in quantizer spec '{}'", spec);
+      check(p.count("res"), "missing key 'res' for residual in quantizer spec '{}'", spec);
+      return std::make_unique<ResidualQuantizer>(m, parse_quantizer(unwrap(p.at("meta"))),
+                                                 parse_quantizer(unwrap(p.at("res"))));
+    }
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.find(spec) != std::string::npos) throw;
+    fail("{} (in quantizer spec '{}')", msg, spec);
+  }
+  fail("unknown quantizer '{}' in spec '{}' (expected higgs, uniform, fp8, bf16 or residual)",
+       family, spec);
+}
+
+}  // namespace kvo::quant
