@@ -72,9 +72,14 @@ std::vector<HaystackSentence> split_essay(const std::string& raw) {
       if (!flat.empty() && flat.back() != ' ') flat += ' ';
       continue;
     }
+    // A quote or parenthesis closes a sentence only after terminal punctuation; a quote
+    // glued to a capital after a space is an opening quote ("the term "Web 2.0"").
+    auto terminal = [](char ch) { return ch == '.' || ch == '?' || ch == '!'; };
+    const size_t len = flat.size();
     const bool sentence_end =
-        !flat.empty() && (flat.back() == '.' || flat.back() == '?' || flat.back() == '!' ||
-                          flat.back() == '"' || flat.back() == ')');
+        len > 0 &&
+        (terminal(flat[len - 1]) || (len > 1 && (flat[len - 1] == '"' || flat[len - 1] == ')') &&
+                                     (terminal(flat[len - 2]) || flat[len - 2] == ',')));
     if (sentence_end && is_upper(c)) {
       breaks.push_back(flat.size());
       flat += ' ';

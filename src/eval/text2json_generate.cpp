@@ -274,8 +274,13 @@ nlohmann::ordered_json generate_text2json_sample(const Text2JsonOptions& options
   size_t distractors = std::max<size_t>(1, n / 3 + size_t(rng.range(0, 2)));
   std::vector<std::string> distractor_blocks;
   for (size_t k = 0; k < distractors; ++k) {
-    std::string text = filler.fill(rng.pick(d.distractors), {});
-    if (rng.chance(0.5)) text += " " + filler.fill(rng.pick(d.distractors), {});
+    const size_t first = rng.below(d.distractors.size());
+    std::string text = filler.fill(d.distractors[first], {});
+    if (rng.chance(0.5)) {
+      const size_t second =
+          (first + 1 + rng.below(d.distractors.size() - 1)) % d.distractors.size();
+      text += " " + filler.fill(d.distractors[second], {});
+    }
     distractor_blocks.push_back(text);
   }
 
