@@ -80,6 +80,27 @@ std::string render_llama3(const std::vector<ChatMessage>& messages) {
   return out;
 }
 
+// Meta's Llama 3.1 template without tools: a system block always, dated with the template's
+// own default.
+std::string render_llama31(const std::vector<ChatMessage>& messages) {
+  size_t first = 0;
+  std::string system;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = python_strip(messages[0].content);
+    first = 1;
+  }
+  std::string out =
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+      "December 2023\nToday Date: 26 Jul 2024\n\n" +
+      system + "<|eot_id|>";
+  for (size_t i = first; i < messages.size(); ++i) {
+    out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" +
+           python_strip(messages[i].content) + "<|eot_id|>";
+  }
+  out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
 bool is_tool_response(const std::string& c) {
   return c.starts_with("<tool_response>") && c.ends_with("</tool_response>");
 }
@@ -154,16 +175,19 @@ std::string lower(std::string s) {
 
 ChatFormat parse_chat_format(const std::string& name) {
   const std::string n = lower(name);
-  if (n == "llama3" || n == "llama-3" || n == "llama3.1") return ChatFormat::Llama3;
+  if (n == "llama3" || n == "llama-3") return ChatFormat::Llama3;
+  if (n == "llama3.1" || n == "llama3.2" || n == "llama3.3") return ChatFormat::Llama31;
   if (n == "qwen3") return ChatFormat::Qwen3;
   if (n == "chatml" || n == "smollm2" || n == "smollm") return ChatFormat::ChatML;
-  fail("unknown chat template '{}' (choose llama3, qwen3 or chatml)", name);
+  fail("unknown chat template '{}' (choose llama3, llama3.1, qwen3 or chatml)", name);
 }
 
 const char* chat_format_name(ChatFormat format) {
   switch (format) {
     case ChatFormat::Llama3:
       return "llama3";
+    case ChatFormat::Llama31:
+      return "llama3.1";
     case ChatFormat::Qwen3:
       return "qwen3";
     case ChatFormat::ChatML:
@@ -173,7 +197,10 @@ const char* chat_format_name(ChatFormat format) {
 }
 
 ChatFormat detect_chat_format(const std::string& source, const std::string& arch_name) {
-  if (source.find("<|start_header_id|>") != std::string::npos) return ChatFormat::Llama3;
+  if (source.find("<|start_header_id|>") != std::string::npos) {
+    return source.find("Cutting Knowledge Date") != std::string::npos ? ChatFormat::Llama31
+                                                                      : ChatFormat::Llama3;
+  }
   if (source.find("<|im_start|>") != std::string::npos) {
     const bool thinks = source.find("enable_thinking") != std::string::npos ||
                         source.find("<think>") != std::string::npos;
@@ -191,6 +218,8 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
   switch (format) {
     case ChatFormat::Llama3:
       return render_llama3(messages);
+    case ChatFormat::Llama31:
+      return render_llama31(messages);
     case ChatFormat::Qwen3:
       return render_qwen3(messages);
     case ChatFormat::ChatML:
@@ -202,6 +231,7 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
 std::vector<std::string> chat_stop_tokens(ChatFormat format) {
   switch (format) {
     case ChatFormat::Llama3:
+    case ChatFormat::Llama31:
       return {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"};
     case ChatFormat::Qwen3:
     case ChatFormat::ChatML:

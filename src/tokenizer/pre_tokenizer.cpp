@@ -23,6 +23,46 @@ pcre2_code* as_code(void* p) {
   return static_cast<pcre2_code*>(p);
 }
 
+// Unicode White_Space, which is what \s means in the regex engines HF tokenizers uses. PCRE2's
+// \s also takes U+180E (via \h), which would split words HF keeps together.
+constexpr const char* kWhiteSpace =
+    R"(\x{09}-\x{0D}\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F})"
+    R"(\x{3000})";
+
+// Rewrites \s and \S into explicit White_Space classes, inside and outside brackets.
+std::string with_explicit_whitespace(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        check(e != 'S', "pre-tokenizer regex: \\S inside a character class is not supported: {}",
+              pattern);
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal, not the end of the class.
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
+      continue;
+    }
+    if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 std::string escape_literal(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -33,7 +73,8 @@ std::string escape_literal(const std::string& s) {
 }
 }  // namespace
 
-Regex::Regex(const std::string& pattern) {
+Regex::Regex(const std::string& hf_pattern) {
+  const std::string pattern = with_explicit_whitespace(hf_pattern);
   int error = 0;
   PCRE2_SIZE offset = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),

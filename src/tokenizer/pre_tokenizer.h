@@ -9,7 +9,8 @@
 
 namespace kvo {
 
-// A compiled PCRE2 pattern (UTF + Unicode properties, JIT when available). Thread-safe.
+// A compiled PCRE2 pattern (UTF + Unicode properties, JIT when available), written in the
+// syntax HF tokenizers uses; \s is taken to mean Unicode White_Space as there. Thread-safe.
 class Regex {
  public:
   explicit Regex(const std::string& pattern);

@@ -57,6 +57,22 @@ TEST(ChatTemplate, Llama3TrimsUnicodeWhitespaceLikeJinja) {
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
+TEST(ChatTemplate, Llama31DatedSystemHeader) {
+  const std::string head =
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+      "December 2023\nToday Date: 26 Jul 2024\n\n";
+  const std::string tail =
+      "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  EXPECT_EQ(render_chat(ChatFormat::Llama31, {{"user", " Hi "}}), head + "<|eot_id|>" + tail);
+  EXPECT_EQ(render_chat(ChatFormat::Llama31, {{"system", "Be brief.\n"}, {"user", "Hi"}}),
+            head + "Be brief.<|eot_id|>" + tail);
+  EXPECT_EQ(detect_chat_format("{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
+                               "<|start_header_id|>",
+                               "llama"),
+            ChatFormat::Llama31);
+}
+
 TEST(ChatTemplate, DetectsFormatFromTemplateText) {
   const std::string shared = KVO_SHARED_DIR;
   for (const auto& [model, want] :
@@ -78,7 +94,8 @@ TEST(ChatTemplate, DetectsFormatFromTemplateText) {
 }
 
 TEST(ChatTemplate, NamesAndStopTokens) {
-  for (ChatFormat f : {ChatFormat::Llama3, ChatFormat::Qwen3, ChatFormat::ChatML}) {
+  for (ChatFormat f :
+       {ChatFormat::Llama3, ChatFormat::Llama31, ChatFormat::Qwen3, ChatFormat::ChatML}) {
     EXPECT_EQ(parse_chat_format(chat_format_name(f)), f);
   }
   EXPECT_THROW(parse_chat_format("vicuna"), Error);

@@ -9,6 +9,7 @@
 
 #include "io/gguf.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -306,6 +307,21 @@ TEST(TokenizerGguf, UnsupportedModelsAreNamed) {
   GgufBuilder empty;
   empty.str("general.architecture", "llama");
   EXPECT_THROW(gguf_tokenizer(empty), Error);
+}
+
+TEST(TokenizerRegex, WhitespaceIsUnicodeWhiteSpaceAsInHf) {
+  // PCRE2 alone would count U+180E as \s; HF's engines do not, and splits must agree.
+  auto matches = [](const std::string& pattern, const std::string& text) {
+    std::vector<std::pair<size_t, size_t>> out;
+    Regex(pattern).find_all(text, out);
+    return out;
+  };
+  EXPECT_TRUE(matches(R"(\s+)", "\xE1\xA0\x8E").empty());
+  EXPECT_EQ(matches(R"(\s+)", "a\xE3\x80\x80\xC2\x85 b").size(), 1u);
+  EXPECT_EQ(matches(R"([^\s\p{L}]+)", "\xE1\xA0\x8E!").size(), 1u);
+  EXPECT_EQ(matches(R"(\S+)", "ab \xE1\xA0\x8E").size(), 2u);
+  EXPECT_EQ(matches(R"([]a]+)", "]a]").size(), 1u);
+  EXPECT_THROW(Regex("(unclosed"), Error);
 }
 
 TEST(TokenizerUtf8, CompletePrefixAndValidity) {
