@@ -11,6 +11,8 @@
 
 namespace kvo {
 
+class GgufFile;
+
 struct LayerWeights {
   HostTensor attn_norm;               // (hidden)
   HostTensor wq, wk, wv, wo;          // (heads*head_dim, hidden) ... wo: (hidden, heads*head_dim)
@@ -41,6 +43,13 @@ LoadedModel load_hf_checkpoint(const std::string& dir);
 
 // GGUF v3 file of a llama / qwen2 / qwen3 model. Quantized tensors are dequantized to F32.
 LoadedModel load_gguf_model(const std::string& path);
+
+// Reads dir/config.json and merges eos ids from dir/generation_config.json when present.
+ModelConfig load_hf_config(const std::string& dir);
+
+// Model hyper-parameters from GGUF metadata alone (no tensor data is touched, except the small
+// rope_freqs tensor when present).
+ModelConfig gguf_model_config(const GgufFile& gguf);
 
 // Parses an HF config.json (already read as text); `where` names the source in errors.
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& where);

@@ -1,0 +1,186 @@
+// `kvoffload info PATH [--json]`: what a model file is, read from metadata and headers only
+// (nothing is dequantized), so it is instant even for large checkpoints.
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/commands.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+#include "util/error.h"
+
+namespace kvo::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+struct Summary {
+  std::string format;
+  int format_version = 0;
+  ModelConfig config;
+  int64_t parameters = 0;
+  std::map<std::string, int64_t> dtypes;  // dtype name -> number of tensors
+};
+
+bool has_gguf_magic(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char magic[4] = {};
+  size_t n = std::fread(magic, 1, 4, f);
+  std::fclose(f);
+  return n == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+Summary summarize(const std::string& path) {
+  Summary s;
+  std::error_code ec;
+  check(fs::exists(path, ec), "{}: no such file or directory", path);
+  if (fs::is_directory(path, ec)) {
+    s.format = "safetensors";
+    s.config = load_hf_config(path);
+    SafetensorsArchive archive = SafetensorsArchive::open(path);
+    for (const auto& [name, t] : archive.tensors()) {
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      s.parameters += n;
+      ++s.dtypes[t.dtype];
+    }
+    return s;
+  }
+  if (!has_gguf_magic(path)) {
+    check(fs::path(path).extension() != ".safetensors",
+          "{}: a safetensors file alone has no config.json; pass the checkpoint folder", path);
+    fail("{}: not a GGUF file or an HF checkpoint folder", path);
+  }
+  GgufFile g = GgufFile::open(path);
+  s.format = "gguf";
+  s.format_version = int(g.version());
+  s.config = gguf_model_config(g);
+  for (const GgufTensorInfo& t : g.tensors()) {
+    s.parameters += t.numel();
+    ++s.dtypes[ggml_type_name(t.type)];
+  }
+  return s;
+}
+
+const char* layout_name(RopeLayout l) {
+  return l == RopeLayout::RotateHalf ? "rotate-half" : "adjacent-pairs";
+}
+
+// Config floats are stored as float; printing their shortest decimal form keeps 1e-5 from
+// turning into 9.999999747378752e-06 when widened to double for JSON.
+double shortest(float f) {
+  return std::stod(fmt::format("{}", f));
+}
+
+json to_json(const Summary& s) {
+  const ModelConfig& c = s.config;
+  json rope = {{"theta", shortest(c.rope_theta)}, {"layout", layout_name(c.rope_layout)}};
+  if (c.rope_scaling.type == RopeScaling::Type::Llama3) {
+    rope["scaling"] = {{"type", "llama3"},
+                       {"factor", shortest(c.rope_scaling.factor)},
+                       {"low_freq_factor", shortest(c.rope_scaling.low_freq_factor)},
+                       {"high_freq_factor", shortest(c.rope_scaling.high_freq_factor)},
+                       {"original_max_position_embeddings", c.rope_scaling.original_max_position}};
+  } else if (!c.rope_freq_factors.empty()) {
+    rope["scaling"] = {{"type", "freq_factors"}, {"count", c.rope_freq_factors.size()}};
+  } else {
+    rope["scaling"] = {{"type", "none"}};
+  }
+  json j;
+  j["format"] = s.format;
+  if (s.format_version) j["format_version"] = s.format_version;
+  j["architecture"] = arch_name(c.arch);
+  j["arch_name"] = c.arch_name;
+  j["layers"] = c.num_layers;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_heads"] = c.num_heads;
+  j["num_kv_heads"] = c.num_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["vocab_size"] = c.vocab_size;
+  j["context_length"] = c.max_context;
+  j["parameters"] = s.parameters;
+  j["dtypes"] = s.dtypes;
+  j["rope"] = rope;
+  j["tied_embeddings"] = c.tie_word_embeddings;
+  j["qkv_bias"] = c.qkv_bias;
+  j["qk_norm"] = c.qk_norm;
+  j["rms_norm_eps"] = shortest(c.rms_norm_eps);
+  j["bos_id"] = c.bos_id;
+  j["eos_ids"] = c.eos_ids;
+  j["kv_bytes_per_token_bf16"] = c.kv_bytes_per_token(2);
+  return j;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (b >= 1024 && u < 3) b /= 1024, ++u;
+  return fmt::format("{:.4g} {}", b, units[u]);
+}
+
+void print_text(const Summary& s) {
+  const ModelConfig& c = s.config;
+  std::string format = s.format;
+  if (s.format_version) format += fmt::format(" (version {})", s.format_version);
+  std::string dtypes;
+  for (const auto& [name, n] : s.dtypes)
+    dtypes += fmt::format("{}{} x{}", dtypes.empty() ? "" : ", ", name, n);
+  std::string scaling = "none";
+  if (c.rope_scaling.type == RopeScaling::Type::Llama3) {
+    scaling =
+        fmt::format("llama3 (factor {}, low_freq_factor {}, high_freq_factor {}, original {})",
+                    c.rope_scaling.factor, c.rope_scaling.low_freq_factor,
+                    c.rope_scaling.high_freq_factor, c.rope_scaling.original_max_position);
+  } else if (!c.rope_freq_factors.empty()) {
+    scaling = fmt::format("per-frequency factors ({} from rope_freqs)", c.rope_freq_factors.size());
+  }
+  std::string eos;
+  for (int id : c.eos_ids) eos += fmt::format("{}{}", eos.empty() ? "" : ", ", id);
+  int64_t kv = c.kv_bytes_per_token(2);
+
+  fmt::print("format:            {}\n", format);
+  fmt::print("architecture:      {} ({})\n", arch_name(c.arch), c.arch_name);
+  fmt::print("layers:            {}\n", c.num_layers);
+  fmt::print("hidden size:       {}\n", c.hidden_size);
+  fmt::print("intermediate size: {}\n", c.intermediate_size);
+  fmt::print("attention:         {} heads, {} kv heads, head_dim {}{}{}\n", c.num_heads,
+             c.num_kv_heads, c.head_dim, c.qkv_bias ? ", qkv bias" : "",
+             c.qk_norm ? ", q/k norm" : "");
+  fmt::print("vocab size:        {}\n", c.vocab_size);
+  fmt::print("context length:    {}\n", c.max_context);
+  fmt::print("parameters:        {} ({:.1f}M)\n", s.parameters, s.parameters / 1e6);
+  fmt::print("weight dtypes:     {}\n", dtypes);
+  fmt::print("rope:              theta {}, scaling {}, layout {}\n", c.rope_theta, scaling,
+             layout_name(c.rope_layout));
+  fmt::print("tied embeddings:   {}\n", c.tie_word_embeddings ? "yes" : "no");
+  fmt::print("special tokens:    bos {}, eos [{}]\n", c.bos_id, eos);
+  fmt::print("KV cache (bf16):   {} bytes per token ({}; {} at the full context)\n", kv,
+             human_bytes(double(kv)), human_bytes(double(kv) * c.max_context));
+}
+
+std::function<void()> make_info(CLI::App& app) {
+  auto* sub = app.add_subcommand("info", "Describe a model: architecture, sizes, dtypes, KV bytes");
+  auto path = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
+  sub->add_option("path", *path, "GGUF file or HF checkpoint folder")->required();
+  sub->add_flag("--json", *as_json, "Print one JSON object instead of text");
+  return [path, as_json] {
+    Summary s = summarize(*path);
+    if (*as_json) {
+      std::printf("%s\n", to_json(s).dump().c_str());
+    } else {
+      print_text(s);
+    }
+  };
+}
+
+}  // namespace
+KVO_REGISTER_COMMAND("info", make_info);
+}  // namespace kvo::cli
