@@ -45,6 +45,13 @@ EdenGrid load_grid_file(const std::string& path, int p, int n) {
     ++row;
   }
   check(row == n, "{}: has {} points, expected {}", path, row, n);
+  g.half_norms.resize(n);
+  for (int c = 0; c < n; ++c) {
+    float s = 0.0f;
+    for (int j = 0; j < p; ++j)
+      s = std::fma(g.points[size_t(c) * p + j], g.points[size_t(c) * p + j], s);
+    g.half_norms[c] = 0.5f * s;
+  }
   return g;
 }
 
@@ -55,11 +62,8 @@ uint32_t EdenGrid::nearest(const float* y) const {
   float best_d = INFINITY;
   for (int c = 0; c < size; ++c) {
     const float* pt = points.data() + size_t(c) * dim;
-    float d = 0.0f;
-    for (int j = 0; j < dim; ++j) {
-      const float diff = y[j] - pt[j];
-      d = std::fma(diff, diff, d);
-    }
+    float d = half_norms[c];
+    for (int j = 0; j < dim; ++j) d = std::fma(-y[j], pt[j], d);
     if (d < best_d) {
       best_d = d;
       best = uint32_t(c);
@@ -70,11 +74,8 @@ uint32_t EdenGrid::nearest(const float* y) const {
 
 float EdenGrid::distance(const float* y, uint32_t code) const {
   const float* pt = point(code);
-  float d = 0.0f;
-  for (int j = 0; j < dim; ++j) {
-    const float diff = y[j] - pt[j];
-    d = std::fma(diff, diff, d);
-  }
+  float d = half_norms[code];
+  for (int j = 0; j < dim; ++j) d = std::fma(-y[j], pt[j], d);
   return d;
 }
 

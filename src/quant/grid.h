@@ -13,16 +13,18 @@
 namespace kvo::quant {
 
 struct EdenGrid {
-  int dim = 0;                // p: values per tuple
-  int size = 0;               // n: points
-  std::vector<float> points;  // [n, p] row-major, file order
+  int dim = 0;                    // p: values per tuple
+  int size = 0;                   // n: points
+  std::vector<float> points;      // [n, p] row-major, file order
+  std::vector<float> half_norms;  // [n] ||c||^2 / 2, accumulated with fma in j order
 
   const float* point(uint32_t code) const { return points.data() + size_t(code) * dim; }
-  // Index of the nearest point to y[0..p) by squared distance, ties to the lowest index.
-  // The distance is accumulated as d = fma(y_j - c_j, y_j - c_j, d) for j = 0..p-1, exactly
-  // as the CUDA encoder does, so both pick the same code for the same y.
+  // Index of the nearest point to y[0..p), ties to the lowest index. Points are ranked by
+  // ||y - c||^2 / 2 - ||y||^2 / 2 = ||c||^2 / 2 - y.c (same order, p FMAs per point), computed
+  // as d = half_norms[c]; d = fma(-y_j, c_j, d) for j = 0..p-1, exactly as the CUDA encoder
+  // does, so both pick the same code for the same y.
   uint32_t nearest(const float* y) const;
-  // Squared distance in that canonical order (for tie analysis).
+  // That canonical ranking value of one point (for tie analysis).
   float distance(const float* y, uint32_t code) const;
 };
 

@@ -37,7 +37,7 @@ struct Agreement {
 };
 
 // Compares CUDA and CPU records code by code. A differing code counts as an exact near-tie
-// when the CPU's distances to both candidate points are within 1e-6 relative.
+// when the CPU's ranking values of both points (grid.h) differ by at most 1e-6 (1 + ||y_t||^2).
 Agreement compare(const HiggsQuantizer& q, const std::vector<float>& x, size_t n, size_t dim) {
   const auto gpu = cuda::higgs_encode_host(q, x.data(), n, dim);
   const auto cpu = q.encode(x.data(), n, dim);
@@ -70,7 +70,9 @@ Agreement compare(const HiggsQuantizer& q, const std::vector<float>& x, size_t n
         float tuple[64] = {};
         for (size_t j = 0; j < p; ++j) tuple[j] = t * p + j < h && s > 0 ? y[t * p + j] / s : 0.0f;
         const float dg = q.grid().distance(tuple, cg), dc = q.grid().distance(tuple, cc);
-        if (std::fabs(dg - dc) <= 1e-6f * std::max(dg, dc)) ++a.near_ties;
+        float y2 = 0;
+        for (size_t j = 0; j < p; ++j) y2 += tuple[j] * tuple[j];
+        if (std::fabs(dg - dc) <= 1e-6f * (1.0f + y2)) ++a.near_ties;
       }
   }
   return a;

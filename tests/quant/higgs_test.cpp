@@ -100,6 +100,7 @@ TEST(Higgs, TiesGoToLowestIndex) {
   g.dim = 1;
   g.size = 3;
   g.points = {1.0f, -1.0f, 1.0f};
+  g.half_norms = {0.5f, 0.5f, 0.5f};
   const float zero = 0.0f, one = 1.0f;
   EXPECT_EQ(g.nearest(&zero), 0u);
   EXPECT_EQ(g.nearest(&one), 0u);

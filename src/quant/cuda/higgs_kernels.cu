@@ -35,7 +35,7 @@ Layout layout_of(const HiggsQuantizer& q, size_t dim) {
           q.codes_bytes(dim)};
 }
 
-// Device copy of each grid, uploaded once per process.
+// Device copy of each grid, [npts * p] points then [npts] half norms, uploaded once.
 const float* device_grid(const EdenGrid& g) {
   static std::mutex mu;
   static std::map<const EdenGrid*, float*> cache;
@@ -43,9 +43,10 @@ const float* device_grid(const EdenGrid& g) {
   auto it = cache.find(&g);
   if (it != cache.end()) return it->second;
   float* d = nullptr;
-  KVO_CUDA_CHECK(cudaMalloc(&d, g.points.size() * sizeof(float)));
-  KVO_CUDA_CHECK(
-      cudaMemcpy(d, g.points.data(), g.points.size() * sizeof(float), cudaMemcpyHostToDevice));
+  std::vector<float> host(g.points);
+  host.insert(host.end(), g.half_norms.begin(), g.half_norms.end());
+  KVO_CUDA_CHECK(cudaMalloc(&d, host.size() * sizeof(float)));
+  KVO_CUDA_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
   cache[&g] = d;
   return d;
 }
@@ -139,8 +140,9 @@ __device__ float rotate_smem(const float* __restrict__ xv, int valid, int h, flo
   return s;
 }
 
-// x: [n, dim] fp32 -> records. One warp per (vector, group); grid [npts, P] in shared memory,
-// then each warp's y slice [T*P] (zero tail when P does not divide h).
+// x: [n, dim] fp32 -> records. One warp per (vector, group). Shared memory: grid [npts, P],
+// half norms [npts], then each warp's y slice [T*P] (zero tail when P does not divide h).
+// grid_g holds the points followed by the half norms (device_grid).
 template <int P>
 __global__ void encode_kernel(const float* __restrict__ x, size_t n, Layout L,
                               const float* __restrict__ grid_g, uint8_t* __restrict__ out) {
@@ -148,8 +150,10 @@ __global__ void encode_kernel(const float* __restrict__ x, size_t n, Layout L,
   float* grid = smem;
   const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int ylen = L.T * P;
-  float* y = smem + L.npts * P + warp * ylen;
+  float* hnorm = smem + L.npts * P;
+  float* y = hnorm + L.npts + warp * ylen;
   for (int i = threadIdx.x; i < L.npts * P; i += blockDim.x) grid[i] = grid_g[i];
+  for (int i = threadIdx.x; i < L.npts; i += blockDim.x) hnorm[i] = grid_g[L.npts * P + i];
   for (int k = L.h + lane; k < ylen; k += 32) y[k] = 0.0f;
   __syncthreads();
   const size_t total = n * size_t(L.G);
@@ -173,14 +177,12 @@ __global__ void encode_kernel(const float* __restrict__ x, size_t n, Layout L,
       for (int j = 0; j < P; ++j) yt[j] = y[t * P + j];
       int best = 0;
       float bd = INFINITY;
+#pragma unroll 4
       for (int c = 0; c < L.npts; ++c) {
         const float* pt = grid + c * P;
-        float d = 0.0f;
+        float d = hnorm[c];
 #pragma unroll
-        for (int j = 0; j < P; ++j) {
-          const float diff = yt[j] - pt[j];
-          d = fmaf(diff, diff, d);
-        }
+        for (int j = 0; j < P; ++j) d = fmaf(-yt[j], pt[j], d);
         if (d < bd) {
           bd = d;
           best = c;
@@ -400,7 +402,7 @@ template <int P>
 struct EncodeLaunch {
   static void run(const float* x, size_t n, const Layout& L, const float* grid, uint8_t* out) {
     const int warps = kEncodeThreads / 32;
-    const size_t smem = (size_t(L.npts) * P + size_t(warps) * L.T * P) * sizeof(float);
+    const size_t smem = (size_t(L.npts) * (P + 1) + size_t(warps) * L.T * P) * sizeof(float);
     const size_t work = (n * L.G + warps - 1) / warps;
     const int blocks = grid_blocks(encode_kernel<P>, kEncodeThreads, smem, work);
     encode_kernel<P><<<blocks, kEncodeThreads, smem>>>(x, n, L, grid, out);
