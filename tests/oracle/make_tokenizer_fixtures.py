@@ -17,7 +17,10 @@ The SmolLM2 oracle is built twice and both are recorded: (a) transformers' own G
 (AutoTokenizer with gguf_file=...), and (b) a `tokenizers` pipeline assembled from the GGUF
 vocabulary with the pre-tokenizer SmolLM2's tokenizer.json declares and llama.cpp's "smollm"
 pre-type reproduces (isolate each digit, then the GPT-2 byte-level split). The tests use (b);
-the fixture says how many texts (a) disagrees on, so a difference is visible, not hidden.
+the fixture lists the texts (a) disagrees on, so a difference is visible, not hidden. With
+transformers 5.17, (a) agrees on every hand-written text but not on 9 of the 150 random ones:
+its GGUF import does not read tokenizer.ggml.pre, so it keeps a space in front of a number
+character such as U+216B and splits some \\r\\n runs differently from SmolLM2's tokenizer.json.
 """
 import argparse
 import json
@@ -77,7 +80,26 @@ TEXTS = [
     "\u00a0non-breaking\u00a0space\u2003em space\u3000ideographic",
     "zero\u200bwidth\u200cjoiners\u200d",
     "Private use \ue000 and astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𐍈",
+    # \s differs between regex engines: U+180E is not White_Space, U+0085 and U+2028 are.
+    "a \u180e b\u0085c\u2028d \u2029 e\u202f\u205f",
+    "Case folding: 'ſ 'K 'S 'İ IT'S it'ſ",
+    "NFC: \u2126 \u212b \u1100\u1161\u11a8 e\u0301\u0327 \u0f73 \ufb01",
+    "Controls: \x00 \x01\x1f\x7f \ufeff \U000e0001 \u0378",
 ]
+
+
+def random_texts(n=150, seed=1234):
+    """Seeded random strings over an alphabet that stresses the pre-tokenizer regexes."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = (list(" \t\n\r\x0b\x0c") * 6 + list("0123456789") * 3 +
+                list("abcXYZ'sStTmMdDlLvVrReE") * 2 + list(".,;:!?-_()[]{}<>|/\\\"#$%&*+=@^`~") +
+                ["é", "e\u0301", "ñ", "n\u0303", "Å", "A\u030a", "ß", "中", "日", "한", "😀", "🦙",
+                 "🏽", "\u200d", "👨", "❤", "\ufe0f", "🇺", "\u0085", "\u00a0", "\u2028", "\u180e",
+                 "\u3000", "\u200b", "١", "Ⅻ", "½", "α", "Ж", "א", "ह", "ि", "𝔘", "’", "ſ",
+                 "<|im_start|>", "<|im_end|>", "<|eot_id|>", "<think>", "<|endoftext|>"])
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
 CHAT_CASES = [
     [{"role": "user", "content": "Hello!"}],
@@ -188,7 +210,7 @@ def fixtures(data, out):
     from transformers import AutoTokenizer
 
     os.makedirs(out, exist_ok=True)
-    texts = TEXTS + [haystack_excerpt(os.path.join(data, "haystack.txt"))]
+    texts = TEXTS + [haystack_excerpt(os.path.join(data, "haystack.txt"))] + random_texts()
     tricky = [t for t in TEXTS if t.startswith(("中文", "Emoji", "Precomposed", "Decomposed",
                                                 "Math", "Private", "Mixed scripts"))]
     versions = {"tokenizers": tokenizers.__version__, "transformers": transformers.__version__}
