@@ -11,7 +11,9 @@ Two steps, because the GPU machine that has transformers cannot see the project'
 2. On the GPU machine (tokenizers 0.23, transformers 5.17, the gguf wheel installed):
      python3 tests/oracle/make_tokenizer_fixtures.py fixtures --data .dev/tok --out $OUT
    where .dev/tok holds llama3.1/ and qwen3/ (tokenizer.json + tokenizer_config.json),
-   smollm2/smollm2-vocab.gguf and haystack.txt. Copy $OUT/*.json to tests/fixtures/tokenizer/.
+   smollm2/smollm2-vocab.gguf and haystack.txt (the committed fixtures used
+   ../shared/data/haystack/paul-graham-essays/addiction.txt). Copy $OUT/*.json to
+   tests/fixtures/tokenizer/.
 
 The SmolLM2 oracle is built twice and both are recorded: (a) transformers' own GGUF import
 (AutoTokenizer with gguf_file=...), and (b) a `tokenizers` pipeline assembled from the GGUF
