@@ -167,7 +167,11 @@ Tokenizer Tokenizer::from_json_file(const std::string& path) {
   if (fs::is_directory(file)) file /= "tokenizer.json";
   check(fs::exists(file), "tokenizer file {} does not exist", file.string());
   Tokenizer tok = from_json(read_file(file), file.string());
-  read_config(*tok.impl_, file.parent_path());
+  try {
+    read_config(*tok.impl_, file.parent_path());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected tokenizer_config.json layout: {}", file.parent_path().string(), e.what());
+  }
   return tok;
 }
 
