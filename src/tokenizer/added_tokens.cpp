@@ -1,6 +1,5 @@
 #include "tokenizer/added_tokens.h"
 
-#include <algorithm>
 
 namespace kvo {
 namespace {
