@@ -6,6 +6,7 @@
 // largest logit magnitude: far below what a wrong RoPE pairing, norm or mask produces (O(0.1..1)).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,7 @@ struct Fixture {
   std::vector<int32_t> ids;
   std::vector<int64_t> positions;
   std::vector<std::vector<float>> logits;
+  std::vector<float> margins;  // HF's top1 - top2 logit at every position
 };
 
 Fixture load_fixture(const std::string& name) {
@@ -36,6 +38,7 @@ Fixture load_fixture(const std::string& name) {
   f.ids = j.at("input_ids").get<std::vector<int32_t>>();
   f.positions = j.at("positions").get<std::vector<int64_t>>();
   f.logits = j.at("logits").get<std::vector<std::vector<float>>>();
+  f.margins = j.at("top2_margin_all").get<std::vector<float>>();
   return f;
 }
 
@@ -51,6 +54,12 @@ void expect_logits_match(const Fixture& f, const std::vector<float>& all, int64_
       max_diff = std::max(max_diff, std::fabs(all[row * vocab + v] - f.logits[i][v]));
     }
     EXPECT_LE(max_diff, 1e-4f * max_abs) << "position " << f.positions[i];
+    // The top token must agree wherever HF's top-2 margin is not a near-tie.
+    const auto& ref = f.logits[i];
+    const int64_t ref_top = std::max_element(ref.begin(), ref.end()) - ref.begin();
+    const auto ours = all.begin() + row * vocab;
+    if (f.margins[f.positions[i]] > 1e-3f)
+      EXPECT_EQ(std::max_element(ours, ours + vocab) - ours, ref_top) << "position " << f.positions[i];
   }
 }
 
