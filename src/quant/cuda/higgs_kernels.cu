@@ -214,12 +214,29 @@ __device__ __forceinline__ uint32_t code_at(const uint32_t* recw, int cb, int id
   return (w >> ((idx & 1) * 16)) & 0xffffu;
 }
 
-// Stages one block's run of records into shared memory with coalesced 4-byte loads.
+// Stages one block's run of records into shared memory. Each thread issues all its 16-byte
+// loads before storing any, so a batch costs about one memory latency, not one per word.
 __device__ void stage_records(const uint8_t* keys, size_t base, size_t cnt, size_t rec,
                               uint32_t* recs) {
+  constexpr int U = 8;
+  const size_t bytes = cnt * rec, n16 = bytes / 16;
+  const uint4* src4 = reinterpret_cast<const uint4*>(keys + base * rec);  // 16-aligned: rec%4==0,
+  uint4* dst4 = reinterpret_cast<uint4*>(recs);                           // base%blockDim==0
+  for (size_t i = threadIdx.x; i < n16; i += size_t(U) * blockDim.x) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const size_t k = i + size_t(u) * blockDim.x;
+      if (k < n16) v[u] = src4[k];
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const size_t k = i + size_t(u) * blockDim.x;
+      if (k < n16) dst4[k] = v[u];
+    }
+  }
   const uint32_t* src = reinterpret_cast<const uint32_t*>(keys + base * rec);
-  const size_t words = cnt * (rec / 4);
-  for (size_t w = threadIdx.x; w < words; w += blockDim.x) recs[w] = src[w];
+  for (size_t w = n16 * 4 + threadIdx.x; w < bytes / 4; w += blockDim.x) recs[w] = src[w];
 }
 
 // scores[i] = sum_g s_g/h * sum_t lut[g][t][c_gt], lut = [G*T, npts] dot products of grid
@@ -251,15 +268,35 @@ __global__ void score_lut_kernel(const float* __restrict__ qrot, const uint8_t* 
     if (threadIdx.x < cnt) {
       const uint32_t* rw = recs + threadIdx.x * words;
       const float* sc = reinterpret_cast<const float*>(rw + L.codes_bytes / 4);
-      uint32_t w = 0;
       float total = 0.0f;
-      for (int g = 0; g < L.G; ++g) {
-        float acc = 0.0f;
-        for (int t = 0; t < L.T; ++t) {
-          const int idx = g * L.T + t;
-          acc += lut[size_t(idx) * L.npts + code_at(rw, L.cb, idx, w)];
+      if (L.cb == 1 && L.T % 4 == 0) {
+        // Fast path (uint8 codes, whole words per group): four independent table reads per
+        // code word, two accumulators to shorten the dependent add chain.
+        const int wpg = L.T / 4;
+        for (int g = 0; g < L.G; ++g) {
+          const uint32_t* cw = rw + g * wpg;
+          const float* l = lut + size_t(g) * L.T * L.npts;
+          float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll 4
+          for (int wi = 0; wi < wpg; ++wi, l += 4 * L.npts) {
+            const uint32_t w = cw[wi];
+            a0 += l[w & 0xffu];
+            a1 += l[L.npts + ((w >> 8) & 0xffu)];
+            a0 += l[2 * L.npts + ((w >> 16) & 0xffu)];
+            a1 += l[3 * L.npts + (w >> 24)];
+          }
+          total += (a0 + a1) * sc[g] * inv_h;
         }
-        total += acc * sc[g] * inv_h;
+      } else {
+        uint32_t w = 0;
+        for (int g = 0; g < L.G; ++g) {
+          float acc = 0.0f;
+          for (int t = 0; t < L.T; ++t) {
+            const int idx = g * L.T + t;
+            acc += lut[size_t(idx) * L.npts + code_at(rw, L.cb, idx, w)];
+          }
+          total += acc * sc[g] * inv_h;
+        }
       }
       scores[base + threadIdx.x] = total;
     }
@@ -308,7 +345,48 @@ __global__ void score_grid_kernel(const float* __restrict__ qrot, const uint8_t*
   }
 }
 
-// records -> [n, dim] bf16. One warp per (vector, group), slice of h floats in shared memory.
+// Code of value k of group g: tuple k / p of the record.
+__device__ __forceinline__ uint32_t code_of(const uint8_t* rec, const Layout& L, int g, int t) {
+  const size_t idx = size_t(g) * L.T + t;
+  return L.cb == 1 ? rec[idx] : (uint32_t(rec[2 * idx]) | (uint32_t(rec[2 * idx + 1]) << 8));
+}
+
+// Groups of 32*E values: lane holds z[lane*E .. +E) = grid value * s, then the same
+// register/shuffle butterflies as rotate_regs; no shared memory.
+template <int E>
+__device__ void decode_regs(const uint8_t* rec, const Layout& L, int g, float s,
+                            const float* __restrict__ grid_g, __nv_bfloat16* out, int valid,
+                            int lane) {
+  float v[E];
+#pragma unroll
+  for (int k = 0; k < E; ++k) {
+    const int i = lane * E + k, t = i / L.p;
+    v[k] = grid_g[code_of(rec, L, g, t) * L.p + (i - t * L.p)] * s;
+  }
+#pragma unroll
+  for (int st = 1; st < E; st <<= 1)
+#pragma unroll
+    for (int k = 0; k < E; ++k)
+      if (!(k & st)) {
+        const float a = v[k], b = v[k + st];
+        v[k] = a + b;
+        v[k + st] = a - b;
+      }
+#pragma unroll
+  for (int m = 1; m < 32; m <<= 1)
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      const float o = __shfl_xor_sync(kFull, v[k], m);
+      v[k] = (lane & m) ? o - v[k] : v[k] + o;
+    }
+  const float inv_h = 1.0f / float(L.h);
+#pragma unroll
+  for (int k = 0; k < E; ++k)
+    if (lane * E + k < valid) out[lane * E + k] = __float2bfloat16_rn(v[k] * inv_h);
+}
+
+// records -> [n, dim] bf16. One warp per (vector, group); groups above 128 values use the
+// warp's shared-memory slice of h floats.
 __global__ void decode_bf16_kernel(const uint8_t* __restrict__ keys, size_t n, Layout L,
                                    const float* __restrict__ grid_g,
                                    __nv_bfloat16* __restrict__ out) {
@@ -322,10 +400,18 @@ __global__ void decode_bf16_kernel(const uint8_t* __restrict__ keys, size_t n, L
     const int g = int(gi % L.G);
     const uint8_t* rec = keys + vi * L.rec;
     const float s = *reinterpret_cast<const float*>(rec + L.codes_bytes + 4 * size_t(g));
+    const int valid = int(min(size_t(L.h), L.dim - size_t(g) * L.h));
+    __nv_bfloat16* o = out + vi * L.dim + size_t(g) * L.h;
+    if (L.h == 64) {
+      decode_regs<2>(rec, L, g, s, grid_g, o, valid, lane);
+      continue;
+    }
+    if (L.h == 128) {
+      decode_regs<4>(rec, L, g, s, grid_g, o, valid, lane);
+      continue;
+    }
     for (int t = lane; t < L.T; t += 32) {
-      const size_t idx = size_t(g) * L.T + t;
-      const uint32_t c =
-          L.cb == 1 ? rec[idx] : (uint32_t(rec[2 * idx]) | (uint32_t(rec[2 * idx + 1]) << 8));
+      const uint32_t c = code_of(rec, L, g, t);
       for (int j = 0; j < L.p; ++j) {
         const int k = t * L.p + j;
         if (k < L.h) y[k] = grid_g[c * L.p + j] * s;
@@ -333,9 +419,7 @@ __global__ void decode_bf16_kernel(const uint8_t* __restrict__ keys, size_t n, L
     }
     __syncwarp();
     fwht_warp_smem(y, L.h, lane);
-    const int valid = int(min(size_t(L.h), L.dim - size_t(g) * L.h));
-    for (int k = lane; k < valid; k += 32)
-      out[vi * L.dim + size_t(g) * L.h + k] = __float2bfloat16_rn(y[k] * inv_h);
+    for (int k = lane; k < valid; k += 32) o[k] = __float2bfloat16_rn(y[k] * inv_h);
     __syncwarp();
   }
 }
