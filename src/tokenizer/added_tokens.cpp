@@ -1,6 +1,5 @@
 #include "tokenizer/added_tokens.h"
 
-
 namespace kvo {
 namespace {
 
