@@ -33,7 +33,7 @@ CliResult run_cli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-class TokenizeCli : public ::testing::Test {
+class TokenizerCli : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("kvo_tokenize_cli_" + std::to_string(getpid()));
@@ -52,7 +52,7 @@ class TokenizeCli : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(TokenizeCli, PrintsIdsAndCount) {
+TEST_F(TokenizerCli, PrintsIdsAndCount) {
   CliResult r = run_cli("tokenize --model " + dir_.string() + " --text 'ab c<|end|>'");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output, "256 32 99 257\n4 tokens\n");
@@ -61,7 +61,7 @@ TEST_F(TokenizeCli, PrintsIdsAndCount) {
   EXPECT_EQ(f.output, r.output);
 }
 
-TEST_F(TokenizeCli, Json) {
+TEST_F(TokenizerCli, Json) {
   CliResult r = run_cli("tokenize --model " + dir_.string() + " --text 'ab c<|end|>' --json");
   ASSERT_EQ(r.status, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
@@ -70,7 +70,7 @@ TEST_F(TokenizeCli, Json) {
   EXPECT_EQ(j.at("tokens"), nlohmann::json({"ab", "\xC4\xA0", "c", "<|end|>"}));
 }
 
-TEST_F(TokenizeCli, ErrorsAreOneLine) {
+TEST_F(TokenizerCli, ErrorsAreOneLine) {
   std::ofstream(dir_ / "broken.json") << "this is not json";
   for (const std::string& model :
        {(dir_ / "broken.json").string(), (dir_ / "missing.gguf").string()}) {

@@ -104,7 +104,8 @@ TEST_P(TokenizerFixture, StreamingDecoderMatchesDecode) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, TokenizerFixture, ::testing::Values("llama3_1", "qwen3", "smollm2"));
+INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerFixture,
+                         ::testing::Values("llama3_1", "qwen3", "smollm2"));
 
 TEST(TokenizerModels, SpecialIdsAndTemplates) {
   if (const Tokenizer* t = tokenizer_for("llama3_1")) {
