@@ -431,6 +431,8 @@ GgufFile GgufFile::parse_bytes(const uint8_t* data, size_t size, const std::stri
         "{}: not a GGUF file (wrong magic: expected \"GGUF\")", name);
   r.read<uint32_t>("the magic");
   g.version_ = r.read<uint32_t>("the version");
+  check(g.version_ != 0x02000000u && g.version_ != 0x03000000u,
+        "{}: big-endian GGUF files are not supported", name);
   check(g.version_ == 2 || g.version_ == 3, "{}: unsupported GGUF version {} (supported: 2, 3)",
         name, g.version_);
   uint64_t n_tensors = r.read<uint64_t>("the tensor count");

@@ -117,6 +117,7 @@ void dequantize(uint32_t type, const void* src, float* dst, int64_t n) {
   check(n >= 0 && n % block == 0,
         "dequantize {}: {} elements is not a multiple of the block size {}", ggml_type_name(type),
         n, block);
+  if (n == 0) return;  // empty tensors may come with null pointers
   switch (static_cast<GgmlType>(type)) {
     case GgmlType::F32:
       std::memcpy(dst, b, size_t(n) * 4);

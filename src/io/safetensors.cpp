@@ -54,6 +54,14 @@ HostTensor SafetensorsTensor::host_tensor(const std::string& name) const {
   t.shape = shape;
   t.data = data;
   t.owner = file;
+  if (reinterpret_cast<uintptr_t>(data) % dtype_size(t.dtype) != 0) {
+    // The format does not promise aligned offsets; a misaligned tensor is copied once so that
+    // every consumer can read it as float/uint16 arrays without undefined behavior.
+    auto copy = std::make_shared<std::vector<uint32_t>>((nbytes + 3) / 4);
+    std::memcpy(copy->data(), data, nbytes);
+    t.data = copy->data();
+    t.owner = copy;
+  }
   return t;
 }
 

@@ -51,6 +51,14 @@ HostTensor to_host(const GgufFile& g, const GgufTensorInfo& t) {
     h.shape = std::move(shape);
     h.data = t.data;
     h.owner = g.file();
+    if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(h.dtype) != 0) {
+      // Only possible with general.alignment < 4 (or bytes parsed from an unaligned buffer):
+      // copy once so consumers can read the tensor as a float/uint16 array.
+      auto copy = std::make_shared<std::vector<uint32_t>>((t.nbytes + 3) / 4);
+      std::memcpy(copy->data(), t.data, t.nbytes);
+      h.data = copy->data();
+      h.owner = copy;
+    }
     return h;
   }
   check(can_dequantize(t.type),
@@ -174,11 +182,18 @@ ModelConfig gguf_model_config(const GgufFile& g) {
   // folded into a rope_freqs tensor instead (read below).
   if (g.has(p + "rope.scaling.type")) {
     std::string type = g.get_string(p + "rope.scaling.type");
-    check(type == "none",
+    // A factor of 1 means no scaling whatever the type says; some converters write it that way.
+    bool unit = !g.has(p + "rope.scaling.factor") || g.get_float(p + "rope.scaling.factor") == 1.0;
+    check(type == "none" || unit,
           "{}: unsupported rope scaling type {} (supported: none, or llama3 via "
           "rope_freqs.weight)",
           g.name(), type);
   }
+  if (g.has(p + "rope.dimension_count"))
+    check(
+        int_key(g, p + "rope.dimension_count") == c.head_dim,
+        "{}: partial rotary embeddings ({}rope.dimension_count {} < head_dim {}) are not supported",
+        g.name(), p, int_key(g, p + "rope.dimension_count"), c.head_dim);
   if (g.has(p + "rope.scale_linear"))
     check(g.get_float(p + "rope.scale_linear") == 1.0, "{}: linear rope scaling is not supported",
           g.name());

@@ -16,9 +16,9 @@ using Bytes = std::vector<uint8_t>;
 
 template <typename T>
 void put(Bytes& b, T v) {
-  uint8_t raw[sizeof(T)];
-  std::memcpy(raw, &v, sizeof(T));
-  b.insert(b.end(), raw, raw + sizeof(T));
+  size_t at = b.size();
+  b.resize(at + sizeof(T));
+  std::memcpy(b.data() + at, &v, sizeof(T));
 }
 inline void put_str(Bytes& b, const std::string& s) {
   put<uint64_t>(b, s.size());
@@ -157,10 +157,11 @@ class SafetensorsBuilder {
   Bytes build() const {
     std::string h = header_.dump();
     h.resize((h.size() + 7) / 8 * 8, ' ');  // writers pad the header to 8 bytes with spaces
-    Bytes b;
-    put<uint64_t>(b, h.size());
-    b.insert(b.end(), h.begin(), h.end());
-    b.insert(b.end(), data_.begin(), data_.end());
+    Bytes b(8 + h.size() + data_.size());
+    uint64_t n = h.size();
+    std::memcpy(b.data(), &n, 8);
+    std::memcpy(b.data() + 8, h.data(), h.size());
+    if (!data_.empty()) std::memcpy(b.data() + 8 + h.size(), data_.data(), data_.size());
     return b;
   }
 

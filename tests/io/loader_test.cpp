@@ -217,7 +217,8 @@ TEST(LoaderHf, Errors) {
 }
 
 // A tiny GGUF in llama.cpp's naming; the embedding and wq are Q8_0 to exercise dequantization.
-Bytes tiny_gguf(const std::string& arch, bool tied, bool rope_freqs) {
+Bytes tiny_gguf(const std::string& arch, bool tied, bool rope_freqs,
+                const std::string& rope_scaling = "") {
   const uint64_t h = 32, heads = 4, kv_heads = 2, hd = 8, f = 64, vocab = 6, layers = 1;
   test::GgufBuilder b;
   std::string p = arch + ".";
@@ -234,6 +235,10 @@ Bytes tiny_gguf(const std::string& arch, bool tied, bool rope_freqs) {
       .kv<uint32_t>("tokenizer.ggml.bos_token_id", test::kU32, 0)
       .kv<uint32_t>("tokenizer.ggml.eos_token_id", test::kU32, 4)
       .kv<uint32_t>("tokenizer.ggml.eot_token_id", test::kU32, 5);
+  if (!rope_scaling.empty()) {
+    b.kv_str(p + "rope.scaling.type", rope_scaling);
+    b.kv<float>(p + "rope.scaling.factor", test::kF32, 4.0f);
+  }
   // Q8_0 rows: 32 elements per block; row r has d = 0.5 and quants (r + j) % 7 - 3.
   auto q8 = [](uint64_t rows) {
     Bytes data;
@@ -336,6 +341,9 @@ TEST(LoaderGguf, Errors) {
   test::write_file(path, test::GgufBuilder().kv_str("general.architecture", "gpt2").build());
   EXPECT_HAS(err(), "unsupported architecture gpt2");
 
+  test::write_file(path, tiny_gguf("qwen2", false, false, "yarn"));
+  EXPECT_HAS(err(), "unsupported rope scaling type yarn");
+
   Bytes ok = tiny_gguf("llama", true, false);
   test::write_file(path, Bytes(ok.begin(), ok.end() - 100));
   EXPECT_HAS(err(), "truncated GGUF file");
@@ -379,6 +387,27 @@ TEST(LoaderGguf, DefaultModelSmolLM2) {
     sum_sq += double(x) * x;
   }
   EXPECT_GT(sum_sq, 0.0);
+}
+
+}  // namespace
+}  // namespace kvo
+
+namespace kvo {
+namespace {
+
+// The transformers-written tiny checkpoints of the oracle tests (tests/oracle/) are real HF
+// output: sharded F16 Qwen2, tied BF16 Qwen3, llama3-scaled F32 Llama.
+TEST(LoaderHf, TransformersWrittenFixtures) {
+  const std::string root = std::string(KVO_TEST_DATA_DIR) + "/fixtures/models/";
+  if (!fs::exists(root + "qwen2/config.json")) GTEST_SKIP() << "no oracle fixtures";
+  LoadedModel q2 = load_hf_checkpoint(root + "qwen2");
+  EXPECT_TRUE(q2.config.qkv_bias);
+  EXPECT_EQ(q2.weights.files.size(), 2u);
+  LoadedModel q3 = load_hf_checkpoint(root + "qwen3");
+  EXPECT_TRUE(q3.config.qk_norm);
+  EXPECT_EQ(q3.weights.lm_head.data, q3.weights.token_embedding.data);
+  LoadedModel l = load_hf_checkpoint(root + "llama3_scaled");
+  EXPECT_EQ(l.config.rope_scaling.type, RopeScaling::Type::Llama3);
 }
 
 }  // namespace

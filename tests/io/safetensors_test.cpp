@@ -70,6 +70,17 @@ TEST(SafetensorsParse, HostTensorRejectsOtherDtypes) {
   }
 }
 
+TEST(SafetensorsParse, MisalignedTensorIsCopied) {
+  SafetensorsBuilder b;
+  b.add("pad", "U8", {1}, Bytes{7});
+  b.add("w", "BF16", {2}, bf16_bytes({0x3F80, 0xC040}));  // starts at an odd offset
+  Bytes bytes = b.build();
+  auto tensors = SafetensorsArchive::parse_bytes(bytes.data(), bytes.size(), "t");
+  HostTensor w = tensors.at("w").host_tensor("w");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data) % 2, 0u);
+  EXPECT_EQ(w.to_f32(), (std::vector<float>{1.0f, -3.0f}));
+}
+
 TEST(SafetensorsParse, Truncated) {
   Bytes bytes = sample().build();
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
