@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "io/gguf.h"
@@ -152,6 +155,40 @@ TEST(GgufDequant, UnsupportedTypeNamed) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("Q5_K"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kvo
+
+namespace kvo {
+namespace {
+
+int hex_digit(char c) {
+  return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+// Random blocks dequantized by gguf-py, an independent implementation
+// (tests/io/make_dequant_fixture.py): our output must match bit for bit.
+TEST(GgufDequant, MatchesGgufPyReference) {
+  std::ifstream in(std::string(KVO_TEST_DATA_DIR) + "/io/data/ggml_dequant_reference.json");
+  ASSERT_TRUE(in) << "missing tests/io/data/ggml_dequant_reference.json";
+  nlohmann::json j = nlohmann::json::parse(in);
+  const std::map<std::string, GgmlType> types = {{"Q4_0", GgmlType::Q4_0},
+                                                 {"Q4_1", GgmlType::Q4_1},
+                                                 {"Q8_0", GgmlType::Q8_0},
+                                                 {"Q4_K", GgmlType::Q4_K},
+                                                 {"Q6_K", GgmlType::Q6_K}};
+  ASSERT_EQ(j["types"].size(), types.size());
+  for (const auto& [name, type] : types) {
+    const std::string hex = j["types"][name]["hex"];
+    const std::vector<float> expected = j["types"][name]["values"].get<std::vector<float>>();
+    Bytes raw(hex.size() / 2);
+    for (size_t i = 0; i < raw.size(); ++i)
+      raw[i] = uint8_t(hex_digit(hex[2 * i]) * 16 + hex_digit(hex[2 * i + 1]));
+    std::vector<float> got = run(type, raw, int64_t(expected.size()));
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], expected[i]) << name << " element " << i;
   }
 }
 
