@@ -1,13 +1,21 @@
 // `kvoffload info PATH [--json]`: what a model file is, read from metadata and headers only
 // (nothing is dequantized), so it is instant even for large checkpoints.
+// `kvoffload info (PATH | --random-weights CONFIG) --kv METHOD [knobs] [--context N] [--json]`
+// adds the KV accounting of that policy for a prompt of N tokens (default: the model's context):
+// GPU bytes per prompt token, CPU bytes per token, PCIe bytes per decode step and GPU KV bytes
+// as a fraction of dense, from plan_kv_layout (kv/kv_layout.h), the function the policies size
+// their allocations with, at the CUDA layout's 2 bytes per exact value (bf16).
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
+#include "kv/kv_layout.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
@@ -65,6 +73,32 @@ Summary summarize(const std::string& path) {
     s.parameters += t.numel();
     ++s.dtypes[ggml_type_name(t.type)];
   }
+  return s;
+}
+
+// A model described by an HF config.json alone (a file, or a folder holding one).
+Summary summarize_config(const std::string& path) {
+  std::error_code ec;
+  std::string file = path;
+  if (fs::is_directory(path, ec)) file = (fs::path(path) / "config.json").string();
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  check(f != nullptr, "{}: cannot open the config", file);
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  Summary s;
+  s.format = "random-weights";
+  s.config = parse_hf_config(text, file);
+  const ModelConfig& c = s.config;
+  const int64_t hd = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim,
+                kv = int64_t(c.num_kv_heads) * c.head_dim;
+  int64_t layer = hd * q * 2 + hd * kv * 2 + 3 * hd * int64_t(c.intermediate_size) + 2 * hd;
+  if (c.qkv_bias) layer += q + 2 * kv;
+  if (c.qk_norm) layer += 2 * c.head_dim;
+  s.parameters = int64_t(c.vocab_size) * hd * (c.tie_word_embeddings ? 1 : 2) + hd +
+                 layer * c.num_layers;
   return s;
 }
 
@@ -165,18 +199,101 @@ void print_text(const Summary& s) {
              human_bytes(double(kv)), human_bytes(double(kv) * c.max_context));
 }
 
+struct KvInfo {
+  KvSpec spec;
+  KvLayout layout;
+  int64_t context = 0;
+};
+
+void add_kv_json(json& j, const KvInfo& k) {
+  const KvLayout& l = k.layout;
+  const double T = double(std::max<int64_t>(1, k.context));
+  j["kv_method"] = k.spec.method;
+  j["kv_spec"] = k.spec.to_string();
+  j["context_tokens"] = k.context;
+  j["gpu_bytes_per_prompt_token"] = double(l.gpu_bytes()) / T;
+  j["cpu_bytes_per_token"] = double(l.cpu_bytes()) / T;
+  j["pcie_bytes_per_step"] = l.pcie_bytes_per_step;
+  j["gpu_kv_bytes"] = l.gpu_bytes();
+  j["cpu_kv_bytes"] = l.cpu_bytes();
+  j["dense_gpu_kv_bytes"] = l.dense_gpu_bytes;
+  j["gpu_kv_fraction_of_dense"] = l.gpu_fraction_of_dense();
+  json items = json::object(), cpu = json::object();
+  for (const auto& i : l.gpu) items[i.name] = i.bytes;
+  for (const auto& i : l.cpu) cpu[i.name] = i.bytes;
+  j["kv_layout"] = {{"gpu_bytes", items},
+                    {"cpu_bytes", cpu},
+                    {"chunk", l.chunk},
+                    {"sink_end", l.sink_end},
+                    {"local_start", l.local_start},
+                    {"middle_chunks", l.middle_chunks},
+                    {"outlier_chunks", l.outlier_chunks},
+                    {"landmark_chunks", l.landmark_chunks},
+                    {"selected_chunks", l.selected_chunks},
+                    {"rank", l.rank},
+                    {"store_record_bytes", l.store_record_bytes},
+                    {"store_record_spans_heads", l.store_spans_heads}};
+}
+
+void print_kv_text(const KvInfo& k) {
+  const KvLayout& l = k.layout;
+  const double T = double(std::max<int64_t>(1, k.context));
+  fmt::print("KV policy:         {} at {} prompt tokens (bf16 device layout)\n", k.spec.to_string(),
+             k.context);
+  fmt::print("  GPU bytes/token: {:.1f} ({} total)\n", double(l.gpu_bytes()) / T,
+             human_bytes(double(l.gpu_bytes())));
+  for (const auto& i : l.gpu)
+    if (i.bytes) fmt::print("    {:<16} {}\n", i.name, human_bytes(double(i.bytes)));
+  fmt::print("  CPU bytes/token: {:.1f} ({} total)\n", double(l.cpu_bytes()) / T,
+             human_bytes(double(l.cpu_bytes())));
+  for (const auto& i : l.cpu)
+    if (i.bytes) fmt::print("    {:<16} {}\n", i.name, human_bytes(double(i.bytes)));
+  fmt::print("  PCIe bytes/step: {} ({})\n", l.pcie_bytes_per_step,
+             human_bytes(double(l.pcie_bytes_per_step)));
+  fmt::print("  GPU KV / dense:  {:.4f}\n", l.gpu_fraction_of_dense());
+}
+
 std::function<void()> make_info(CLI::App& app) {
   auto* sub = app.add_subcommand("info", "Describe a model: architecture, sizes, dtypes, KV bytes");
   auto path = std::make_shared<std::string>();
+  auto random_config = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  sub->add_option("path", *path, "GGUF file or HF checkpoint folder")->required();
+  auto kv_method = std::make_shared<std::string>();
+  auto kv_knobs = std::make_shared<std::map<std::string, std::string>>();
+  auto context = std::make_shared<int64_t>(0);
+  auto* path_opt = sub->add_option("path", *path, "GGUF file or HF checkpoint folder");
+  auto* rw = sub->add_option("--random-weights", *random_config,
+                             "Describe the model of an HF config.json (file or folder) instead")
+                 ->excludes(path_opt);
+  (void)rw;
   sub->add_flag("--json", *as_json, "Print one JSON object instead of text");
-  return [path, as_json] {
-    Summary s = summarize(*path);
+  add_kv_options(*sub, *kv_method, *kv_knobs);
+  sub->add_option("--context", *context,
+                  "With --kv: prompt tokens to account for (default: the model's context)");
+  return [=] {
+    check(!path->empty() || !random_config->empty(), "info needs a model PATH or --random-weights CONFIG");
+    Summary s = random_config->empty() ? summarize(*path) : summarize_config(*random_config);
+    std::optional<KvInfo> kv;
+    if (!kv_method->empty()) {
+      KvInfo k;
+      k.spec = kv_spec_from_flags(*kv_method, *kv_knobs);
+      k.context = *context > 0 ? *context : s.config.max_context;
+      check(*context >= 0, "--context must be > 0");
+      check(k.context > 0, "--context: the model has no context length; pass --context N");
+      k.layout = plan_kv_layout(k.spec, s.config, k.context, k.context, 2);
+      kv = k;
+    } else {
+      bool knob = *context > 0;
+      for (const auto& [n, v] : *kv_knobs) knob = knob || !v.empty();
+      check(!knob, "KV knobs and --context need --kv METHOD");
+    }
     if (*as_json) {
-      std::printf("%s\n", to_json(s).dump().c_str());
+      json j = to_json(s);
+      if (kv) add_kv_json(j, *kv);
+      std::printf("%s\n", j.dump().c_str());
     } else {
       print_text(s);
+      if (kv) print_kv_text(*kv);
     }
   };
 }

@@ -6,6 +6,42 @@
 
 namespace kvo::cli {
 
+void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, std::string>& knobs) {
+  cmd.add_option("--kv", method,
+                 "KV-cache policy: dense (all KV on the device, exact), shadowkv (low-rank keys, "
+                 "chunk landmarks, values offloaded), yakv (full-rank keys, quantized per-token "
+                 "landmarks, K/V offloaded), quest (page min/max bounds, nothing offloaded)")
+      ->capture_default_str();
+  struct Knob {
+    const char* name;
+    const char* help;
+  };
+  static const Knob kKnobs[] = {
+      {"budget", "Sparse KV: selected prompt tokens per KV head, a fraction of the prompt if <= 1 "
+                 "else tokens (shadowkv 0.015625, yakv 0.03125, quest 0.0625)"},
+      {"sinks", "Sparse KV: first N prompt tokens kept exact (0)"},
+      {"group-agg", "Sparse KV: combine the scores of a GQA group's query heads: max | mean (max)"},
+      {"local", "Sparse KV: last prompt tokens kept exact (shadowkv 32, yakv 64, quest 16)"},
+      {"chunk", "shadowkv/yakv: tokens per landmark (shadowkv 8, yakv 1)"},
+      {"page", "quest: tokens per page (16)"},
+      {"outliers", "shadowkv/yakv: exact outlier chunks per KV head (shadowkv 48, yakv 0)"},
+      {"rank", "shadowkv: rank of the pre-RoPE key SVD (160)"},
+      {"landmarks", "yakv: landmark quantizer spec, e.g. higgs:d=4,n=256 (default) or "
+                    "residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256, bf16, f32"},
+      {"kv-store", "yakv/shadowkv: offloaded K/V store: bf16 | fp8 | higgs:d=2,n=256 (yakv "
+                   "default) | f32 (shadowkv default bf16)"},
+  };
+  for (const Knob& k : kKnobs) cmd.add_option(std::string("--") + k.name, knobs[k.name], k.help);
+}
+
+KvSpec kv_spec_from_flags(const std::string& method,
+                          const std::map<std::string, std::string>& knobs) {
+  std::vector<std::pair<std::string, std::string>> given;
+  for (const auto& [name, value] : knobs)
+    if (!value.empty()) given.emplace_back(name, value);
+  return KvSpec::from_knobs(method, given).resolved();
+}
+
 void ModelOptions::add_to(CLI::App& cmd) {
   cmd.add_option("--model,-m", model_path,
                  "Model: a .gguf file or an HF folder (config.json, *.safetensors, tokenizer.json)")
@@ -13,8 +49,7 @@ void ModelOptions::add_to(CLI::App& cmd) {
   cmd.add_option("--device", device, "Where to run: cpu, cuda or auto (cuda when present)")
       ->capture_default_str();
   cmd.add_option("--threads,-t", threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd.add_option("--kv", kv_method, "KV-cache policy: dense (all KV kept, exact attention)")
-      ->capture_default_str();
+  add_kv_options(cmd, kv_method, kv_knobs);
 }
 
 LoadedRunner load_runner(const ModelOptions& options) {
@@ -26,9 +61,7 @@ LoadedRunner load_runner(const ModelOptions& options) {
 
 std::unique_ptr<KvPolicy> make_kv_policy(const ModelOptions& options, LoadedRunner& runner,
                                          int64_t capacity) {
-  if (options.kv_method == "dense")
-    return make_dense_policy(*runner.backend, runner.model.config, capacity);
-  fail("unknown --kv method '{}' (available: dense)", options.kv_method);
+  return make_kv_policy(*runner.backend, runner.model.config, options.kv_spec(), capacity);
 }
 
 std::vector<int32_t> stop_token_ids(const Model& model) {

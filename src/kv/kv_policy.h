@@ -6,7 +6,10 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
 #include "backend/backend.h"
+#include "kv/kv_spec.h"
 #include "model/config.h"
 
 namespace kvo {
@@ -42,8 +45,37 @@ class KvPolicy {
   virtual bool wants_pre_rope_keys() const { return false; }
 };
 
+// Attention quality of one layer and KV head at one decode step, against exact attention over
+// every token with the same queries (kvoffload diagnose).
+struct KvHeadDiagnostics {
+  int layer = 0;
+  int kv_head = 0;
+  int64_t attended_tokens = 0;  // keys this head attended (sinks, outliers, local, selected, generated)
+  double mass_covered = 0;      // share of the exact attention mass on those keys (mean over
+                                // the group's query heads and the query positions)
+  double output_rel_error = 0;  // ||o - o_exact|| / ||o_exact|| over the group's outputs
+};
+
+// Sparse policies (shadowkv, yakv, quest) also implement this.
+class KvDiagnosable {
+ public:
+  virtual ~KvDiagnosable() = default;
+  // Keeps an exact copy of the prompt's K/V (not counted in memory()) so each decode step can
+  // compare with exact attention. Call before the prefill.
+  virtual void enable_diagnostics() = 0;
+  // One entry per (layer, kv head) from the latest step after finish_prefill.
+  virtual const std::vector<KvHeadDiagnostics>& diagnostics() const = 0;
+  // The layout the policy allocated at finish_prefill (kv_layout.h); method "" before.
+  virtual std::string layout_summary() const = 0;
+};
+
 // `dense`: every K/V of every token on the device, exact attention. capacity = max tokens.
 std::unique_ptr<KvPolicy> make_dense_policy(Backend& backend, const ModelConfig& config,
                                             int64_t capacity);
+
+// Any policy from a KvSpec (kv_spec.h; resolved here): dense, shadowkv, yakv or quest.
+// kvo::Error for bad knobs or knobs the model cannot take (e.g. --rank above kv_heads*head_dim).
+std::unique_ptr<KvPolicy> make_kv_policy(Backend& backend, const ModelConfig& config,
+                                         const KvSpec& spec, int64_t capacity);
 
 }  // namespace kvo

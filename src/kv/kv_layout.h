@@ -1,0 +1,84 @@
+// The data layout and byte accounting of every KV policy: which regions of the prompt stay
+// exact on the device, how many chunks get landmarks, how many are selected, and the bytes of
+// every allocation on the device (GPU) and in host memory (CPU), plus the bytes one decode step
+// moves host -> device. One function, plan_kv_layout, serves both the policies (they size
+// their allocations from it, so memory() reports what they hold) and `kvoffload info`
+// (which cannot allocate a 128K-token cache of an 8B model here).
+//
+// Regions of a prompt of T tokens, chunk C (quest: page), per layer and KV head:
+//   sinks   [0, sink_end)            sink_end = min(T, ceil(sinks / C) * C), exact on device
+//   middle  [sink_end, local_start)  M whole chunks; the offloaded / selectable part
+//   local   [local_start, T)         local_start = max(sink_end, floor((T - local) / C) * C)
+//                                    (>= `local` tokens, the partial last chunk included)
+//   outliers: min(outliers, M) middle chunks per KV head, exact on device, no landmark
+//   candidates: the other M - O chunks, one landmark each; k = min(M - O, ceil(budget / C))
+//   generated: capacity - T tokens, exact on device
+//
+// Bytes (L layers, H kv heads, D head_dim, W = H * D, b = device bytes per value: 2 for the
+// CUDA bf16 layout that `info` reports, the backend's dtype size for a running policy):
+//   every sparse method
+//     gpu exact K/V      (sink_end + T - local_start + capacity - T) * W * b * 2 * L
+//     gpu outliers K/V   H * O * C * D * b * 2 * L
+//     gpu gather buffers one layer's selected K and V, double-buffered (next layer's fetch
+//                        overlaps this layer's attention): 2 * (k * C) * W * b * 2
+//   shadowkv
+//     gpu U              (M * C) * r * b * L   (rows of the middle tokens; r = min(rank, T, W))
+//     gpu SV^T           r * W * b * L
+//     gpu landmarks      H * (M - O) * D * b * L   (means of post-RoPE keys)
+//     cpu values         (M * C) * R_v * L      R_v = value bytes per token (see records)
+//     pcie per step      k * C * H * r_v * L   (values only; keys are rebuilt on the device)
+//   yakv
+//     gpu landmarks      H * Q_lm.encoded_bytes(M - O, D) * L
+//     cpu keys + values  (M * C) * R * 2 * L
+//     pcie per step      k * C * H * r * 2 * L
+//   quest
+//     gpu K/V            capacity * W * b * 2 * L   (the whole cache; nothing offloaded)
+//     gpu page bounds    (M - O) * W * 2 * b * L   (per-channel min and max)
+//     cpu 0, pcie 0
+// Records of the offloaded store: per (token, head) r = Q.encoded_bytes(1, D), R = H * r,
+// unless the quantizer is HIGGS with a group wider than a head: then one record per token,
+// R = Q.encoded_bytes(1, W), and a selected (token, head) costs the whole record over PCIe
+// (r = R; the static figure assumes no two heads select the same token).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kv/kv_spec.h"
+#include "model/config.h"
+
+namespace kvo {
+
+struct KvLayoutItem {
+  std::string name;
+  int64_t bytes = 0;
+};
+
+struct KvLayout {
+  std::string method;
+  int64_t prompt_tokens = 0, capacity = 0;
+  int64_t chunk = 1;
+  int64_t sink_end = 0, local_start = 0;
+  int64_t middle_chunks = 0, outlier_chunks = 0, landmark_chunks = 0, selected_chunks = 0;
+  int64_t rank = 0;                // shadowkv's effective rank
+  int64_t store_record_bytes = 0;  // per (token, head) or per token (spans_heads)
+  bool store_spans_heads = false;
+  std::vector<KvLayoutItem> gpu, cpu;
+  int64_t pcie_bytes_per_step = 0;
+  int64_t dense_gpu_bytes = 0;  // the dense cache of the same capacity at the same b
+
+  int64_t middle_tokens() const { return middle_chunks * chunk; }
+  int64_t exact_prompt_tokens() const { return sink_end + prompt_tokens - local_start; }
+  int64_t gpu_bytes() const;
+  int64_t cpu_bytes() const;
+  int64_t item(const std::string& name) const;  // bytes of a named gpu or cpu item; 0 if none
+  double gpu_fraction_of_dense() const {
+    return dense_gpu_bytes ? double(gpu_bytes()) / double(dense_gpu_bytes) : 0.0;
+  }
+};
+
+// `spec` must be resolved(). capacity >= prompt_tokens (generated tokens = the difference).
+KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& config, int64_t prompt_tokens,
+                        int64_t capacity, int device_value_bytes);
+
+}  // namespace kvo
