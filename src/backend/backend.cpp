@@ -1,6 +1,9 @@
 #include "backend/backend.h"
 
 #include "backend/cpu/cpu_backend.h"
+#ifdef KVO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "util/error.h"
 
 namespace kvo {
@@ -40,9 +43,16 @@ DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
-  if (device == "cpu" || device == "auto") return make_cpu_backend(threads);
-  // The CUDA backend is tracked as its own issue; until it lands, say so plainly.
-  if (device == "cuda") fail("--device cuda: the CUDA backend is not available in this build yet");
+  if (device == "cpu") return make_cpu_backend(threads);
+  if (device == "cuda" || device == "auto") {
+#ifdef KVO_HAVE_CUDA
+    if (auto cuda = make_cuda_backend()) return cuda;
+    if (device == "cuda") fail("--device cuda: no CUDA GPU is available");
+#else
+    if (device == "cuda") fail("--device cuda: this build has no CUDA backend");
+#endif
+    return make_cpu_backend(threads);  // auto without a GPU
+  }
   fail("unknown device '{}' (expected cpu, cuda or auto)", device);
 }
 

@@ -1,0 +1,51 @@
+// Causal GQA attention on bf16 (attention.cu): FlashAttention-2 style with tensor-core mma.
+//
+// Shape contract (row-major, strides in elements, every row 16-byte aligned):
+//   q   [q_len,  num_heads    * head_dim]  stride q_stride
+//   k,v [kv_len, num_kv_heads * head_dim]  stride k_stride / v_stride
+//   out [q_len,  num_heads    * head_dim]  stride out_stride
+//   head_dim in {32, 64, 128}; num_heads % num_kv_heads == 0; G = num_heads / num_kv_heads.
+// Query t has position q_start + t and sees keys j <= q_start + t (and j < kv_len).
+//
+// Work decomposition: a block owns one KV head and 64 "rows", a row being a (query t, head g of
+// the GQA group) pair numbered r = t * G + g, so the G heads that share a KV head read each K/V
+// tile once. 4 warps x 16 rows; keys stream through shared memory in tiles of 64 (cp.async,
+// double-buffered); scores stay in registers (mma.m16n8k16, fp32 accumulate) with an online
+// softmax in the exp2 domain; P is rounded to bf16 for the P*V mma; no score matrix is stored.
+// When (row tiles x KV heads) would leave SMs idle and the context is long (decode), the key
+// range is split across blocks (flash-decoding): each split writes an unnormalized fp32 partial
+// output plus its (max, sum), and a combine kernel merges them; the workspace for that comes from
+// the caller (attention_workspace_bytes).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace kvo::cuda {
+
+struct AttentionArgs {
+  const __nv_bfloat16* q = nullptr;
+  int64_t q_stride = 0;
+  const __nv_bfloat16* k = nullptr;
+  int64_t k_stride = 0;
+  const __nv_bfloat16* v = nullptr;
+  int64_t v_stride = 0;
+  __nv_bfloat16* out = nullptr;
+  int64_t out_stride = 0;
+  int num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int64_t q_len = 0, q_start = 0, kv_len = 0;
+  float scale = 0.0f;
+};
+
+// Bytes of device workspace `attention` needs for these shapes on a GPU with `num_sms` SMs
+// (0 when the key range is not split). Throws kvo::Error on unsupported shapes.
+int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits = 0);
+
+// Launches the attention; `workspace` has attention_workspace_bytes(a, num_sms, force_splits)
+// bytes.
+// force_splits > 0 overrides the split heuristic (tests use it to cover both paths).
+void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_t stream,
+               int force_splits = 0);
+
+}  // namespace kvo::cuda

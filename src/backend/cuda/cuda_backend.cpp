@@ -1,0 +1,356 @@
+// The CUDA backend (contract in backend/backend.h): bf16 tensors on device 0, one stream, cuBLAS
+// GEMMs with fp32 accumulation, own kernels for the rest (kernels.h, attention.h), and a caching
+// allocator so the forward pass's per-chunk alloc/free never reaches cudaMalloc in steady state.
+#include "backend/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/cuda/attention.h"
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+#include "util/error.h"
+
+namespace kvo {
+namespace cuda {
+
+void throw_cuda(const char* call, const char* message) {
+  fail("CUDA error in {}: {}", call, message);
+}
+[[noreturn]] void throw_message(const char* message) { throw Error(message); }
+
+}  // namespace cuda
+
+namespace {
+
+using cuda::bf16;
+
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
+  }
+}
+
+#define KVO_CUBLAS(expr)                                                                  \
+  do {                                                                                    \
+    const cublasStatus_t kvo_st_ = (expr);                                                \
+    if (kvo_st_ != CUBLAS_STATUS_SUCCESS) ::kvo::cuda::throw_cuda(#expr, cublas_status_name(kvo_st_)); \
+  } while (0)
+
+// Free lists by exact (rounded) size. All work runs on one stream, so a block freed after
+// queuing kernels that use it can be handed out again at once: its next user is queued behind
+// them. cudaMalloc failures release the cache and retry once.
+class CachingAllocator {
+ public:
+  ~CachingAllocator() { release_cache(); }
+
+  void* allocate(size_t bytes) {
+    const size_t size = round(bytes);
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      live_[p] = size;
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      release_cache();
+      err = cudaMalloc(&p, size);
+      if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        fail("CUDA out of memory: cudaMalloc of {:.1f} MiB failed ({}; {:.1f} MiB in use)",
+             size / 1048576.0, cudaGetErrorString(err), in_use_ / 1048576.0);
+      }
+    }
+    in_use_ += size;
+    live_[p] = size;
+    return p;
+  }
+
+  void deallocate(void* p) {
+    auto it = live_.find(p);
+    if (it == live_.end()) return;
+    free_[it->second].push_back(p);
+    live_.erase(it);
+  }
+
+  void release_cache() {
+    for (auto& [size, blocks] : free_) {
+      for (void* p : blocks) {
+        cudaFree(p);
+        in_use_ -= size;
+      }
+    }
+    free_.clear();
+  }
+
+ private:
+  static size_t round(size_t bytes) {
+    bytes = std::max<size_t>(bytes, 256);
+    const size_t q = bytes <= (size_t{1} << 20) ? 512 : (size_t{2} << 20);
+    return (bytes + q - 1) / q * q;
+  }
+  std::map<size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, size_t> live_;
+  size_t in_use_ = 0;
+};
+
+bf16* bf(const Tensor& t, const char* op) {
+  if (t.dtype != DType::BF16) fail("internal: CUDA {} expects bf16 tensors", op);
+  return static_cast<bf16*>(t.data);
+}
+
+void check_same_shape(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.rows != b.rows || a.cols != b.cols)
+    fail("internal: {} shape mismatch ({}x{} vs {}x{})", op, a.rows, a.cols, b.rows, b.cols);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    KVO_CUDA(cudaSetDevice(0));
+    KVO_CUDA(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, 0));
+    KVO_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    KVO_CUBLAS(cublasCreate(&cublas_));
+    KVO_CUBLAS(cublasSetStream(cublas_, stream_));
+    for (Staging& s : staging_) KVO_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (Staging& s : staging_) {
+      if (s.host) cudaFreeHost(s.host);
+      cudaEventDestroy(s.done);
+    }
+    if (positions_dev_) allocator_.deallocate(positions_dev_);
+    if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
+    cublasDestroy(cublas_);
+    allocator_.release_cache();
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  DeviceArray alloc(int64_t rows, int64_t cols) override {
+    void* p = allocator_.allocate(static_cast<size_t>(rows * cols) * sizeof(bf16));
+    return DeviceArray(this, p, DType::BF16, rows, cols);
+  }
+
+  DeviceArray upload(const HostTensor& host) override {
+    const int64_t cols = host.shape.empty() ? 1 : host.shape.back();
+    const int64_t rows = cols ? host.numel() / cols : 0;
+    DeviceArray out = alloc(rows, cols);
+    bf16* dst = static_cast<bf16*>(out.tensor().data);
+    const int64_t n = rows * cols;
+    if (host.dtype == DType::BF16) {
+      KVO_CUDA(cudaMemcpyAsync(dst, host.data, n * sizeof(bf16), cudaMemcpyHostToDevice, stream_));
+      return out;
+    }
+    // Raw bytes go up in chunks through a device staging buffer, the conversion runs there.
+    const int src_dtype = host.dtype == DType::F32 ? 0 : 1;
+    const size_t elem = dtype_size(host.dtype);
+    const int64_t chunk = std::min<int64_t>(n, int64_t{16} << 20);
+    void* stage = allocator_.allocate(static_cast<size_t>(std::max<int64_t>(chunk, 1)) * elem);
+    for (int64_t i = 0; i < n; i += chunk) {
+      const int64_t m = std::min(chunk, n - i);
+      KVO_CUDA(cudaMemcpyAsync(stage, static_cast<const char*>(host.data) + i * elem, m * elem,
+                               cudaMemcpyHostToDevice, stream_));
+      cuda::convert_to_bf16(stage, src_dtype, dst + i, m, stream_);
+    }
+    allocator_.deallocate(stage);
+    // Pageable sources: make sure the caller may drop `host` once we return.
+    KVO_CUDA(cudaStreamSynchronize(stream_));
+    return out;
+  }
+
+  void free(void* data) override { allocator_.deallocate(data); }
+
+  std::vector<float> download(const Tensor& src) override {
+    const bf16* p = bf(src, "download");
+    std::vector<float> out(static_cast<size_t>(src.rows * src.cols));
+    if (out.empty()) return out;
+    std::vector<uint16_t> raw(out.size());
+    KVO_CUDA(cudaMemcpy2DAsync(raw.data(), src.cols * sizeof(bf16), p, src.stride * sizeof(bf16),
+                               src.cols * sizeof(bf16), src.rows, cudaMemcpyDeviceToHost, stream_));
+    KVO_CUDA(cudaStreamSynchronize(stream_));
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(raw[i]);
+    return out;
+  }
+
+  void copy(const Tensor& src, const Tensor& dst) override {
+    check_same_shape(src, dst, "copy");
+    if (src.rows == 0 || src.cols == 0) return;
+    KVO_CUDA(cudaMemcpy2DAsync(bf(dst, "copy"), dst.stride * sizeof(bf16), bf(src, "copy"),
+                               src.stride * sizeof(bf16), src.cols * sizeof(bf16), src.rows,
+                               cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void embedding(std::span<const int32_t> ids, const Tensor& table, const Tensor& out) override {
+    for (int32_t id : ids)
+      if (id < 0 || id >= table.rows)
+        fail("token id {} is outside the vocabulary (0..{})", id, table.rows - 1);
+    if (ids.empty()) return;
+    int32_t* dev = static_cast<int32_t*>(allocator_.allocate(ids.size_bytes()));
+    to_device(dev, ids.data(), ids.size_bytes());
+    cuda::embedding(dev, int64_t(ids.size()), bf(table, "embedding"), table.stride, table.cols,
+                    bf(out, "embedding"), out.stride, stream_);
+    allocator_.deallocate(dev);
+  }
+
+  void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override {
+    check_same_shape(x, out, "rmsnorm");
+    if (weight.rows * weight.cols != x.cols) fail("internal: rmsnorm weight size mismatch");
+    cuda::rmsnorm(bf(x, "rmsnorm"), x.stride, bf(weight, "rmsnorm"), eps, bf(out, "rmsnorm"),
+                  out.stride, x.rows, x.cols, stream_);
+  }
+
+  void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override {
+    if (x.cols != w.cols || out.rows != x.rows || out.cols != w.rows)
+      fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+           w.cols, out.rows, out.cols);
+    if (x.rows == 0 || w.rows == 0) return;
+    float beta = 0.0f;
+    if (bias && bias->data) {
+      cuda::broadcast_rows(bf(*bias, "bias"), bf(out, "matmul"), out.stride, out.rows, out.cols,
+                           stream_);
+      beta = 1.0f;  // cuBLAS adds x * w^T onto the bias rows in fp32
+    }
+    const float alpha = 1.0f;
+    // Row-major out(n, o) = x(n, k) * w(o, k)^T is column-major out^T(o, n) = w^T^T * x^T.
+    KVO_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(x.rows),
+                            int(x.cols), &alpha, bf(w, "matmul"), CUDA_R_16BF, int(w.stride),
+                            bf(x, "matmul"), CUDA_R_16BF, int(x.stride), &beta, bf(out, "matmul"),
+                            CUDA_R_16BF, int(out.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
+            const RopeParams& rope) override {
+    if (int64_t(positions.size()) != x.rows) fail("internal: rope needs one position per row");
+    if (head_dim <= 0 || x.cols % head_dim != 0 || int(rope.inv_freq.size()) != head_dim / 2)
+      fail("internal: rope head_dim {} does not fit {} columns", head_dim, x.cols);
+    if (x.rows == 0) return;
+    // The forward pass passes the same positions for q and k of every layer: upload once.
+    if (positions_host_.size() != positions.size() ||
+        !std::equal(positions.begin(), positions.end(), positions_host_.begin())) {
+      if (positions_dev_) allocator_.deallocate(positions_dev_);
+      positions_host_.assign(positions.begin(), positions.end());
+      positions_dev_ = static_cast<int32_t*>(allocator_.allocate(positions.size_bytes()));
+      to_device(positions_dev_, positions.data(), positions.size_bytes());
+    }
+    if (inv_freq_host_ != rope.inv_freq) {
+      if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
+      inv_freq_host_ = rope.inv_freq;
+      inv_freq_dev_ = static_cast<float*>(allocator_.allocate(rope.inv_freq.size() * sizeof(float)));
+      to_device(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
+    }
+    cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, positions_dev_,
+               inv_freq_dev_, rope.adjacent_pairs, stream_);
+  }
+
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    check_same_shape(gate, up, "swiglu");
+    check_same_shape(gate, out, "swiglu");
+    cuda::swiglu(bf(gate, "swiglu"), gate.stride, bf(up, "swiglu"), up.stride, bf(out, "swiglu"),
+                 out.stride, gate.rows, gate.cols, stream_);
+  }
+
+  void add(const Tensor& x, const Tensor& y) override {
+    check_same_shape(x, y, "add");
+    cuda::add(bf(x, "add"), x.stride, bf(y, "add"), y.stride, x.rows, x.cols, stream_);
+  }
+
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                 const Tensor& out) override {
+    const int64_t qw = int64_t{shape.num_heads} * shape.head_dim;
+    const int64_t kw = int64_t{shape.num_kv_heads} * shape.head_dim;
+    if (q.rows != shape.q_len || q.cols != qw || out.rows != shape.q_len || out.cols != qw ||
+        k.rows < shape.kv_len || v.rows < shape.kv_len || k.cols != kw || v.cols != kw)
+      fail("internal: attention tensor shapes do not match the attention shape");
+    cuda::AttentionArgs a;
+    a.q = bf(q, "attention");
+    a.q_stride = q.stride;
+    a.k = bf(k, "attention");
+    a.k_stride = k.stride;
+    a.v = bf(v, "attention");
+    a.v_stride = v.stride;
+    a.out = bf(out, "attention");
+    a.out_stride = out.stride;
+    a.num_heads = shape.num_heads;
+    a.num_kv_heads = shape.num_kv_heads;
+    a.head_dim = shape.head_dim;
+    a.q_len = shape.q_len;
+    a.q_start = shape.q_start;
+    a.kv_len = shape.kv_len;
+    a.scale = shape.scale;
+    const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_);
+    void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
+    cuda::attention(a, ws, num_sms_, stream_);
+    if (ws) allocator_.deallocate(ws);
+  }
+
+  void synchronize() override { KVO_CUDA(cudaStreamSynchronize(stream_)); }
+
+ private:
+  // Small host->device copies (token ids, positions) through pinned slots, so that they are
+  // truly asynchronous; a slot is reused only after its previous copy has completed.
+  struct Staging {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+  };
+
+  void to_device(void* dst, const void* src, size_t bytes) {
+    Staging& s = staging_[next_staging_++ % staging_.size()];
+    KVO_CUDA(cudaEventSynchronize(s.done));
+    if (s.capacity < bytes) {
+      if (s.host) KVO_CUDA(cudaFreeHost(s.host));
+      s.capacity = std::max<size_t>(bytes, 1 << 16);
+      KVO_CUDA(cudaMallocHost(&s.host, s.capacity));
+    }
+    std::memcpy(s.host, src, bytes);
+    KVO_CUDA(cudaMemcpyAsync(dst, s.host, bytes, cudaMemcpyHostToDevice, stream_));
+    KVO_CUDA(cudaEventRecord(s.done, stream_));
+  }
+
+  int num_sms_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  CachingAllocator allocator_;
+  std::array<Staging, 8> staging_{};
+  size_t next_staging_ = 0;
+  std::vector<int32_t> positions_host_;
+  int32_t* positions_dev_ = nullptr;
+  std::vector<float> inv_freq_host_;
+  float* inv_freq_dev_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return std::make_unique<CudaBackend>();
+}
+
+}  // namespace kvo

@@ -1,0 +1,245 @@
+// Element-wise and row-wise kernels of the CUDA backend; contracts in kernels.h.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+
+namespace kvo::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n, int threads = kThreads) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(b, 1), 1 << 20));
+}
+
+__global__ void convert_kernel(const void* src, int src_dtype, bf16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float v;
+    if (src_dtype == 0) v = static_cast<const float*>(src)[i];
+    else if (src_dtype == 1) v = __half2float(static_cast<const __half*>(src)[i]);
+    else { dst[i] = static_cast<const bf16*>(src)[i]; continue; }
+    dst[i] = __float2bfloat16_rn(v);
+  }
+}
+
+// One block per token; 16-byte copies when everything is 16-byte aligned.
+__global__ void embedding_kernel(const int32_t* ids, const bf16* table, int64_t ts, int64_t cols,
+                                 bf16* out, int64_t os, bool vec) {
+  const int64_t t = blockIdx.x;
+  const bf16* src = table + int64_t(ids[t]) * ts;
+  bf16* dst = out + t * os;
+  if (vec) {
+    const int64_t n = cols / 8;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+      reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(src)[i];
+  } else {
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// One warp per row; pass 1 sums squares in fp32, pass 2 rescales (same lane, same elements, so
+// out may alias x).
+template <bool kVec>
+__global__ void rmsnorm_kernel(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out,
+                               int64_t os, int64_t rows, int64_t cols) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const bf16* xr = x + r * xs;
+  bf16* yr = out + r * os;
+  float sum = 0.0f;
+  if constexpr (kVec) {
+    for (int64_t i = lane; i < cols / 8; i += 32) {
+      uint4 u = reinterpret_cast<const uint4*>(xr)[i];
+      const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float2 f = __bfloat1622float2(p[j]);
+        sum += f.x * f.x + f.y * f.y;
+      }
+    }
+  } else {
+    for (int64_t i = lane; i < cols; i += 32) {
+      float f = __bfloat162float(xr[i]);
+      sum += f * f;
+    }
+  }
+  sum = warp_sum(sum);
+  const float inv = rsqrtf(sum / float(cols) + eps);
+  if constexpr (kVec) {
+    for (int64_t i = lane; i < cols / 8; i += 32) {
+      uint4 u = reinterpret_cast<const uint4*>(xr)[i];
+      uint4 wv = reinterpret_cast<const uint4*>(w)[i];
+      __nv_bfloat162* p = reinterpret_cast<__nv_bfloat162*>(&u);
+      const __nv_bfloat162* q = reinterpret_cast<const __nv_bfloat162*>(&wv);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float2 f = __bfloat1622float2(p[j]), g = __bfloat1622float2(q[j]);
+        p[j] = __floats2bfloat162_rn(f.x * inv * g.x, f.y * inv * g.y);
+      }
+      reinterpret_cast<uint4*>(yr)[i] = u;
+    }
+  } else {
+    for (int64_t i = lane; i < cols; i += 32)
+      yr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) * inv * __bfloat162float(w[i]));
+  }
+}
+
+// One thread per (row, head, pair).
+__global__ void rope_kernel(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim,
+                            const int32_t* positions, const float* inv_freq, bool adjacent) {
+  const int half = head_dim / 2;
+  const int64_t n = rows * heads * half;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(idx % half);
+    const int64_t rh = idx / half;
+    const int64_t h = rh % heads, r = rh / heads;
+    float s, c;
+    sincosf(float(positions[r]) * inv_freq[i], &s, &c);
+    bf16* v = x + r * xs + h * head_dim;
+    const int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + half;
+    const float x0 = __bfloat162float(v[a]), x1 = __bfloat162float(v[b]);
+    v[a] = __float2bfloat16_rn(x0 * c - x1 * s);
+    v[b] = __float2bfloat16_rn(x1 * c + x0 * s);
+  }
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+// Generic 2-D element-wise loop over pairs (kPair) or single elements.
+template <bool kPair, typename F>
+__global__ void map2d_kernel(int64_t rows, int64_t cols, F f) {
+  const int64_t per_row = kPair ? cols / 2 : cols;
+  const int64_t n = rows * per_row;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / per_row, c = (idx % per_row) * (kPair ? 2 : 1);
+    f.template apply<kPair>(r, c);
+  }
+}
+
+template <typename F>
+void launch_map2d(bool pair, int64_t rows, int64_t cols, F f, cudaStream_t stream) {
+  const int64_t n = rows * (pair ? cols / 2 : cols);
+  if (n == 0) return;
+  if (pair)
+    map2d_kernel<true><<<blocks_for(n), kThreads, 0, stream>>>(rows, cols, f);
+  else
+    map2d_kernel<false><<<blocks_for(n), kThreads, 0, stream>>>(rows, cols, f);
+  KVO_CUDA_LAUNCHED("map2d_kernel");
+}
+
+bool aligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+// Functors for map2d_kernel: operator()<kPair>(r, c) handles element c (and c + 1 if kPair).
+struct SwigluOp {
+  const bf16* gate; int64_t gs; const bf16* up; int64_t us; bf16* out; int64_t os;
+  template <bool kPair>
+  __device__ void apply(int64_t r, int64_t c) const {
+    if constexpr (kPair) {
+      const float2 g = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + r * gs + c));
+      const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(up + r * us + c));
+      *reinterpret_cast<__nv_bfloat162*>(out + r * os + c) =
+          __floats2bfloat162_rn(silu(g.x) * u.x, silu(g.y) * u.y);
+    } else {
+      out[r * os + c] = __float2bfloat16_rn(silu(__bfloat162float(gate[r * gs + c])) *
+                                            __bfloat162float(up[r * us + c]));
+    }
+  }
+};
+
+struct AddOp {
+  bf16* x; int64_t xs; const bf16* y; int64_t ys;
+  template <bool kPair>
+  __device__ void apply(int64_t r, int64_t c) const {
+    if constexpr (kPair) {
+      __nv_bfloat162* a = reinterpret_cast<__nv_bfloat162*>(x + r * xs + c);
+      const float2 fa = __bfloat1622float2(*a);
+      const float2 fb = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + r * ys + c));
+      *a = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
+    } else {
+      x[r * xs + c] = __float2bfloat16_rn(__bfloat162float(x[r * xs + c]) +
+                                          __bfloat162float(y[r * ys + c]));
+    }
+  }
+};
+
+struct BroadcastOp {
+  const bf16* bias; bf16* out; int64_t os;
+  template <bool kPair>
+  __device__ void apply(int64_t r, int64_t c) const { out[r * os + c] = bias[c]; }
+};
+
+}  // namespace
+
+void convert_to_bf16(const void* src, int src_dtype, bf16* dst, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, src_dtype, dst, n);
+  KVO_CUDA_LAUNCHED("convert_kernel");
+}
+
+void embedding(const int32_t* ids, int64_t n, const bf16* table, int64_t ts, int64_t cols,
+               bf16* out, int64_t os, cudaStream_t stream) {
+  if (n == 0) return;
+  const bool vec = cols % 8 == 0 && ts % 8 == 0 && os % 8 == 0 && aligned(table, 16) &&
+                   aligned(out, 16);
+  embedding_kernel<<<static_cast<unsigned>(n), 128, 0, stream>>>(ids, table, ts, cols, out, os, vec);
+  KVO_CUDA_LAUNCHED("embedding_kernel");
+}
+
+void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int64_t os,
+             int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows == 0) return;
+  const int warps = 8;
+  const unsigned blocks = static_cast<unsigned>((rows + warps - 1) / warps);
+  const bool vec = cols % 8 == 0 && xs % 8 == 0 && os % 8 == 0 && aligned(x, 16) &&
+                   aligned(out, 16) && aligned(w, 16);
+  if (vec)
+    rmsnorm_kernel<true><<<blocks, warps * 32, 0, stream>>>(x, xs, w, eps, out, os, rows, cols);
+  else
+    rmsnorm_kernel<false><<<blocks, warps * 32, 0, stream>>>(x, xs, w, eps, out, os, rows, cols);
+  KVO_CUDA_LAUNCHED("rmsnorm_kernel");
+}
+
+void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const int32_t* positions,
+          const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
+  const int64_t n = rows * heads * (head_dim / 2);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, xs, rows, heads, head_dim, positions,
+                                                       inv_freq, adjacent_pairs);
+  KVO_CUDA_LAUNCHED("rope_kernel");
+}
+
+void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,
+            int64_t rows, int64_t cols, cudaStream_t stream) {
+  const bool pair = cols % 2 == 0 && gs % 2 == 0 && us % 2 == 0 && os % 2 == 0 &&
+                    aligned(gate, 4) && aligned(up, 4) && aligned(out, 4);
+  launch_map2d(pair, rows, cols, SwigluOp{gate, gs, up, us, out, os}, stream);
+}
+
+void add(bf16* x, int64_t xs, const bf16* y, int64_t ys, int64_t rows, int64_t cols,
+         cudaStream_t stream) {
+  const bool pair = cols % 2 == 0 && xs % 2 == 0 && ys % 2 == 0 && aligned(x, 4) && aligned(y, 4);
+  launch_map2d(pair, rows, cols, AddOp{x, xs, y, ys}, stream);
+}
+
+void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64_t cols,
+                    cudaStream_t stream) {
+  launch_map2d(false, rows, cols, BroadcastOp{bias, out, os}, stream);
+}
+
+}  // namespace kvo::cuda
