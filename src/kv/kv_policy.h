@@ -54,6 +54,7 @@ struct KvHeadDiagnostics {
   double mass_covered = 0;      // share of the exact attention mass on those keys (mean over
                                 // the group's query heads and the query positions)
   double output_rel_error = 0;  // ||o - o_exact|| / ||o_exact|| over the group's outputs
+  std::vector<int64_t> attended_positions;  // ascending token positions this head attended
 };
 
 // Sparse policies (shadowkv, yakv, quest) also implement this.

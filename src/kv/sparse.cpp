@@ -527,6 +527,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       dg.layer = layer;
       dg.kv_head = h;
       dg.attended_tokens = n_keys;
+      dg.attended_positions = pos;
       std::vector<char> attended(static_cast<size_t>(start + n), 0);
       for (int64_t p : pos) attended[size_t(p)] = 1;
       double mass = 0, err2 = 0, ref2 = 0;

@@ -1,0 +1,153 @@
+// KV accounting: plan_kv_layout against hand-computed formulas for the Llama-3.1-8B and Qwen3-8B
+// shapes (bench/configs), and memory() of running policies against the same function.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "backend/cpu/cpu_backend.h"
+#include "kv/kv_layout.h"
+#include "kv/kv_policy.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+namespace kvo {
+namespace {
+
+ModelConfig bench_config(const std::string& name) {
+  const std::string path = std::string(KVO_SOURCE_DIR) + "/bench/configs/" + name;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_hf_config(ss.str(), path);
+}
+
+constexpr int64_t KiB = 1024;
+
+TEST(KvLayout, Llama31_8B_128K) {
+  const ModelConfig c = bench_config("llama-3.1-8b.json");
+  ASSERT_EQ(c.num_layers, 32);
+  ASSERT_EQ(c.num_kv_heads, 8);
+  ASSERT_EQ(c.head_dim, 128);
+  const int64_t T = 131072, L = 32;
+  const int64_t dense = T * 128 * KiB;  // 128 KiB per token (DESIGN.md §3)
+  {
+    KvLayout d = plan_kv_layout(KvSpec::parse("dense").resolved(), c, T, T, 2);
+    EXPECT_EQ(d.gpu_bytes(), dense);
+    EXPECT_EQ(d.gpu_bytes(), int64_t(16) << 30);
+  }
+  {  // yakv defaults: chunk 1, local 64, budget 4096, HIGGS 2-bit landmarks, 4-bit group-1024 K/V
+    KvLayout y = plan_kv_layout(KvSpec::parse("yakv").resolved(), c, T, T, 2);
+    const int64_t mid = T - 64, k = 4096;
+    EXPECT_EQ(y.selected_chunks, k);
+    EXPECT_TRUE(y.store_spans_heads);
+    EXPECT_EQ(y.store_record_bytes, 1024 / 2 + 4);  // 512 codes + fp32 scale
+    EXPECT_EQ(y.item("landmarks"), 8 * mid * (128 / 4 + 4) * L);
+    EXPECT_EQ(y.item("exact K/V"), 64 * 1024 * 2 * 2 * L);
+    EXPECT_EQ(y.item("gather buffers"), 2 * k * 1024 * 2 * 2);
+    EXPECT_EQ(y.gpu_bytes(), 8 * mid * 36 * L + 64 * 4096 * L + 2 * k * 4096);
+    EXPECT_EQ(y.item("keys"), mid * 516 * L);
+    EXPECT_EQ(y.cpu_bytes(), 2 * mid * 516 * L);
+    EXPECT_EQ(y.pcie_bytes_per_step, k * 8 * 516 * 2 * L);
+    EXPECT_NEAR(y.gpu_fraction_of_dense(), double(y.gpu_bytes()) / double(dense), 1e-12);
+    EXPECT_LT(y.gpu_fraction_of_dense(), 0.08);
+  }
+  {  // yakv with an fp8 store: per (token, head) records of 128 bytes
+    KvLayout y = plan_kv_layout(KvSpec::parse("yakv:kv-store=fp8").resolved(), c, T, T, 2);
+    EXPECT_FALSE(y.store_spans_heads);
+    EXPECT_EQ(y.cpu_bytes(), 2 * (T - 64) * 8 * 128 * L);
+    EXPECT_EQ(y.pcie_bytes_per_step, 4096 * 8 * 128 * 2 * L);
+  }
+  {  // shadowkv defaults: chunk 8, 48 outliers, local 32, rank 160, budget 2048, bf16 values
+    KvLayout s = plan_kv_layout(KvSpec::parse("shadowkv").resolved(), c, T, T, 2);
+    const int64_t mid = T - 32, M = mid / 8, m = M - 48, k = 2048 / 8;
+    EXPECT_EQ(s.middle_chunks, M);
+    EXPECT_EQ(s.selected_chunks, k);
+    EXPECT_EQ(s.rank, 160);
+    EXPECT_EQ(s.item("low-rank U"), mid * 160 * 2 * L);
+    EXPECT_EQ(s.item("low-rank SV"), 160 * 1024 * 2 * L);
+    EXPECT_EQ(s.item("landmarks"), 8 * m * 128 * 2 * L);
+    EXPECT_EQ(s.item("outlier K/V"), 8 * 48 * 8 * 128 * 2 * 2 * L);
+    EXPECT_EQ(s.item("exact K/V"), 32 * 1024 * 2 * 2 * L);
+    EXPECT_EQ(s.item("gather buffers"), 2 * 2048 * 1024 * 2 * 2);
+    EXPECT_EQ(s.cpu_bytes(), mid * 1024 * 2 * L);
+    EXPECT_EQ(s.pcie_bytes_per_step, 2048 * 8 * 128 * 2 * L);  // 128 MiB of values
+    EXPECT_EQ(s.pcie_bytes_per_step, int64_t(128) << 20);
+  }
+  {  // quest keeps the whole cache and adds min/max page bounds
+    KvLayout q = plan_kv_layout(KvSpec::parse("quest").resolved(), c, T, T, 2);
+    const int64_t pages = (T - 16) / 16;
+    EXPECT_EQ(q.item("K/V"), dense);
+    EXPECT_EQ(q.item("page bounds"), pages * 1024 * 2 * 2 * L);
+    EXPECT_EQ(q.cpu_bytes(), 0);
+    EXPECT_EQ(q.pcie_bytes_per_step, 0);
+    EXPECT_GT(q.gpu_fraction_of_dense(), 1.0);
+  }
+}
+
+TEST(KvLayout, Qwen3_8B_32K) {
+  const ModelConfig c = bench_config("qwen3-8b.json");
+  ASSERT_EQ(c.num_layers, 36);
+  ASSERT_EQ(c.num_kv_heads, 8);
+  ASSERT_EQ(c.head_dim, 128);
+  const int64_t T = 32768, L = 36;
+  EXPECT_EQ(plan_kv_layout(KvSpec::parse("dense").resolved(), c, T, T, 2).gpu_bytes(),
+            T * 2 * 36 * 8 * 128 * 2);
+  {  // residual landmarks: per 4 landmarks one 2-bit meta (36 B) + four 1-bit residuals (20 B)
+    KvLayout y = plan_kv_layout(
+        KvSpec::parse("yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256")
+            .resolved(),
+        c, T, T, 2);
+    const int64_t mid = T - 64;
+    ASSERT_EQ(mid % 4, 0);
+    EXPECT_EQ(y.item("landmarks"), 8 * (mid / 4) * (36 + 4 * 20) * L);
+    EXPECT_EQ(y.selected_chunks, 1024);
+    EXPECT_EQ(y.pcie_bytes_per_step, 1024 * 8 * 516 * 2 * L);
+  }
+  {  // shadowkv with sinks and a token budget
+    KvLayout s = plan_kv_layout(KvSpec::parse("shadowkv:sinks=5,budget=1000").resolved(), c, T, T, 2);
+    EXPECT_EQ(s.sink_end, 8);  // rounded up to a chunk
+    EXPECT_EQ(s.local_start, T - 32);
+    const int64_t mid = T - 32 - 8;
+    EXPECT_EQ(s.selected_chunks, 125);
+    EXPECT_EQ(s.item("exact K/V"), (8 + 32) * 1024 * 2 * 2 * L);
+    EXPECT_EQ(s.item("low-rank U"), mid * 160 * 2 * L);
+    EXPECT_EQ(s.cpu_bytes(), mid * 2048 * L);
+    EXPECT_EQ(s.pcie_bytes_per_step, 1000 * 8 * 256 * L);
+  }
+  {  // generated tokens reserve exact device rows
+    KvLayout y = plan_kv_layout(KvSpec::parse("yakv").resolved(), c, T, T + 1024, 2);
+    EXPECT_EQ(y.item("exact K/V"), (64 + 1024) * 1024 * 2 * 2 * L);
+  }
+}
+
+// memory() of real policies equals the layout at the backend's 4 bytes per value.
+TEST(KvLayout, PoliciesReportTheirLayout) {
+  LoadedModel m = load_hf_checkpoint(std::string(KVO_TEST_DATA_DIR) + "/fixtures/models/qwen3");
+  auto backend = make_cpu_backend(0);
+  Transformer model(*backend, m.config, m.weights);
+  std::vector<int32_t> ids(300);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % m.config.vocab_size);
+  const int64_t T = int64_t(ids.size()), cap = T + 4;
+  for (const char* text : {"shadowkv:rank=64,outliers=3,sinks=4", "yakv:outliers=2,chunk=2,sinks=3",
+                           "yakv:kv-store=fp8,landmarks=residual:m=4,meta=higgs:d=4,n=256,res=bf16",
+                           "quest:page=8,budget=64"}) {
+    SCOPED_TRACE(text);
+    const KvSpec spec = KvSpec::parse(text).resolved();
+    auto kv = make_kv_policy(*backend, m.config, spec, cap);
+    std::vector<float> logits = model.forward(ids, 0, *kv, 1, 128);
+    kv->finish_prefill();
+    const int32_t next[1] = {1};
+    model.forward(next, T, *kv, 1);
+    const KvLayout lay = plan_kv_layout(spec, m.config, T, cap, 4);
+    const KvMemoryReport r = kv->memory();
+    EXPECT_EQ(r.tokens, T + 1);
+    EXPECT_EQ(r.gpu_bytes, lay.gpu_bytes());
+    EXPECT_EQ(r.cpu_bytes, lay.cpu_bytes());
+    EXPECT_EQ(r.pcie_bytes_per_step, lay.pcie_bytes_per_step);
+    EXPECT_GT(lay.selected_chunks, 0);
+  }
+}
+
+}  // namespace
+}  // namespace kvo
