@@ -1,9 +1,10 @@
 // `kvoffload eval`: runs tasks x KV methods (x knob sweeps) on one model, one JSONL row per
 // sample in OUT/, resumable, then prints the summary table and writes OUT/summary.json.
 // The cell loop lives in eval/harness; this file parses flags and builds KV policies.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
@@ -56,8 +57,9 @@ ModelOptions options_for(const EvalFlags& f, const KvMethodSpec& spec) {
   CLI::App app{"kv options"};
   ModelOptions o;
   o.add_to(app);
-  std::vector<std::string> args = {"--model",   f.model, "--device", f.device,
-                                   "--threads", std::to_string(f.threads), "--kv", spec.method};
+  std::vector<std::string> args = {"--model", f.model,     "--device",
+                                   f.device,  "--threads", std::to_string(f.threads),
+                                   "--kv",    spec.method};
   for (const auto& [name, value] : spec.knobs) {
     args.push_back("--" + name);
     if (!value.empty()) args.push_back(value);
@@ -74,7 +76,8 @@ ModelOptions options_for(const EvalFlags& f, const KvMethodSpec& spec) {
 std::vector<int64_t> parse_lengths(const std::string& text) {
   std::vector<int64_t> out;
   if (text.empty()) return out;
-  for (const std::string& p : split_value_list(text)) out.push_back(parse_token_count(p, "--lengths"));
+  for (const std::string& p : split_value_list(text))
+    out.push_back(parse_token_count(p, "--lengths"));
   return out;
 }
 
@@ -119,7 +122,8 @@ void run_eval_command(const EvalFlags& f) {
   std::vector<std::string> not_taken;
   auto applies = [&](const std::string& method, const KnobSweep& k) {
     const std::string err = probe({method, {{k.name, k.values.front()}}});
-    if (!err.empty()) not_taken.push_back(fmt::format("--{} not used for {} ({})", k.name, method, err));
+    if (!err.empty())
+      not_taken.push_back(fmt::format("--{} not used for {} ({})", k.name, method, err));
     return err.empty();
   };
   std::vector<KvMethodSpec> specs;
@@ -162,6 +166,8 @@ std::function<void()> make_eval(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Score KV methods on tasks: per-sample rows, summary table, resumable");
+  // A later flag overrides an earlier one, so scripts can pass defaults and users extras.
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--model,-m", f->model, "Model: a .gguf file or an HF folder")->required();
   cmd->add_option("--device", f->device, "cpu, cuda or auto")->capture_default_str();
   cmd->add_option("--threads,-t", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
@@ -175,7 +181,8 @@ std::function<void()> make_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--kv-opt", f->kv_opts,
                   "A method knob [METHOD:]NAME=V1,V2 (repeatable; lists sweep); same as --NAME "
-                  "V1,V2");
+                  "V1,V2")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--lengths", f->lengths,
                   "Prompt lengths of the shipped sets, e.g. 2K,4K (default: every shipped one)");
   cmd->add_option("--limit", f->limit, "First N samples of each set (0 = all)")
@@ -195,7 +202,8 @@ std::function<void()> make_eval(CLI::App& app) {
       "Method knobs: any KV flag of ModelOptions, as --NAME V or --NAME V1,V2 (a sweep: one cell "
       "per value; lists of several knobs multiply). Use ';' between values that hold commas, "
       "--METHOD:NAME to restrict a knob to one method. Knobs never apply to dense.\n"
-      "Known knobs now: " + knob_names());
+      "Known knobs now: " +
+      knob_names());
   cmd->callback([cmd, f] { f->extras = cmd->remaining(); });
   return [f] { run_eval_command(*f); };
 }

@@ -1,8 +1,9 @@
 // `kvoffload report DIR`: DIR/report.html from the summary `kvoffload eval --out DIR` wrote.
+#include "eval/report.h"
+
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "eval/report.h"
 
 namespace kvo::cli {
 namespace {

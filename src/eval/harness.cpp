@@ -56,7 +56,9 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
   return out;
 }
 
-std::string length_label(int64_t tokens) { return fmt::format("{}k", tokens / 1024); }
+std::string length_label(int64_t tokens) {
+  return fmt::format("{}k", tokens / 1024);
+}
 
 std::string shipped_path(const std::string& data_dir, const std::string& task,
                          const std::string& length) {
@@ -71,9 +73,13 @@ std::string short_hash(const std::string& text) {
   return fmt::format("{:08x}", uint32_t(h ^ (h >> 32)));
 }
 
-double nan() { return std::nan(""); }
+double nan() {
+  return std::nan("");
+}
 
-OJson number_or_null(double v) { return std::isfinite(v) ? OJson(v) : OJson(nullptr); }
+OJson number_or_null(double v) {
+  return std::isfinite(v) ? OJson(v) : OJson(nullptr);
+}
 
 }  // namespace
 
@@ -81,7 +87,8 @@ OJson number_or_null(double v) { return std::isfinite(v) ? OJson(v) : OJson(null
 
 std::string KvMethodSpec::knob_string() const {
   std::vector<std::string> parts;
-  for (const auto& [name, value] : knobs) parts.push_back(value.empty() ? name : name + "=" + value);
+  for (const auto& [name, value] : knobs)
+    parts.push_back(value.empty() ? name : name + "=" + value);
   return join(parts, ",");
 }
 
@@ -187,8 +194,8 @@ std::vector<KvMethodSpec> expand_methods(const std::vector<std::string>& methods
   }
   for (const KnobSweep& k : knobs) {
     if (k.method.empty()) continue;
-    check(k.method != kDense, "--{}:{}: dense is the exact reference and takes no knobs",
-          k.method, k.name);
+    check(k.method != kDense, "--{}:{}: dense is the exact reference and takes no knobs", k.method,
+          k.name);
     check(std::find(order.begin(), order.end(), k.method) != order.end(),
           "--{}:{}: method '{}' is not in --kv", k.method, k.name, k.method);
   }
@@ -200,8 +207,10 @@ std::vector<KvMethodSpec> expand_methods(const std::vector<std::string>& methods
   for (const KnobSweep& k : knobs) {
     const bool any = std::any_of(order.begin(), order.end(),
                                  [&](const std::string& m) { return applies_to(m, k); });
-    check(any, "--{}: no method in --kv takes this knob (dense is the exact reference and takes "
-          "none)", k.name);
+    check(any,
+          "--{}: no method in --kv takes this knob (dense is the exact reference and takes "
+          "none)",
+          k.name);
   }
   std::vector<KvMethodSpec> specs;
   for (const std::string& m : order) {
@@ -443,7 +452,8 @@ CellSummary CellSummary::from_json(const Json& j) {
     c.knobs = j.value("knobs", "");
     if (auto kv = j.find("knob_values"); kv != j.end() && kv->is_object()) {
       for (const auto& [name, value] : kv->items()) {
-        c.knob_values.emplace_back(name, value.is_string() ? value.get<std::string>() : value.dump());
+        c.knob_values.emplace_back(name,
+                                   value.is_string() ? value.get<std::string>() : value.dump());
       }
     }
     c.excluded = j.value("excluded", int64_t{0});
@@ -567,7 +577,8 @@ std::string format_summary_table(const EvalSummary& summary) {
       "score: 100 x mean per-sample score; fidelity: 100 x agreement with dense on the same "
       "sample;\nKV/token: bytes per token of KV capacity (prompt + generation limit); of dense: "
       "GPU KV bytes / dense's;\nskipped: prompt + answer do not fit the model's context.\n";
-  if (any_excluded) out += "excl: Text2JSON samples with duplicate gold names, left out of the score.\n";
+  if (any_excluded)
+    out += "excl: Text2JSON samples with duplicate gold names, left out of the score.\n";
   return out;
 }
 
@@ -600,7 +611,7 @@ LoadedDataset load_dataset(const EvalDataset& d, size_t limit) {
     LoadedSample s;
     auto id = r.value.find("id");
     s.id = id != r.value.end() && id->is_string() ? id->get<std::string>()
-                                                    : fmt::format("line-{}", r.line);
+                                                  : fmt::format("line-{}", r.line);
     check(seen.insert(s.id).second, "{}: sample id '{}' appears twice", r.where(), s.id);
     s.task = sample_task(r.value);
     jsonl_string(r, "problem");  // fail early on rows without a prompt
@@ -640,8 +651,7 @@ class RowWriter {
   }
   void write(const OJson& row) {
     const std::string line = row.dump(-1, ' ', false, OJson::error_handler_t::replace) + "\n";
-    check(std::fwrite(line.data(), 1, line.size(), file_) == line.size() &&
-              std::fflush(file_) == 0,
+    check(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0,
           "writing {} failed", path_);
   }
 
@@ -760,8 +770,7 @@ EvalSummary run_eval(const std::vector<EvalDataset>& datasets,
       w.path = (fs::path(options.out_dir) / w.cell.file_name()).string();
       for (const Json& r : read_cell_rows(w.path)) {
         w.done.insert(row_string(r, "sample_id"));
-        if (!warned_budget && options.max_new_tokens > 0 &&
-            row_int(r, "max_new_tokens_requested") != options.max_new_tokens) {
+        if (!warned_budget && row_int(r, "max_new_tokens_requested") != options.max_new_tokens) {
           warned_budget = true;
           std::fprintf(stderr,
                        "warning: %s holds rows made with another --max-new-tokens; they are "
@@ -780,10 +789,10 @@ EvalSummary run_eval(const std::vector<EvalDataset>& datasets,
     }
   }
   if (!options.quiet) {
-    std::fprintf(stderr, "eval: %zu cells, %lld samples to run%s\n", work.size(),
-                 static_cast<long long>(total),
-                 resumed ? fmt::format(" ({} already in {})", resumed, options.out_dir).c_str()
-                         : "");
+    std::fprintf(
+        stderr, "eval: %zu cells, %lld samples to run%s\n", work.size(),
+        static_cast<long long>(total),
+        resumed ? fmt::format(" ({} already in {})", resumed, options.out_dir).c_str() : "");
   }
 
   const bool tty = ProgressBar::enabled();
@@ -828,9 +837,9 @@ EvalSummary run_eval(const std::vector<EvalDataset>& datasets,
       row["max_new_tokens_requested"] = options.max_new_tokens;
       if (prompt_n + needed > context) {
         row["skipped"] = true;
-        row["skip_reason"] = fmt::format(
-            "too long: {} prompt tokens + {} for the answer > {}-token context", prompt_n,
-            needed, context);
+        row["skip_reason"] =
+            fmt::format("too long: {} prompt tokens + {} for the answer > {}-token context",
+                        prompt_n, needed, context);
         writer.write(row);
         ++skipped;
       } else {

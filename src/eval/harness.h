@@ -102,10 +102,10 @@ int task_generation_limit(const std::string& task);
 
 struct EvalOptions {
   std::string out_dir;
-  size_t limit = 0;         // first N samples of each dataset; 0 = all
-  int max_new_tokens = 0;   // cap on the task's limit; 0 = the task's limit
+  size_t limit = 0;        // first N samples of each dataset; 0 = all
+  int max_new_tokens = 0;  // cap on the task's limit; 0 = the task's limit
   bool reference_dense = true;
-  bool quiet = false;       // no per-cell lines on stderr
+  bool quiet = false;  // no per-cell lines on stderr
 };
 
 // What the harness needs from the engine.
@@ -129,11 +129,11 @@ struct EvalCell {
 struct CellSummary {
   std::string id, task, length, method, knobs;
   std::vector<std::pair<std::string, std::string>> knob_values;  // knobs as (name, value)
-  int64_t rows = 0;      // samples run or skipped
-  int64_t scored = 0;    // not skipped, not excluded
-  int64_t excluded = 0;  // Text2JSON: duplicate gold names
-  int64_t skipped = 0;   // too long for the model's context
-  double score_sum = 0;  // of per-sample scores in [0, 1]
+  int64_t rows = 0;                                              // samples run or skipped
+  int64_t scored = 0;                                            // not skipped, not excluded
+  int64_t excluded = 0;                                          // Text2JSON: duplicate gold names
+  int64_t skipped = 0;                                           // too long for the model's context
+  double score_sum = 0;                                          // of per-sample scores in [0, 1]
   int64_t fidelity_n = 0;
   double fidelity_sum = 0;
   int64_t prompt_tokens = 0, output_tokens = 0, kv_capacity = 0;
@@ -143,8 +143,8 @@ struct CellSummary {
   int64_t decode_tokens = 0;  // tokens generated after the first (decode speed)
 
   int64_t ran() const { return rows - skipped; }
-  double score() const;              // 100 x mean; NaN when nothing scored
-  double fidelity() const;           // 100 x mean agreement with dense; NaN without dense
+  double score() const;                // 100 x mean; NaN when nothing scored
+  double fidelity() const;             // 100 x mean agreement with dense; NaN without dense
   double gpu_bytes_per_token() const;  // per token of KV capacity (prompt + generation limit)
   double cpu_bytes_per_token() const;
   double fraction_of_dense() const;  // GPU KV bytes / dense's on the same samples; NaN

@@ -19,16 +19,24 @@ std::string esc(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
-
 
 // ---- A small SVG scatter/line plot ----------------------------------------------------------
 
@@ -42,9 +50,12 @@ struct Axis {
 
   double t(double v) const {
     switch (scale) {
-      case Scale::Log10: return std::log10(v);
-      case Scale::Log2: return std::log2(v);
-      default: return v;
+      case Scale::Log10:
+        return std::log10(v);
+      case Scale::Log2:
+        return std::log2(v);
+      default:
+        return v;
     }
   }
   double frac(double v) const { return (t(v) - t(lo)) / (t(hi) - t(lo)); }
@@ -58,7 +69,37 @@ struct Point {
 struct Series {
   std::string name, color, dash;
   std::vector<Point> points;
+  double dodge = 0;  // horizontal pixel shift, so series at the same x stay apart
+  int shape = 0;     // marker: circle, square, triangle, diamond, triangle down
 };
+
+// One marker centred at (x, y); shapes differ so coinciding points of two series stay visible.
+std::string marker(int shape, double x, double y, double r, const std::string& color,
+                   const std::string& extra) {
+  const std::string style = fmt::format("fill=\"{}\" stroke=\"#fff\" stroke-width=\"0.8\"", color);
+  switch (shape % 5) {
+    case 1:
+      return fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" {}>{}</rect>",
+          x - 0.9 * r, y - 0.9 * r, 1.8 * r, 1.8 * r, style, extra);
+    case 2:
+      return fmt::format(
+          "<polygon points=\"{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}\" {}>{}</polygon>", x,
+          y - 1.25 * r, x - 1.15 * r, y + 0.8 * r, x + 1.15 * r, y + 0.8 * r, style, extra);
+    case 3:
+      return fmt::format(
+          "<polygon points=\"{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}\" "
+          "{}>{}</polygon>",
+          x, y - 1.25 * r, x + 1.25 * r, y, x, y + 1.25 * r, x - 1.25 * r, y, style, extra);
+    case 4:
+      return fmt::format(
+          "<polygon points=\"{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}\" {}>{}</polygon>", x,
+          y + 1.25 * r, x - 1.15 * r, y - 0.8 * r, x + 1.15 * r, y - 0.8 * r, style, extra);
+    default:
+      return fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{:.1f}\" {}>{}</circle>", x, y, r,
+                         style, extra);
+  }
+}
 
 std::string tick_text(double v) {
   if (v != 0 && std::fabs(v) < 1e-3) return fmt::format("{:.0e}", v);
@@ -147,30 +188,28 @@ std::string svg_plot(const std::string& title, const Axis& x, const Axis& y,
       "transform=\"rotate(-90 16 {0})\">{1}</text>\n",
       (kT + kB) / 2, esc(y.title));
   // Series: lines, then points with hover titles and labels.
-  // Later series get smaller markers, so points that coincide show as concentric rings.
   for (size_t si = 0; si < series.size(); ++si) {
     const Series& se = series[si];
-    const double radius = std::max(3.0, 6.5 - 1.0 * double(si));
+    const double radius = 5.5;
+    auto sx = [&](double v) { return px(v) + se.dodge; };
     std::vector<Point> pts = se.points;
     std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.x < b.x; });
     if (pts.size() > 1) {
       std::string path;
-      for (const Point& p : pts) path += fmt::format("{:.1f},{:.1f} ", px(p.x), py(p.y));
+      for (const Point& p : pts) path += fmt::format("{:.1f},{:.1f} ", sx(p.x), py(p.y));
       s << fmt::format(
           "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{}/>\n", path,
           se.color, se.dash.empty() ? "" : " stroke-dasharray=\"" + se.dash + "\"");
     }
     for (size_t pi = 0; pi < pts.size(); ++pi) {
       const Point& p = pts[pi];
-      s << fmt::format(
-          "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{:.1f}\" fill=\"{}\" stroke=\"#fff\" "
-          "stroke-width=\"1.2\"><title>{}</title></circle>\n",
-          px(p.x), py(p.y), radius, se.color, esc(p.tip));
+      s << marker(se.shape, sx(p.x), py(p.y), radius, se.color, "<title>" + esc(p.tip) + "</title>")
+        << "\n";
       if (!p.label.empty()) {  // alternately above and below the line, so neighbours part
         s << fmt::format(
             "<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"middle\" "
             "fill=\"{}\">{}</text>\n",
-            px(p.x), py(p.y) + (pi % 2 == 0 ? -10 : 18), se.color, esc(p.label));
+            sx(p.x), py(p.y) + (pi % 2 == 0 ? -11 : 19), se.color, esc(p.label));
       }
     }
   }
@@ -181,11 +220,11 @@ std::string svg_plot(const std::string& title, const Axis& x, const Axis& y,
     if (name.size() > 26) name = name.substr(0, 25) + "…";
     s << fmt::format(
         "<g><title>{0}</title><line x1=\"{1}\" y1=\"{2:.1f}\" x2=\"{3}\" y2=\"{2:.1f}\" "
-        "stroke=\"{4}\" stroke-width=\"2\"{5}/><circle cx=\"{6}\" cy=\"{2:.1f}\" r=\"4\" "
-        "fill=\"{4}\"/><text x=\"{7}\" y=\"{8:.1f}\" font-size=\"12\">{9}</text></g>\n",
-        esc(se.name), kR + 16, ly, kR + 40, se.color,
-        se.dash.empty() ? "" : " stroke-dasharray=\"" + se.dash + "\"", kR + 28, kR + 46, ly + 4,
-        esc(name));
+        "stroke=\"{4}\" stroke-width=\"2\"{5}/>{6}<text x=\"{7}\" y=\"{8:.1f}\" "
+        "font-size=\"12\">{9}</text></g>\n",
+        esc(se.name), kR + 14, ly, kR + 42, se.color,
+        se.dash.empty() ? "" : " stroke-dasharray=\"" + se.dash + "\"",
+        marker(se.shape, kR + 28, ly, 4.5, se.color, ""), kR + 48, ly + 4, esc(name));
     ly += 19;
   }
   s << "</svg>\n";
@@ -199,7 +238,8 @@ const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#94
 const char* const kDashes[] = {"", "6 3", "2 3", "9 3 2 3", "12 4"};
 
 struct Styles {
-  std::map<std::string, std::string> color;                  // method -> color
+  std::map<std::string, std::string> color;                         // method -> color
+  std::map<std::string, int> shape;                                 // method -> marker
   std::map<std::pair<std::string, std::string>, std::string> dash;  // (method, knobs) -> dash
 };
 
@@ -209,6 +249,7 @@ Styles make_styles(const EvalSummary& summary) {
   std::map<std::string, size_t> knob_count;
   for (const CellSummary& c : summary.cells) {
     if (!st.color.count(c.method)) {
+      st.shape[c.method] = int(st.color.size());
       st.color[c.method] = c.method == "dense" ? "#222222" : kPalette[next++ % 10];
     }
     const auto key = std::make_pair(c.method, c.knobs);
@@ -272,15 +313,14 @@ std::string memory_plot(const EvalSummary& summary, const Styles& st, const std:
     if (!std::isfinite(x) || !std::isfinite(y) || x <= 0) continue;
     if (!by_method.count(key.first)) {
       methods.push_back(key.first);
-      by_method[key.first] = {key.first, st.color.at(key.first), "", {}};
+      by_method[key.first] = {key.first, st.color.at(key.first), "", {}, 0, st.shape.at(key.first)};
     }
     Series& se = by_method[key.first];
     if (!c.knob_values.empty() && se.name == key.first) se.name += " (" + names_of(c) + ")";
-    se.points.push_back(
-        {x, y, values_of(c),
-         fmt::format("{}: {} {:.1f}, GPU KV {:.3f} of dense, {} samples",
-                     cell_label(key.first, key.second), fidelity ? "fidelity" : "score", y, x,
-                     c.ran())});
+    se.points.push_back({x, y, values_of(c),
+                         fmt::format("{}: {} {:.1f}, GPU KV {:.3f} of dense, {} samples",
+                                     cell_label(key.first, key.second),
+                                     fidelity ? "fidelity" : "score", y, x, c.ran())});
     xs.push_back(x);
     ymin = std::min(ymin, y);
     ymax = std::max(ymax, y);
@@ -304,8 +344,11 @@ std::string memory_plot(const EvalSummary& summary, const Styles& st, const std:
     ax.hi = hi * 1.06;
     linear_ticks(ax);
   }
-  Axis ay{fidelity ? "fidelity to dense (x100)" : "score (x100)", Scale::Linear, ymin - 4,
-          ymax + 4, {}};
+  Axis ay{fidelity ? "fidelity to dense (x100)" : "score (x100)",
+          Scale::Linear,
+          ymin - 4,
+          ymax + 4,
+          {}};
   linear_ticks(ay);
   std::vector<Series> series;
   for (const std::string& m : methods) series.push_back(by_method[m]);
@@ -325,7 +368,8 @@ std::string length_plot(const EvalSummary& summary, const Styles& st, const std:
     const auto key = std::make_pair(c.method, c.knobs);
     if (!by_key.count(key)) {
       order.push_back(key);
-      by_key[key] = {cell_label(c.method, c.knobs), st.color.at(c.method), st.dash.at(key), {}};
+      by_key[key] = {cell_label(c.method, c.knobs), st.color.at(c.method), st.dash.at(key), {}, 0,
+                     st.shape.at(c.method)};
     }
     by_key[key].points.push_back(
         {x, y, "",
@@ -337,14 +381,19 @@ std::string length_plot(const EvalSummary& summary, const Styles& st, const std:
   }
   const std::string title = fmt::format("{}: score vs prompt length", task);
   if (xs.empty()) return no_data(title, "no scored samples");
-  Axis ax{"prompt tokens (log scale)", Scale::Log2,
+  Axis ax{"prompt tokens (log scale)",
+          Scale::Log2,
           *std::min_element(xs.begin(), xs.end()) / 1.5,
-          *std::max_element(xs.begin(), xs.end()) * 1.5, {}};
+          *std::max_element(xs.begin(), xs.end()) * 1.5,
+          {}};
   log2_ticks(ax);
   Axis ay{"score (x100)", Scale::Linear, ymin - 4, ymax + 4, {}};
   linear_ticks(ay);
   std::vector<Series> series;
-  for (const auto& key : order) series.push_back(by_key[key]);
+  for (const auto& key : order) {
+    series.push_back(by_key[key]);
+    series.back().dodge = (double(series.size() - 1) - double(order.size() - 1) / 2) * 5.0;
+  }
   return svg_plot(title, ax, ay, series);
 }
 
@@ -387,10 +436,12 @@ h1 { font-size: 22px; margin-bottom: 4px; }
 h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 p.meta { color: #555; margin-top: 0; }
 .plots { display: flex; flex-wrap: wrap; gap: 12px; }
-.plots svg { border: 1px solid #ddd; background: #fff; }
+.plots svg { border: 1px solid #ddd; background: #fff; width: calc(50% - 8px); min-width: 460px;
+  max-width: 660px; height: auto; }
 .empty { width: 640px; height: 120px; border: 1px dashed #bbb; padding: 10px; color: #777; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f2f2f2; }
 td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }

@@ -55,10 +55,10 @@ class EvalHarnessCli : public ::testing::Test {
 };
 
 void expect_valid_row(const nlohmann::json& r) {
-  for (const char* key : {"cell", "sample_id", "task", "length", "method", "knobs", "output",
-                          "score", "excluded", "fidelity", "prompt_tokens", "output_tokens",
-                          "prefill_seconds", "decode_seconds", "kv_gpu_bytes", "kv_cpu_bytes",
-                          "kv_pcie_bytes_per_step", "stop_reason"}) {
+  for (const char* key :
+       {"cell", "sample_id", "task", "length", "method", "knobs", "output", "score", "excluded",
+        "fidelity", "prompt_tokens", "output_tokens", "prefill_seconds", "decode_seconds",
+        "kv_gpu_bytes", "kv_cpu_bytes", "kv_pcie_bytes_per_step", "stop_reason"}) {
     EXPECT_TRUE(r.contains(key)) << key << " missing in " << r.dump();
   }
   EXPECT_FALSE(r["skipped"].get<bool>());
@@ -73,7 +73,8 @@ TEST_F(EvalHarnessCli, RunsWritesRowsSummaryAndReportThenResumes) {
   const fs::path dir = fresh_dir("kvo_eval_run");
   const std::string args = "eval --model " + model_ +
                            " --task niah_multikey,text2json --lengths 2K --limit 1 --kv dense "
-                           "--max-new-tokens 16 --threads 2 --out " + dir.string();
+                           "--max-new-tokens 16 --threads 2 --out " +
+                           dir.string();
   auto r = run_kvoffload(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("niah_multikey"), std::string::npos) << r.out;
@@ -126,10 +127,8 @@ TEST_F(EvalHarnessCli, TooLongSampleIsSkippedAndATornRowIsRedone) {
     std::string huge;
     for (int i = 0; i < 9000; ++i) huge += "word ";
     auto row = [](const std::string& id, const std::string& problem) {
-      return nlohmann::json({{"id", id},
-                             {"task", "niah_multikey"},
-                             {"problem", problem},
-                             {"answers", {"42"}}})
+      return nlohmann::json(
+                 {{"id", id}, {"task", "niah_multikey"}, {"problem", problem}, {"answers", {"42"}}})
                  .dump() +
              "\n";
     };

@@ -24,8 +24,8 @@ TEST(HarnessKnobs, ValueListsKeepQuantizerSpecsWhole) {
 }
 
 TEST(HarnessKnobs, ArgsBecomeSweeps) {
-  auto s = parse_knob_args({"--budget", "0.03,0.06", "--chunk=1", "--yakv:rank", "16", "--flag",
-                            "--budget", "0.1"});
+  auto s = parse_knob_args(
+      {"--budget", "0.03,0.06", "--chunk=1", "--yakv:rank", "16", "--flag", "--budget", "0.1"});
   ASSERT_EQ(s.size(), 4u);
   EXPECT_EQ(s[0].name, "budget");
   EXPECT_EQ(s[0].values, (std::vector<std::string>{"0.03", "0.06", "0.1"}));
@@ -60,12 +60,14 @@ TEST(HarnessKnobs, ExpansionIsACartesianProductWithDenseFirst) {
 }
 
 TEST(HarnessCells, IdsAndFileNames) {
-  EvalCell c{{"text2json", "2k", "/x"}, {"yakv", {{"budget", "0.03"}, {"landmarks", "higgs:d=2,n=256"}}}};
+  EvalCell c{{"text2json", "2k", "/x"},
+             {"yakv", {{"budget", "0.03"}, {"landmarks", "higgs:d=2,n=256"}}}};
   EXPECT_EQ(c.id(), "text2json/2k/yakv/budget=0.03,landmarks=higgs:d=2,n=256");
   const std::string f = c.file_name();
   EXPECT_EQ(f.find('/'), std::string::npos);
   EXPECT_EQ(f.substr(f.size() - 6), ".jsonl");
-  EvalCell d{{"text2json", "2k", "/x"}, {"yakv", {{"budget", "0.03"}, {"landmarks", "higgs:d=2,n=16"}}}};
+  EvalCell d{{"text2json", "2k", "/x"},
+             {"yakv", {{"budget", "0.03"}, {"landmarks", "higgs:d=2,n=16"}}}};
   EXPECT_NE(c.file_name(), d.file_name());
   EXPECT_EQ((EvalCell{{"niah_multikey", "4k", ""}, {"dense", {}}}).file_name(),
             "niah_multikey.4k.dense.jsonl");
