@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
@@ -43,6 +44,15 @@ std::vector<std::pair<std::string, std::string>> kv_knob_flags() {
     out.emplace_back(name, opt->get_description());
   }
   return out;
+}
+
+// ModelOptions' own description of --kv (the methods it builds).
+std::string kv_method_help() {
+  CLI::App app;
+  ModelOptions o;
+  o.add_to(app);
+  const CLI::Option* kv = app.get_option_no_throw("--kv");
+  return kv ? kv->get_description() : std::string();
 }
 
 std::string knob_names() {
@@ -120,17 +130,22 @@ void run_eval_command(const EvalFlags& f) {
   };
   // An unrestricted knob is used by the methods that take it (e.g. --rank by shadowkv only).
   std::vector<std::string> not_taken;
+  std::map<std::pair<std::string, std::string>, bool> taken;  // (method, knob) -> applies
   auto applies = [&](const std::string& method, const KnobSweep& k) {
+    const auto key = std::make_pair(method, k.name);
+    if (auto it = taken.find(key); it != taken.end()) return it->second;
     const std::string err = probe({method, {{k.name, k.values.front()}}});
     if (!err.empty())
-      not_taken.push_back(fmt::format("--{} not used for {} ({})", k.name, method, err));
-    return err.empty();
+      not_taken.push_back(fmt::format("--{} is not used for {}: {}", k.name, method, err));
+    return taken[key] = err.empty();
   };
   std::vector<KvMethodSpec> specs;
   try {
     specs = expand_methods(methods, knobs, !f.no_dense, applies);
   } catch (const Error& e) {
-    fail("{}{}", e.what(), not_taken.empty() ? "" : ": " + not_taken.front());
+    std::string why;
+    for (const std::string& n : not_taken) why += "; " + n;
+    fail("{}{}", e.what(), why);
   }
   for (const std::string& note : not_taken) std::fprintf(stderr, "note: %s\n", note.c_str());
   std::vector<ModelOptions> cell_options;
@@ -177,7 +192,9 @@ std::function<void()> make_eval(CLI::App& app) {
   cmd->add_option("--data", f->data,
                   "Also run your own JSONL ({\"problem\",\"answer\"} Text2JSON rows or contrast "
                   "rows) as one task named after the file");
-  cmd->add_option("--kv", f->kv, "KV methods, comma list; dense is added first as the reference")
+  cmd->add_option(
+         "--kv", f->kv,
+         "KV methods, comma list (dense is added, first, as the reference). " + kv_method_help())
       ->capture_default_str();
   cmd->add_option("--kv-opt", f->kv_opts,
                   "A method knob [METHOD:]NAME=V1,V2 (repeatable; lists sweep); same as --NAME "

@@ -207,9 +207,7 @@ std::vector<KvMethodSpec> expand_methods(const std::vector<std::string>& methods
   for (const KnobSweep& k : knobs) {
     const bool any = std::any_of(order.begin(), order.end(),
                                  [&](const std::string& m) { return applies_to(m, k); });
-    check(any,
-          "--{}: no method in --kv takes this knob (dense is the exact reference and takes "
-          "none)",
+    check(any, "--{}: no method in --kv can take it (dense, the exact reference, takes no knobs)",
           k.name);
   }
   std::vector<KvMethodSpec> specs;
