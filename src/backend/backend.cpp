@@ -27,7 +27,9 @@ DeviceArray::~DeviceArray() {
   if (backend_ && data_) backend_->free(data_);
 }
 
-DeviceArray::DeviceArray(DeviceArray&& other) noexcept { *this = std::move(other); }
+DeviceArray::DeviceArray(DeviceArray&& other) noexcept {
+  *this = std::move(other);
+}
 
 DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
   if (this != &other) {

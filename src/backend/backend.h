@@ -24,7 +24,7 @@ struct Tensor {
   int64_t cols = 0;
   int64_t stride = 0;  // elements between row starts (>= cols)
 
-  Tensor row_range(int64_t first, int64_t count) const;  // rows [first, first + count)
+  Tensor row_range(int64_t first, int64_t count) const;       // rows [first, first + count)
   Tensor reshaped(int64_t new_rows, int64_t new_cols) const;  // contiguous views only
   bool contiguous() const { return stride == cols; }
 };
@@ -79,7 +79,7 @@ class Backend {
   virtual DeviceArray alloc(int64_t rows, int64_t cols) = 0;
   virtual DeviceArray upload(const HostTensor& host) = 0;
   virtual void free(void* data) = 0;
-  virtual std::vector<float> download(const Tensor& src) = 0;  // row-major, no padding
+  virtual std::vector<float> download(const Tensor& src) = 0;   // row-major, no padding
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;  // same shape
 
   // out(t, :) = table(ids[t], :)

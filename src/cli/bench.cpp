@@ -42,7 +42,8 @@ void run_bench(const BenchFlags& f) {
     check(requested > 0, "--prompt-tokens must be positive");
     // A prompt must leave room for the generated tokens inside the model's context.
     const int64_t n = std::min<int64_t>(requested, c.max_context - f.gen);
-    check(n > 0, "--gen {} leaves no room for a prompt in a {}-token context", f.gen, c.max_context);
+    check(n > 0, "--gen {} leaves no room for a prompt in a {}-token context", f.gen,
+          c.max_context);
     double best_prefill = 0, best_decode = 0;
     for (int rep = 0; rep < f.repeats; ++rep) {
       auto kv = make_kv_policy(f.model, runner, n + f.gen);
@@ -50,7 +51,8 @@ void run_bench(const BenchFlags& f) {
       options.max_new_tokens = f.gen;
       options.ignore_eos = true;
       const auto prompt = synthetic_prompt(n, c.vocab_size, 1234 + rep);
-      GenerationResult r = generate(*runner.transformer, runner.model.tokenizer, *kv, prompt, options);
+      GenerationResult r =
+          generate(*runner.transformer, runner.model.tokenizer, *kv, prompt, options);
       best_prefill = std::max(best_prefill, r.prefill_tokens_per_second());
       best_decode = std::max(best_decode, r.decode_tokens_per_second());
     }
@@ -66,8 +68,10 @@ void run_bench(const BenchFlags& f) {
     }
   }
   if (f.json) {
-    nlohmann::json out = {{"model", f.model.model_path}, {"device", runner.backend->name()},
-                          {"kv", f.model.kv_method},     {"threads", f.model.threads},
+    nlohmann::json out = {{"model", f.model.model_path},
+                          {"device", runner.backend->name()},
+                          {"kv", f.model.kv_method},
+                          {"threads", f.model.threads},
                           {"results", rows}};
     std::printf("%s\n", out.dump(2).c_str());
   }
@@ -80,11 +84,14 @@ std::function<void()> make_bench(CLI::App& app) {
   f->model.add_to(*cmd);
   cmd->add_option("--prompt-tokens", f->prompt_tokens,
                   "Comma-separated prompt lengths; each is capped at context - --gen")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--gen", f->gen, "Tokens to generate per length (decode speed)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--repeats", f->repeats, "Runs per length; the best is reported")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json, "Print results as JSON");
   return [f] { run_bench(*f); };
 }

@@ -75,19 +75,23 @@ void run_generate(const GenerateFlags& f) {
                         {"device", runner.backend->name()},
                         {"kv", kv->name()},
                         {"kv_gpu_bytes", r.kv.gpu_bytes},
-                        {"kv_cpu_bytes", r.kv.cpu_bytes}};
+                        {"kv_cpu_bytes", r.kv.cpu_bytes},
+                        {"kv_pcie_bytes_per_step", r.kv.pcie_bytes_per_step}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("\n\n[prompt tokens: %lld | generated: %zu (%s) | prefill: %.1f tok/s | decode: %.1f tok/s | %s, kv %s]\n",
-              static_cast<long long>(r.prompt_tokens), r.tokens.size(), r.stop_reason.c_str(),
-              r.prefill_tokens_per_second(), r.decode_tokens_per_second(),
-              runner.backend->name().c_str(), kv->name().c_str());
+  std::printf(
+      "\n\n[prompt tokens: %lld | generated: %zu (%s) | prefill: %.1f tok/s | decode: %.1f tok/s | "
+      "%s, kv %s]\n",
+      static_cast<long long>(r.prompt_tokens), r.tokens.size(), r.stop_reason.c_str(),
+      r.prefill_tokens_per_second(), r.decode_tokens_per_second(), runner.backend->name().c_str(),
+      kv->name().c_str());
 }
 
 std::function<void()> make_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text for one prompt, streamed as it comes");
+  CLI::App* cmd =
+      app.add_subcommand("generate", "Generate text for one prompt, streamed as it comes");
   f->model.add_to(*cmd);
   auto* prompt = cmd->add_option("--prompt,-p", f->prompt, "Prompt text");
   auto* file = cmd->add_option("--prompt-file,-f", f->prompt_file, "Read the prompt from a file");
@@ -97,7 +101,8 @@ std::function<void()> make_generate(CLI::App& app) {
   cmd->add_option("--chat-template", f->chat_template,
                   "Override the chat format: llama3, qwen3 or chatml");
   cmd->add_option("--max-new-tokens,-n", f->max_new_tokens, "Most tokens to generate")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", f->sampling.temperature, "Sampling temperature; 0 = greedy")
       ->capture_default_str();
   cmd->add_option("--top-k", f->sampling.top_k, "Sample from the k most likely tokens; 0 = all")

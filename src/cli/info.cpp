@@ -9,15 +9,15 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
-#include "kv/kv_layout.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kv/kv_layout.h"
 #include "model/weights.h"
 #include "util/error.h"
 
@@ -97,8 +97,8 @@ Summary summarize_config(const std::string& path) {
   int64_t layer = hd * q * 2 + hd * kv * 2 + 3 * hd * int64_t(c.intermediate_size) + 2 * hd;
   if (c.qkv_bias) layer += q + 2 * kv;
   if (c.qk_norm) layer += 2 * c.head_dim;
-  s.parameters = int64_t(c.vocab_size) * hd * (c.tie_word_embeddings ? 1 : 2) + hd +
-                 layer * c.num_layers;
+  s.parameters =
+      int64_t(c.vocab_size) * hd * (c.tie_word_embeddings ? 1 : 2) + hd + layer * c.num_layers;
   return s;
 }
 
@@ -271,7 +271,8 @@ std::function<void()> make_info(CLI::App& app) {
   sub->add_option("--context", *context,
                   "With --kv: prompt tokens to account for (default: the model's context)");
   return [=] {
-    check(!path->empty() || !random_config->empty(), "info needs a model PATH or --random-weights CONFIG");
+    check(!path->empty() || !random_config->empty(),
+          "info needs a model PATH or --random-weights CONFIG");
     Summary s = random_config->empty() ? summarize(*path) : summarize_config(*random_config);
     std::optional<KvInfo> kv;
     if (!kv_method->empty()) {

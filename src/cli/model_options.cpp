@@ -17,8 +17,9 @@ void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, st
     const char* help;
   };
   static const Knob kKnobs[] = {
-      {"budget", "Sparse KV: selected prompt tokens per KV head, a fraction of the prompt if <= 1 "
-                 "else tokens (shadowkv 0.015625, yakv 0.03125, quest 0.0625)"},
+      {"budget",
+       "Sparse KV: selected prompt tokens per KV head, a fraction of the prompt if <= 1 "
+       "else tokens (shadowkv 0.015625, yakv 0.03125, quest 0.0625)"},
       {"sinks", "Sparse KV: first N prompt tokens kept exact (0)"},
       {"group-agg", "Sparse KV: combine the scores of a GQA group's query heads: max | mean (max)"},
       {"local", "Sparse KV: last prompt tokens kept exact (shadowkv 32, yakv 64, quest 16)"},
@@ -26,10 +27,12 @@ void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, st
       {"page", "quest: tokens per page (16)"},
       {"outliers", "shadowkv/yakv: exact outlier chunks per KV head (shadowkv 48, yakv 0)"},
       {"rank", "shadowkv: rank of the pre-RoPE key SVD (160)"},
-      {"landmarks", "yakv: landmark quantizer spec, e.g. higgs:d=4,n=256 (default) or "
-                    "residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256, bf16, f32"},
-      {"kv-store", "yakv/shadowkv: offloaded K/V store: bf16 | fp8 | higgs:d=2,n=256 (yakv "
-                   "default) | f32 (shadowkv default bf16)"},
+      {"landmarks",
+       "yakv: landmark quantizer spec, e.g. higgs:d=4,n=256 (default) or "
+       "residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256, bf16, f32"},
+      {"kv-store",
+       "yakv/shadowkv: offloaded K/V store: bf16 | fp8 | higgs:d=2,n=256 (yakv "
+       "default) | f32 (shadowkv default bf16)"},
   };
   for (const Knob& k : kKnobs) cmd.add_option(std::string("--") + k.name, knobs[k.name], k.help);
 }

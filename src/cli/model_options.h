@@ -24,7 +24,8 @@ namespace kvo::cli {
 // empty = the method's default).
 void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, std::string>& knobs);
 // The KvSpec of those flags (kvo::Error for bad values or knobs that do not apply), resolved.
-KvSpec kv_spec_from_flags(const std::string& method, const std::map<std::string, std::string>& knobs);
+KvSpec kv_spec_from_flags(const std::string& method,
+                          const std::map<std::string, std::string>& knobs);
 
 struct ModelOptions {
   std::string model_path;

@@ -52,8 +52,8 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   result.prompt_tokens = static_cast<int64_t>(prompt.size());
   Sampler sampler(options.sampling);
   StreamingDecoder decoder(tokenizer);
-  std::string text;   // all generated text so far
-  size_t shown = 0;   // bytes of `text` already passed to on_text
+  std::string text;  // all generated text so far
+  size_t shown = 0;  // bytes of `text` already passed to on_text
   auto show_up_to = [&](size_t end) {
     if (end > shown && on_text) on_text(std::string_view(text).substr(shown, end - shown));
     shown = std::max(shown, end);
@@ -62,10 +62,9 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   auto t0 = Clock::now();
   constexpr int64_t kChunk = 512;
   ProgressBar prefill_bar("prefill", result.prompt_tokens, "tok");
-  std::vector<float> logits = model.forward(
-      prompt, 0, kv, 1, kChunk, [&](int64_t done, int64_t) {
-        if (result.prompt_tokens > 4 * kChunk) prefill_bar.update(done);
-      });
+  std::vector<float> logits = model.forward(prompt, 0, kv, 1, kChunk, [&](int64_t done, int64_t) {
+    if (options.prefill_progress && result.prompt_tokens > 4 * kChunk) prefill_bar.update(done);
+  });
   prefill_bar.finish();
   kv.finish_prefill();
   result.prefill_seconds = seconds_since(t0);
@@ -75,8 +74,8 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   result.stop_reason = "length";
   for (int step = 0; step < options.max_new_tokens; ++step) {
     const int32_t id = sampler.sample(logits);
-    const bool is_stop = std::find(options.stop_ids.begin(), options.stop_ids.end(), id) !=
-                         options.stop_ids.end();
+    const bool is_stop =
+        std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
     if (is_stop && !options.ignore_eos) {
       result.stop_reason = "eos";
       break;

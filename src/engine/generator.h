@@ -21,6 +21,8 @@ struct GenerationOptions {
   std::vector<int32_t> stop_ids;          // end-of-turn ids (not part of the output)
   std::vector<std::string> stop_strings;  // output is cut before the first occurrence
   bool ignore_eos = false;                // benchmarks: always generate max_new_tokens
+  bool prefill_progress = true;           // a progress bar for long prompts (callers with
+                                          // their own bar turn it off)
 };
 
 struct GenerationResult {

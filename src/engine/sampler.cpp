@@ -20,7 +20,9 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
   validate(params);
 }
 
-double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
+double Sampler::uniform() {
+  return double(rng_() >> 11) * 0x1.0p-53;
+}
 
 int32_t argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());

@@ -798,6 +798,7 @@ EvalSummary run_eval(const std::vector<EvalDataset>& datasets,
   int64_t done_count = 0;
   GenerationOptions gen;
   gen.stop_ids = engine.stop_ids;
+  gen.prefill_progress = false;  // the eval bar covers the whole run
   for (size_t wi = 0; wi < work.size(); ++wi) {
     CellWork& w = work[wi];
     LoadedDataset& ds = data[w.dataset];

@@ -30,7 +30,7 @@ class SafetensorsArchive {
   // Parses one file's bytes (tests and fuzzing); `name` is used in error messages.
   static std::map<std::string, SafetensorsTensor> parse(std::shared_ptr<MappedFile> file);
   static std::map<std::string, SafetensorsTensor> parse_bytes(const uint8_t* data, size_t size,
-                                                               const std::string& name);
+                                                              const std::string& name);
 
   const std::map<std::string, SafetensorsTensor>& tensors() const { return tensors_; }
   const SafetensorsTensor* find(const std::string& name) const;

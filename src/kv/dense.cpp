@@ -21,16 +21,21 @@ class DensePolicy final : public KvPolicy {
 
   std::string name() const override { return "dense"; }
 
-  void attend(int layer, int64_t start, const Tensor& q, const Tensor& /*k_pre*/,
-              const Tensor& k, const Tensor& v, const Tensor& out) override {
+  void attend(int layer, int64_t start, const Tensor& q, const Tensor& /*k_pre*/, const Tensor& k,
+              const Tensor& v, const Tensor& out) override {
     const int64_t n = q.rows;
     check(start + n <= capacity_, "the sequence needs {} tokens but the KV cache holds {}",
           start + n, capacity_);
     Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
     backend_.copy(k, keys.row_range(start, n));
     backend_.copy(v, values.row_range(start, n));
-    AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, n, start,
-                         start + n, 1.0f / std::sqrt(float(config_.head_dim))};
+    AttentionShape shape{config_.num_heads,
+                         config_.num_kv_heads,
+                         config_.head_dim,
+                         n,
+                         start,
+                         start + n,
+                         1.0f / std::sqrt(float(config_.head_dim))};
     backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
     if (layer == config_.num_layers - 1) length_ = start + n;
   }
@@ -41,7 +46,8 @@ class DensePolicy final : public KvPolicy {
   KvMemoryReport memory() const override {
     KvMemoryReport r;
     r.tokens = length_;
-    for (size_t l = 0; l < keys_.size(); ++l) r.gpu_bytes += keys_[l].nbytes() + values_[l].nbytes();
+    for (size_t l = 0; l < keys_.size(); ++l)
+      r.gpu_bytes += keys_[l].nbytes() + values_[l].nbytes();
     return r;
   }
 

@@ -68,8 +68,8 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
   lay.store_spans_heads = record_spans_heads(*store, D);
   lay.store_record_bytes = lay.store_spans_heads ? int64_t(store->encoded_bytes(1, W))
                                                  : int64_t(store->encoded_bytes(1, D));
-  const int64_t token_record = lay.store_spans_heads ? lay.store_record_bytes
-                                                     : H * lay.store_record_bytes;
+  const int64_t token_record =
+      lay.store_spans_heads ? lay.store_record_bytes : H * lay.store_record_bytes;
   const int64_t fetch = lay.store_record_bytes;  // per selected (token, head)
   if (spec.method == "shadowkv") {
     lay.rank = mid > 0 ? std::min({spec.rank, T, W}) : 0;

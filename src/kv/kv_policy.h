@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-
 #include <vector>
 
 #include "backend/backend.h"
@@ -16,10 +15,10 @@ namespace kvo {
 
 // Where the KV cache of one sequence lives, in bytes (filled from actual allocations).
 struct KvMemoryReport {
-  int64_t tokens = 0;              // tokens held
-  int64_t gpu_bytes = 0;           // device-resident KV (keys, values, landmarks, buffers)
-  int64_t cpu_bytes = 0;           // host-resident (offloaded) KV
-  int64_t pcie_bytes_per_step = 0; // host -> device bytes moved by one decode step
+  int64_t tokens = 0;               // tokens held
+  int64_t gpu_bytes = 0;            // device-resident KV (keys, values, landmarks, buffers)
+  int64_t cpu_bytes = 0;            // host-resident (offloaded) KV
+  int64_t pcie_bytes_per_step = 0;  // host -> device bytes moved by one decode step
 };
 
 class KvPolicy {
@@ -50,9 +49,10 @@ class KvPolicy {
 struct KvHeadDiagnostics {
   int layer = 0;
   int kv_head = 0;
-  int64_t attended_tokens = 0;  // keys this head attended (sinks, outliers, local, selected, generated)
-  double mass_covered = 0;      // share of the exact attention mass on those keys (mean over
-                                // the group's query heads and the query positions)
+  int64_t attended_tokens =
+      0;                    // keys this head attended (sinks, outliers, local, selected, generated)
+  double mass_covered = 0;  // share of the exact attention mass on those keys (mean over
+                            // the group's query heads and the query positions)
   double output_rel_error = 0;  // ||o - o_exact|| / ||o_exact|| over the group's outputs
   std::vector<int64_t> attended_positions;  // ascending token positions this head attended
 };

@@ -1,10 +1,11 @@
 #include "kv/kv_spec.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <fmt/format.h>
 
 #include "kv/kv_store.h"
 #include "util/error.h"
@@ -62,8 +63,8 @@ std::string methods_list() {
 }  // namespace
 
 const std::vector<std::string>& kv_knob_names() {
-  static const std::vector<std::string> names = {"budget", "sinks",    "group-agg", "local",
-                                                 "chunk",  "page",     "outliers",  "rank",
+  static const std::vector<std::string> names = {"budget",    "sinks",   "group-agg", "local",
+                                                 "chunk",     "page",    "outliers",  "rank",
                                                  "landmarks", "kv-store"};
   return names;
 }
@@ -75,8 +76,10 @@ const std::vector<std::string>& kv_method_names() {
 
 void KvSpec::set(const std::string& knob_in, const std::string& value_in) {
   const std::string knob = trim(knob_in), v = unwrap(value_in);
-  check(is_knob(knob), "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
-        "chunk, page, outliers, rank, landmarks, kv-store)", knob);
+  check(is_knob(knob),
+        "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
+        "chunk, page, outliers, rank, landmarks, kv-store)",
+        knob);
   check(!v.empty(), "--{}: empty value", knob);
   if (knob == "budget") {
     char* end = nullptr;
@@ -129,8 +132,10 @@ KvSpec KvSpec::from_knobs(const std::string& method,
   for (const auto& [k, v] : knobs) {
     std::string name = trim(k);
     if (name.rfind("--", 0) == 0) name = name.substr(2);
-    check(is_knob(name), "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
-          "chunk, page, outliers, rank, landmarks, kv-store)", name);
+    check(is_knob(name),
+          "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
+          "chunk, page, outliers, rank, landmarks, kv-store)",
+          name);
     check(applies(s.method, name), "--{} does not apply to --kv {}", name, s.method);
     s.set(name, v);
   }
@@ -170,8 +175,8 @@ KvSpec KvSpec::parse(const std::string& text_in) {
       if (is_knob(key)) {
         knobs.emplace_back(key, p.substr(eq + 1));
       } else {
-        check(!knobs.empty(), "unknown KV knob '{}' in KV spec '{}'", eq == std::string::npos ? p : key,
-              text);
+        check(!knobs.empty(), "unknown KV knob '{}' in KV spec '{}'",
+              eq == std::string::npos ? p : key, text);
         knobs.back().second += "," + p;
       }
     }
@@ -230,8 +235,9 @@ int64_t KvSpec::budget_tokens(int64_t prompt_tokens) const {
 
 std::string KvSpec::to_string() const {
   if (method == "dense") return method;
-  std::string s = method + ":" + fmt::format("budget={},sinks={},group-agg={},local={}", budget,
-                                             sinks, group_agg, local);
+  std::string s =
+      method + ":" +
+      fmt::format("budget={},sinks={},group-agg={},local={}", budget, sinks, group_agg, local);
   if (method == "quest") return s + fmt::format(",page={}", page);
   s += fmt::format(",chunk={},outliers={}", chunk, outliers);
   if (method == "shadowkv") s += fmt::format(",rank={}", rank);

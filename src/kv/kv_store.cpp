@@ -22,7 +22,9 @@ class F32Quantizer final : public quant::Quantizer {
   }
 };
 
-bool pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+bool pow2(int64_t x) {
+  return x > 0 && (x & (x - 1)) == 0;
+}
 
 }  // namespace
 

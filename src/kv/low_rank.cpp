@@ -7,9 +7,9 @@
 
 #include "util/error.h"
 
-extern "C" void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a,
-                        const int* lda, double* w, double* work, const int* lwork, int* iwork,
-                        const int* liwork, int* info);
+extern "C" void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda,
+                        double* w, double* work, const int* lwork, int* iwork, const int* liwork,
+                        int* info);
 
 namespace kvo {
 
@@ -30,14 +30,13 @@ LowRank low_rank_factorize(const float* a, int64_t rows, int64_t cols, int64_t r
   int info = 0, lwork = -1, liwork = -1, iwork_q = 0;
   double work_q = 0;
   const char jobz = 'V', uplo = 'L';
-  dsyevd_(&jobz, &uplo, &n, gram.data(), &n, eig.data(), &work_q, &lwork, &iwork_q, &liwork,
-          &info);
+  dsyevd_(&jobz, &uplo, &n, gram.data(), &n, eig.data(), &work_q, &lwork, &iwork_q, &liwork, &info);
   lwork = int(work_q);
   liwork = iwork_q;
   std::vector<double> work(static_cast<size_t>(std::max(1, lwork)));
   std::vector<int> iwork(static_cast<size_t>(std::max(1, liwork)));
-  dsyevd_(&jobz, &uplo, &n, gram.data(), &n, eig.data(), work.data(), &lwork, iwork.data(),
-          &liwork, &info);
+  dsyevd_(&jobz, &uplo, &n, gram.data(), &n, eig.data(), work.data(), &lwork, iwork.data(), &liwork,
+          &info);
   check(info == 0, "SVD of the keys failed (LAPACK dsyevd info {})", info);
   // Column-major eigenvectors: eigenvector j = gram[j * n .. j * n + n), ascending eigenvalues.
   LowRank lr;
@@ -45,7 +44,8 @@ LowRank low_rank_factorize(const float* a, int64_t rows, int64_t cols, int64_t r
   lr.cols = cols;
   lr.rank = rank;
   const int64_t kmin = std::min(rows, cols);
-  for (int64_t j = 0; j < kmin; ++j) lr.singular.push_back(std::sqrt(std::max(0.0, eig[n - 1 - j])));
+  for (int64_t j = 0; j < kmin; ++j)
+    lr.singular.push_back(std::sqrt(std::max(0.0, eig[n - 1 - j])));
   lr.vt.resize(size_t(rank * cols));
   for (int64_t r = 0; r < rank; ++r) {
     const double* vec = gram.data() + size_t(n - 1 - r) * n;

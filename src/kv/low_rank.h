@@ -15,9 +15,9 @@ namespace kvo {
 
 struct LowRank {
   int64_t rows = 0, cols = 0, rank = 0;
-  std::vector<float> u;             // rows x rank, row-major (U * S)
-  std::vector<float> vt;            // rank x cols, row-major (V^T)
-  std::vector<double> singular;     // all min(rows, cols) singular values, descending
+  std::vector<float> u;          // rows x rank, row-major (U * S)
+  std::vector<float> vt;         // rank x cols, row-major (V^T)
+  std::vector<double> singular;  // all min(rows, cols) singular values, descending
 };
 
 // a: rows x cols row-major. rank <= min(rows, cols).

@@ -43,7 +43,10 @@ enum class Method { ShadowKV, YAKV, Quest };
 class SparsePolicy final : public KvPolicy, public KvDiagnosable {
  public:
   SparsePolicy(Backend& backend, const ModelConfig& config, const KvSpec& spec, int64_t capacity)
-      : backend_(backend), cfg_(config), spec_(spec), capacity_(capacity),
+      : backend_(backend),
+        cfg_(config),
+        spec_(spec),
+        capacity_(capacity),
         rope_(make_rope_params(config)) {
     method_ = spec.method == "shadowkv" ? Method::ShadowKV
               : spec.method == "yakv"   ? Method::YAKV
@@ -56,7 +59,8 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
     if (method_ == Method::ShadowKV)
       check(spec.rank <= W_, "--rank {} is larger than kv_heads * head_dim = {} of this model",
             spec.rank, W_);
-    if (method_ != Method::Quest) store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
+    if (method_ != Method::Quest)
+      store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
     if (method_ == Method::YAKV) landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
     {
       DeviceArray probe = backend.alloc(1, 1);
@@ -107,7 +111,8 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
     KvMemoryReport r;
     r.tokens = length_;
     if (!finished_) {
-      for (size_t l = 0; l < st_k_.size(); ++l) r.gpu_bytes += st_k_[l].nbytes() + st_v_[l].nbytes();
+      for (size_t l = 0; l < st_k_.size(); ++l)
+        r.gpu_bytes += st_k_[l].nbytes() + st_v_[l].nbytes();
       for (const auto& a : st_kpre_) r.gpu_bytes += a.nbytes();
       return r;
     }
@@ -126,18 +131,18 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
 
  private:
   struct Layer {
-    std::vector<float> exact_k, exact_v;  // (sink tokens + local tokens) x W, post-RoPE
-    std::vector<float> gen_k, gen_v;      // (capacity - T) x W
-    std::vector<float> out_k, out_v;      // H x O x C x D
-    std::vector<int64_t> outlier_chunks;  // H x O, ascending per head
-    std::vector<int64_t> cand_chunks;     // H x (M - O), ascending per head
-    std::vector<float> lm;                // shadowkv: H x (M - O) x D
-    std::vector<uint8_t> lm_q;            // yakv: H blocks of encoded landmarks
-    std::vector<float> u, vt;             // shadowkv: middle tokens x r, r x W
-    std::vector<float> bounds;            // quest: (M - O) pages x [min W | max W]
-    std::vector<float> all_k, all_v;      // quest: capacity x W
+    std::vector<float> exact_k, exact_v;    // (sink tokens + local tokens) x W, post-RoPE
+    std::vector<float> gen_k, gen_v;        // (capacity - T) x W
+    std::vector<float> out_k, out_v;        // H x O x C x D
+    std::vector<int64_t> outlier_chunks;    // H x O, ascending per head
+    std::vector<int64_t> cand_chunks;       // H x (M - O), ascending per head
+    std::vector<float> lm;                  // shadowkv: H x (M - O) x D
+    std::vector<uint8_t> lm_q;              // yakv: H blocks of encoded landmarks
+    std::vector<float> u, vt;               // shadowkv: middle tokens x r, r x W
+    std::vector<float> bounds;              // quest: (M - O) pages x [min W | max W]
+    std::vector<float> all_k, all_v;        // quest: capacity x W
     std::vector<uint8_t> store_k, store_v;  // host: middle tokens' records
-    std::vector<float> diag_k, diag_v;    // diagnostics only: exact prompt K/V (T x W)
+    std::vector<float> diag_k, diag_v;      // diagnostics only: exact prompt K/V (T x W)
   };
 
   void prefill_attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
@@ -147,10 +152,14 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
     backend_.copy(k, keys.row_range(start, n));
     backend_.copy(v, values.row_range(start, n));
     if (!st_kpre_.empty()) backend_.copy(k_pre, st_kpre_[layer].tensor().row_range(start, n));
-    AttentionShape shape{cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim, n, start, start + n,
+    AttentionShape shape{cfg_.num_heads,
+                         cfg_.num_kv_heads,
+                         cfg_.head_dim,
+                         n,
+                         start,
+                         start + n,
                          1.0f / std::sqrt(float(cfg_.head_dim))};
-    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape,
-                       out);
+    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
   }
 
   void rope_row(float* x, int64_t pos) const {
@@ -302,7 +311,8 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
     std::vector<int64_t> order(static_cast<size_t>(M));
     std::iota(order.begin(), order.end(), int64_t{0});
     const float* mc = &min_cos[size_t(h * M)];
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return mc[a] < mc[b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return mc[a] < mc[b]; });
     std::vector<int64_t> outl(order.begin(), order.begin() + O);
     std::sort(outl.begin(), outl.end());
     std::vector<char> is_out(static_cast<size_t>(M), 0);
@@ -333,7 +343,9 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
     const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
     L.lm_q.resize(per_head * H_);
     for (int h = 0; h < H_; ++h)
-      if (m) landmark_q_->encode_into(&lm[size_t(h * m * D_)], size_t(m), size_t(D_), &L.lm_q[h * per_head]);
+      if (m)
+        landmark_q_->encode_into(&lm[size_t(h * m * D_)], size_t(m), size_t(D_),
+                                 &L.lm_q[h * per_head]);
   }
   // The host store of the middle tokens.
   auto encode_middle = [&](const std::vector<float>& X, std::vector<uint8_t>& dst) {
@@ -442,7 +454,8 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
     if (k_sel < m) {
       std::vector<float> logits(static_cast<size_t>(G_ * n * m));
       landmark_logits(L, h, q.data(), n, logits.data());
-      chosen = top_k_indices(aggregate_landmark_scores(logits.data(), G_, n, m, spec_.agg()), k_sel);
+      chosen =
+          top_k_indices(aggregate_landmark_scores(logits.data(), G_, n, m, spec_.agg()), k_sel);
     } else {
       chosen.resize(size_t(m));
       std::iota(chosen.begin(), chosen.end(), int64_t{0});
@@ -467,7 +480,8 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
     };
     const std::vector<float>& ek = method_ == Method::Quest ? L.all_k : L.exact_k;
     const std::vector<float>& ev = method_ == Method::Quest ? L.all_v : L.exact_v;
-    for (int64_t t = 0; t < layout_.sink_end; ++t) put(&ek[t * W_ + h * D_], &ev[t * W_ + h * D_], t);
+    for (int64_t t = 0; t < layout_.sink_end; ++t)
+      put(&ek[t * W_ + h * D_], &ev[t * W_ + h * D_], t);
     for (const auto& [j, slot] : mids) {
       for (int64_t c = 0; c < C; ++c) {
         const int64_t t = chunk_first(j) + c, tm = t - layout_.sink_end;
@@ -516,7 +530,8 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       put(&gk[e * W_ + h * D_], &gv[e * W_ + h * D_], T + i);
     }
     // 3. Attention of the group's query heads over those keys (causal among generated ones).
-    Tensor qv{const_cast<float*>(q.data()) + int64_t(h) * G_ * D_, DType::F32, n, int64_t(G_) * D_, qs};
+    Tensor qv{const_cast<float*>(q.data()) + int64_t(h) * G_ * D_, DType::F32, n, int64_t(G_) * D_,
+              qs};
     Tensor ov{out.data() + int64_t(h) * G_ * D_, DType::F32, n, int64_t(G_) * D_, qs};
     Tensor kv{K.data(), DType::F32, n_keys, D_, D_}, vv{V.data(), DType::F32, n_keys, D_, D_};
     AttentionShape shape{G_, 1, D_, n, n_prompt + (start - T), n_keys, scale};

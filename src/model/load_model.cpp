@@ -16,14 +16,16 @@ Model load_model(const std::string& path) {
     Tokenizer tokenizer = Tokenizer::from_json_file(tokenizer_json.string());
     ChatFormat format =
         detect_chat_format(tokenizer.chat_template_source(), loaded.config.arch_name);
-    return Model{std::move(loaded.config), std::move(loaded.weights), std::move(tokenizer),
-                 format, path, loaded.source_format};
+    return Model{
+        std::move(loaded.config), std::move(loaded.weights), std::move(tokenizer), format, path,
+        loaded.source_format};
   }
   LoadedModel loaded = load_gguf_model(path);
   Tokenizer tokenizer = Tokenizer::from_gguf(GgufFile::open(path));
   ChatFormat format = detect_chat_format(tokenizer.chat_template_source(), loaded.config.arch_name);
-  return Model{std::move(loaded.config), std::move(loaded.weights), std::move(tokenizer), format,
-               path, loaded.source_format};
+  return Model{
+      std::move(loaded.config), std::move(loaded.weights), std::move(tokenizer), format, path,
+      loaded.source_format};
 }
 
 }  // namespace kvo

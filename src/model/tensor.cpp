@@ -8,14 +8,19 @@ namespace kvo {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
   }
   return "?";
 }
 
-size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType dtype) {
+  return dtype == DType::F32 ? 4 : 2;
+}
 
 int64_t HostTensor::numel() const {
   int64_t n = 1;
@@ -52,7 +57,8 @@ HostTensor HostTensor::owned_f32(std::vector<int64_t> shape, std::vector<float> 
   HostTensor t;
   t.dtype = DType::F32;
   t.shape = std::move(shape);
-  if (t.numel() != static_cast<int64_t>(buffer->size())) fail("owned_f32: shape does not match data");
+  if (t.numel() != static_cast<int64_t>(buffer->size()))
+    fail("owned_f32: shape does not match data");
   t.data = buffer->data();
   t.owner = buffer;
   return t;
@@ -107,7 +113,7 @@ uint16_t f32_to_f16(float f) {
   uint32_t abs = x & 0x7fffffffu;
   if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u);
   if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // overflow to inf
-  if (abs < 0x38800000u) {                                   // subnormal or zero
+  if (abs < 0x38800000u) {                                  // subnormal or zero
     if (abs < 0x33000000u) return uint16_t(sign);
     uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
     int shift = 126 - int(abs >> 23);

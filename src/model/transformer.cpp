@@ -23,9 +23,10 @@ Transformer::Transformer(Backend& backend, const ModelConfig& config, const Weig
   if (!tied_) lm_head_ = upload(w.lm_head);
   for (const LayerWeights& lw : w.layers) {
     layers_.push_back(Layer{upload(lw.attn_norm), upload(lw.wq), upload(lw.wk), upload(lw.wv),
-                            upload(lw.wo), upload(lw.bq), upload(lw.bk), upload(lw.bv), upload(lw.bo),
-                            upload(lw.q_norm), upload(lw.k_norm), upload(lw.ffn_norm),
-                            upload(lw.w_gate), upload(lw.w_up), upload(lw.w_down)});
+                            upload(lw.wo), upload(lw.bq), upload(lw.bk), upload(lw.bv),
+                            upload(lw.bo), upload(lw.q_norm), upload(lw.k_norm),
+                            upload(lw.ffn_norm), upload(lw.w_gate), upload(lw.w_up),
+                            upload(lw.w_down)});
   }
 }
 

@@ -14,13 +14,13 @@ namespace kvo {
 class GgufFile;
 
 struct LayerWeights {
-  HostTensor attn_norm;               // (hidden)
-  HostTensor wq, wk, wv, wo;          // (heads*head_dim, hidden) ... wo: (hidden, heads*head_dim)
-  HostTensor bq, bk, bv;              // Qwen2 only: (heads*head_dim), (kv_heads*head_dim) x2
-  HostTensor bo;                      // only when config.o_bias: (hidden)
-  HostTensor q_norm, k_norm;          // Qwen3 only: (head_dim)
-  HostTensor ffn_norm;                // (hidden)
-  HostTensor w_gate, w_up, w_down;    // (inter, hidden), (inter, hidden), (hidden, inter)
+  HostTensor attn_norm;             // (hidden)
+  HostTensor wq, wk, wv, wo;        // (heads*head_dim, hidden) ... wo: (hidden, heads*head_dim)
+  HostTensor bq, bk, bv;            // Qwen2 only: (heads*head_dim), (kv_heads*head_dim) x2
+  HostTensor bo;                    // only when config.o_bias: (hidden)
+  HostTensor q_norm, k_norm;        // Qwen3 only: (head_dim)
+  HostTensor ffn_norm;              // (hidden)
+  HostTensor w_gate, w_up, w_down;  // (inter, hidden), (inter, hidden), (hidden, inter)
 };
 
 struct Weights {

@@ -13,7 +13,9 @@ using Clock = std::chrono::steady_clock;
 ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), start_(Clock::now()) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 bool ProgressBar::enabled() {
   static const bool on = isatty(STDERR_FILENO) && !std::getenv("KVOFFLOAD_NO_PROGRESS");

@@ -55,7 +55,12 @@ class CpuAttention : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CpuAttention, MatchesNaiveAttention) {
   const Case c = GetParam();
-  AttentionShape s{c.heads, c.kv_heads, c.head_dim, c.q_len, c.q_start, c.q_start + c.q_len,
+  AttentionShape s{c.heads,
+                   c.kv_heads,
+                   c.head_dim,
+                   c.q_len,
+                   c.q_start,
+                   c.q_start + c.q_len,
                    1.0f / std::sqrt(float(c.head_dim))};
   auto q = random_values(s.q_len * c.heads * c.head_dim, 1);
   auto k = random_values(s.kv_len * c.kv_heads * c.head_dim, 2);
@@ -70,11 +75,11 @@ TEST_P(CpuAttention, MatchesNaiveAttention) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttention,
-                         ::testing::Values(Case{4, 4, 64, 37, 0},      // MHA, prefill
-                                           Case{8, 2, 64, 300, 0},     // GQA 4, several tiles
-                                           Case{8, 1, 128, 20, 290},   // GQA 8, chunk at offset
-                                           Case{4, 2, 32, 1, 517},     // one decode step
-                                           Case{2, 2, 16, 129, 128})); // tile boundaries
+                         ::testing::Values(Case{4, 4, 64, 37, 0},       // MHA, prefill
+                                           Case{8, 2, 64, 300, 0},      // GQA 4, several tiles
+                                           Case{8, 1, 128, 20, 290},    // GQA 8, chunk at offset
+                                           Case{4, 2, 32, 1, 517},      // one decode step
+                                           Case{2, 2, 16, 129, 128}));  // tile boundaries
 
 }  // namespace
 }  // namespace kvo

@@ -52,7 +52,12 @@ TEST_P(CudaAttention, MatchesCpu) {
   if (!cuda) GTEST_SKIP() << "no CUDA GPU";
   const Case c = GetParam();
   const int64_t kv_len = c.q_start + c.q_len;
-  const AttentionShape s{c.heads, c.kv_heads, c.head_dim, c.q_len, c.q_start, kv_len,
+  const AttentionShape s{c.heads,
+                         c.kv_heads,
+                         c.head_dim,
+                         c.q_len,
+                         c.q_start,
+                         kv_len,
                          1.0f / std::sqrt(float(c.head_dim))};
   const int64_t qw = int64_t{c.heads} * c.head_dim, kw = int64_t{c.kv_heads} * c.head_dim;
   auto q = random_bf16(c.q_len * qw, 1), k = random_bf16(kv_len * kw, 2),
@@ -61,7 +66,8 @@ TEST_P(CudaAttention, MatchesCpu) {
   for (float& x : q) x = bf16_to_f32(f32_to_bf16(x * 2.0f));
   std::vector<float> ref(q.size());
   cpu_attention({q.data(), DType::F32, c.q_len, qw, qw}, {k.data(), DType::F32, kv_len, kw, kw},
-                {v.data(), DType::F32, kv_len, kw, kw}, s, {ref.data(), DType::F32, c.q_len, qw, qw});
+                {v.data(), DType::F32, kv_len, kw, kw}, s,
+                {ref.data(), DType::F32, c.q_len, qw, qw});
 
   // K/V live in a larger cache (capacity > kv_len) like the dense policy's, rows poisoned.
   auto qd = cuda->upload(HostTensor::owned_f32({c.q_len, qw}, q));
@@ -90,18 +96,18 @@ TEST_P(CudaAttention, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttention,
-    ::testing::Values(Case{4, 4, 64, 1, 0},          // 1/1
-                      Case{32, 8, 128, 1, 4095},     // decode 1/4096, GQA 4, split-K
-                      Case{32, 8, 128, 1, 32767},    // decode 1/32768
-                      Case{32, 32, 128, 1, 8191},    // decode, MHA
-                      Case{28, 4, 128, 1, 20000},    // decode, GQA 7 (Qwen2-7B heads)
-                      Case{8, 8, 128, 128, 0},       // prefill 128/128, GQA 1
-                      Case{16, 2, 64, 300, 0},       // prefill 300/300, GQA 8, head_dim 64
-                      Case{8, 2, 128, 300, 217},     // chunk at an offset
-                      Case{9, 3, 64, 300, 1000},     // SmolLM2 heads, GQA 3, chunk + split
-                      Case{8, 2, 32, 77, 33},        // head_dim 32 (tiny fixtures)
-                      Case{4, 4, 64, 16, 8000},      // short chunk after a long context
-                      Case{8, 1, 128, 2048, 0}));    // prefill 2048/2048, GQA 8
+    ::testing::Values(Case{4, 4, 64, 1, 0},        // 1/1
+                      Case{32, 8, 128, 1, 4095},   // decode 1/4096, GQA 4, split-K
+                      Case{32, 8, 128, 1, 32767},  // decode 1/32768
+                      Case{32, 32, 128, 1, 8191},  // decode, MHA
+                      Case{28, 4, 128, 1, 20000},  // decode, GQA 7 (Qwen2-7B heads)
+                      Case{8, 8, 128, 128, 0},     // prefill 128/128, GQA 1
+                      Case{16, 2, 64, 300, 0},     // prefill 300/300, GQA 8, head_dim 64
+                      Case{8, 2, 128, 300, 217},   // chunk at an offset
+                      Case{9, 3, 64, 300, 1000},   // SmolLM2 heads, GQA 3, chunk + split
+                      Case{8, 2, 32, 77, 33},      // head_dim 32 (tiny fixtures)
+                      Case{4, 4, 64, 16, 8000},    // short chunk after a long context
+                      Case{8, 1, 128, 2048, 0}));  // prefill 2048/2048, GQA 8
 
 TEST(CudaAttentionBench, PrefillLlama31_8BHeads) {
   if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1 to run";
@@ -122,7 +128,8 @@ TEST(CudaAttentionBench, PrefillLlama31_8BHeads) {
       const auto t0 = std::chrono::steady_clock::now();
       cuda->attention(q.tensor(), k.tensor(), v.tensor(), s, out.tensor());
       cuda->synchronize();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(ms.begin(), ms.end());
     const double med = ms[ms.size() / 2];

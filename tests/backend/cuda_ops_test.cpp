@@ -19,11 +19,13 @@ std::unique_ptr<Backend> cuda_or_null() {
   return b->name() == "cuda" ? std::move(b) : nullptr;
 }
 
-#define REQUIRE_CUDA(var)                              \
-  auto var = cuda_or_null();                           \
+#define REQUIRE_CUDA(var)    \
+  auto var = cuda_or_null(); \
   if (!var) GTEST_SKIP() << "no CUDA GPU in this build/machine"
 
-float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+float round_bf16(float x) {
+  return bf16_to_f32(f32_to_bf16(x));
+}
 
 std::vector<float> random_bf16(size_t n, uint64_t seed, float scale = 1.0f) {
   std::mt19937_64 rng(seed);
@@ -158,7 +160,10 @@ TEST(CudaOps, RmsnormMatchesCpuOnRowsAndPerHead) {
 TEST(CudaOps, MatmulMatchesCpuWithAndWithoutBias) {
   Pair p;
   if (!p.cuda) GTEST_SKIP() << "no CUDA GPU";
-  struct S { int64_t n, in, out; bool bias; };
+  struct S {
+    int64_t n, in, out;
+    bool bias;
+  };
   for (S s : {S{7, 33, 19, true}, S{1, 576, 1536, false}, S{128, 1024, 512, true},
               S{300, 576, 49152 / 16, false}, S{1, 4096, 4096, true}}) {
     auto x = random_bf16(s.n * s.in, 6), w = random_bf16(s.out * s.in, 7, 0.05f),

@@ -42,8 +42,9 @@ TEST_F(GenerateCli, GreedyChatIsDeterministicAndReportsTimings) {
 }
 
 TEST_F(GenerateCli, StopStringCutsTheOutput) {
-  const std::string base = "generate --model " + model_ +
-                           " --prompt 'The quick brown fox' --max-new-tokens 24 --json --ignore-eos";
+  const std::string base =
+      "generate --model " + model_ +
+      " --prompt 'The quick brown fox' --max-new-tokens 24 --json --ignore-eos";
   auto full = nlohmann::json::parse(run_kvoffload(base).out)["text"].get<std::string>();
   ASSERT_GE(full.size(), 12u);
   const std::string stop = full.substr(full.size() / 2, 3);
@@ -70,9 +71,9 @@ TEST_F(GenerateCli, PromptLongerThanTheContextIsAClearError) {
 }
 
 TEST(GenerateCliErrors, BadInputEndsInOneErrorLine) {
-  for (const char* args : {"generate --model /nonexistent.gguf --prompt hi",
-                           "generate --bogus-flag", "generate --model x", "no-such-command",
-                           "generate --model x --prompt hi --top-p 2"}) {
+  for (const char* args :
+       {"generate --model /nonexistent.gguf --prompt hi", "generate --bogus-flag",
+        "generate --model x", "no-such-command", "generate --model x --prompt hi --top-p 2"}) {
     auto r = run_kvoffload(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << ": " << r.err;

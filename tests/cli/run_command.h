@@ -1,11 +1,12 @@
 // Runs the built `kvoffload` binary in a shell and captures its output, for CLI tests.
 #pragma once
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace kvo::testing {
 

@@ -52,7 +52,8 @@ TEST(KvCli, DiagnoseReportsEveryLayerAndHead) {
   const auto prompt = std::filesystem::temp_directory_path() / "kvo_diagnose_prompt.txt";
   {
     std::ofstream out(prompt);
-    for (int i = 0; i < 30; ++i) out << "The key " << i << " opens door number " << (i * 7) % 31 << ". ";
+    for (int i = 0; i < 30; ++i)
+      out << "The key " << i << " opens door number " << (i * 7) % 31 << ". ";
     out << "Which door does key 12 open?";
   }
   auto r = run_kvoffload("diagnose -m " + model + " --kv yakv --budget 0.1 --prompt-file " +
@@ -71,7 +72,8 @@ TEST(KvCli, DiagnoseReportsEveryLayerAndHead) {
   auto jf = nlohmann::json::parse(full.out);
   EXPECT_NEAR(jf["mean_mass_covered"].get<double>(), 1.0, 1e-9);
   EXPECT_LT(jf["max_output_rel_error"].get<double>(), 1e-4);
-  auto dense = run_kvoffload("diagnose -m " + model + " --kv dense --prompt-file " + prompt.string());
+  auto dense =
+      run_kvoffload("diagnose -m " + model + " --kv dense --prompt-file " + prompt.string());
   EXPECT_EQ(dense.exit_code, 1);
   std::filesystem::remove(prompt);
 }

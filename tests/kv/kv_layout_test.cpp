@@ -1,12 +1,13 @@
 // KV accounting: plan_kv_layout against hand-computed formulas for the Llama-3.1-8B and Qwen3-8B
 // shapes (bench/configs), and memory() of running policies against the same function.
+#include "kv/kv_layout.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "backend/cpu/cpu_backend.h"
-#include "kv/kv_layout.h"
 #include "kv/kv_policy.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -105,7 +106,8 @@ TEST(KvLayout, Qwen3_8B_32K) {
     EXPECT_EQ(y.pcie_bytes_per_step, 1024 * 8 * 516 * 2 * L);
   }
   {  // shadowkv with sinks and a token budget
-    KvLayout s = plan_kv_layout(KvSpec::parse("shadowkv:sinks=5,budget=1000").resolved(), c, T, T, 2);
+    KvLayout s =
+        plan_kv_layout(KvSpec::parse("shadowkv:sinks=5,budget=1000").resolved(), c, T, T, 2);
     EXPECT_EQ(s.sink_end, 8);  // rounded up to a chunk
     EXPECT_EQ(s.local_start, T - 32);
     const int64_t mid = T - 32 - 8;

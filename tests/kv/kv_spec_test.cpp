@@ -1,9 +1,10 @@
 // KvSpec: parsing of method strings and knob flags, defaults, and errors for bad knobs.
+#include "kv/kv_spec.h"
+
 #include <gtest/gtest.h>
 
 #include "backend/cpu/cpu_backend.h"
 #include "kv/kv_policy.h"
-#include "kv/kv_spec.h"
 #include "util/error.h"
 
 namespace kvo {
@@ -77,10 +78,12 @@ TEST(KvSpec, BadKnobsAreClearErrors) {
             std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:group-agg=min"); }).find("max or mean"),
             std::string::npos);
-  EXPECT_NE(error_of([] { KvSpec::parse("yakv:rank=8"); }).find("--rank does not apply to --kv yakv"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { KvSpec::parse("dense:budget=0.1"); }).find("does not apply to --kv dense"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { KvSpec::parse("yakv:rank=8"); }).find("--rank does not apply to --kv yakv"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([] { KvSpec::parse("dense:budget=0.1"); }).find("does not apply to --kv dense"),
+      std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("quest:chunk=4"); }).find("--chunk does not apply"),
             std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:landmarks=higgs:d=3,n=7"); }).find("--landmarks"),
@@ -105,10 +108,10 @@ TEST(KvSpec, RankAboveKeyWidthIsAnError) {
   c.head_dim = 16;
   c.hidden_size = 64;
   auto backend = make_cpu_backend(1);
-  const std::string msg = error_of([&] {
-    make_kv_policy(*backend, c, KvSpec::parse("shadowkv:rank=33"), 64);
-  });
-  EXPECT_NE(msg.find("--rank 33 is larger than kv_heads * head_dim = 32"), std::string::npos) << msg;
+  const std::string msg =
+      error_of([&] { make_kv_policy(*backend, c, KvSpec::parse("shadowkv:rank=33"), 64); });
+  EXPECT_NE(msg.find("--rank 33 is larger than kv_heads * head_dim = 32"), std::string::npos)
+      << msg;
 }
 
 }  // namespace

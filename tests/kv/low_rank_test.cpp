@@ -1,11 +1,11 @@
 // The ShadowKV key factorization against LAPACK's exact SVD (dgesdd) on the same matrix.
+#include "kv/low_rank.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
-
-#include "kv/low_rank.h"
 
 extern "C" void dgesdd_(const char* jobz, const int* m, const int* n, double* a, const int* lda,
                         double* s, double* u, const int* ldu, double* vt, const int* ldvt,

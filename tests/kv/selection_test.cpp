@@ -1,5 +1,7 @@
 // Selection: the score aggregation and top-k rules, and each sparse policy picking the right
 // tokens on hand-made keys where the answer is known.
+#include "kv/selection.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "kv/kv_policy.h"
-#include "kv/selection.h"
 #include "model/rope.h"
 
 namespace kvo {
@@ -16,10 +17,18 @@ namespace {
 
 TEST(Selection, SoftmaxSumOverPositionsThenGroupMaxOrMean) {
   // 2 query heads x 2 positions x 3 landmarks.
-  const float l[12] = {0, 0, std::log(2.0f),  // head 0, pos 0: probs 1/4 1/4 1/2
-                       0, 0, 0,               // head 0, pos 1: 1/3 each
-                       std::log(3.0f), 0, 0,  // head 1, pos 0: 3/5 1/5 1/5
-                       0, 0, 0};
+  const float l[12] = {0,
+                       0,
+                       std::log(2.0f),  // head 0, pos 0: probs 1/4 1/4 1/2
+                       0,
+                       0,
+                       0,  // head 0, pos 1: 1/3 each
+                       std::log(3.0f),
+                       0,
+                       0,  // head 1, pos 0: 3/5 1/5 1/5
+                       0,
+                       0,
+                       0};
   const auto mx = aggregate_landmark_scores(l, 2, 2, 3, GroupAgg::Max);
   EXPECT_NEAR(mx[0], 3.0 / 5 + 1.0 / 3, 1e-6);
   EXPECT_NEAR(mx[1], 1.0 / 4 + 1.0 / 3, 1e-6);

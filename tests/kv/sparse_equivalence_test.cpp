@@ -86,9 +86,9 @@ void check_lossless(const LoadedModel& m, const std::string& name, int prompt_le
     EXPECT_EQ(run(model, *kv2, prompt, steps, {}).tokens, ref.tokens);
   }
   // bf16 storage of the offloaded K/V: a rounding of 2^-9 relative per value.
-  for (const std::string& text : std::vector<std::string>{
-           "yakv:budget=1.0,kv-store=bf16,landmarks=bf16",
-           "shadowkv:budget=1.0,kv-store=bf16,rank=" + std::to_string(W)}) {
+  for (const std::string& text :
+       std::vector<std::string>{"yakv:budget=1.0,kv-store=bf16,landmarks=bf16",
+                                "shadowkv:budget=1.0,kv-store=bf16,rank=" + std::to_string(W)}) {
     SCOPED_TRACE(name + " " + text);
     auto kv = make_kv_policy(*backend, m.config, KvSpec::parse(text), cap);
     const Run got = run(model, *kv, prompt, steps, ref.tokens);

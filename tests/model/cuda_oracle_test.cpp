@@ -11,13 +11,13 @@
 // would differ between those paths). We allow 6e-2, and require the same argmax wherever HF's
 // top-2 margin exceeds 2x that bound (then no error within the bound can flip it).
 // Skipped where no GPU is present.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
@@ -84,9 +84,10 @@ void expect_logits_match(const Fixture& f, const std::vector<float>& all, int64_
       ++skipped_argmax;
     }
   }
-  std::printf("  %-28s max |cuda - hf| / max(1, max|hf|) = %.2e; argmax checked at %d positions "
-              "(%d near-ties skipped)\n",
-              what.c_str(), worst, checked_argmax, skipped_argmax);
+  std::printf(
+      "  %-28s max |cuda - hf| / max(1, max|hf|) = %.2e; argmax checked at %d positions "
+      "(%d near-ties skipped)\n",
+      what.c_str(), worst, checked_argmax, skipped_argmax);
 }
 
 class CudaOracleLogits : public ::testing::TestWithParam<std::string> {};
@@ -138,7 +139,8 @@ TEST(CudaSmolLM2, GreedyMatchesTransformersExceptAtNearTies) {
     if (p.contains("prompt_last_logits")) {
       const auto ref = p["prompt_last_logits"].get<std::vector<float>>();
       float max_diff = 0;
-      for (size_t i = 0; i < ref.size(); ++i) max_diff = std::max(max_diff, std::fabs(logits[i] - ref[i]));
+      for (size_t i = 0; i < ref.size(); ++i)
+        max_diff = std::max(max_diff, std::fabs(logits[i] - ref[i]));
       std::printf("  prompt last logits: max |cuda - hf| = %.3f\n", max_diff);
     }
     int mismatches = 0;
@@ -163,13 +165,14 @@ TEST(CudaSmolLM2, GreedyMatchesTransformersExceptAtNearTies) {
       const int32_t next[1] = {ours};
       logits = tf.forward(next, int64_t(ids.size() + matched), *kv2, 1);
     }
-    std::printf("  prompt '%.30s...': greedy matches %zu/%zu tokens%s (teacher-forced mismatches: %d)\n",
-                p["user"].get<std::string>().c_str(), matched, expected.size(),
-                matched < expected.size()
-                    ? fmt::format(", first divergence at step {} (hf margin {:.3f})", matched,
-                                  margins[matched]).c_str()
-                    : "",
-                mismatches);
+    std::printf(
+        "  prompt '%.30s...': greedy matches %zu/%zu tokens%s (teacher-forced mismatches: %d)\n",
+        p["user"].get<std::string>().c_str(), matched, expected.size(),
+        matched < expected.size() ? fmt::format(", first divergence at step {} (hf margin {:.3f})",
+                                                matched, margins[matched])
+                                        .c_str()
+                                  : "",
+        mismatches);
   }
 }
 

@@ -59,7 +59,8 @@ void expect_logits_match(const Fixture& f, const std::vector<float>& all, int64_
     const int64_t ref_top = std::max_element(ref.begin(), ref.end()) - ref.begin();
     const auto ours = all.begin() + row * vocab;
     if (f.margins[f.positions[i]] > 1e-3f)
-      EXPECT_EQ(std::max_element(ours, ours + vocab) - ours, ref_top) << "position " << f.positions[i];
+      EXPECT_EQ(std::max_element(ours, ours + vocab) - ours, ref_top)
+          << "position " << f.positions[i];
   }
 }
 

@@ -26,7 +26,8 @@ float dot(const float* a, const float* b, int n) {
 void cpu_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                    const Tensor& out) {
   const int H = shape.num_heads, KV = shape.num_kv_heads, D = shape.head_dim;
-  if (KV <= 0 || H % KV != 0) fail("internal: attention heads {} not a multiple of kv heads {}", H, KV);
+  if (KV <= 0 || H % KV != 0)
+    fail("internal: attention heads {} not a multiple of kv heads {}", H, KV);
   if (q.dtype != DType::F32 || k.dtype != DType::F32 || v.dtype != DType::F32)
     fail("internal: cpu_attention expects F32");
   const int G = H / KV;  // query heads per KV head

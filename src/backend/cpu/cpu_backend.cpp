@@ -46,7 +46,9 @@ class CpuBackend final : public Backend {
     return out;
   }
 
-  void free(void* data) override { std::free(data); }
+  void free(void* data) override {
+    std::free(data);
+  }
 
   std::vector<float> download(const Tensor& src) override {
     std::vector<float> out(static_cast<size_t>(src.rows * src.cols));
@@ -86,8 +88,8 @@ class CpuBackend final : public Backend {
 
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override {
     if (x.cols != w.cols || out.rows != x.rows || out.cols != w.rows)
-      fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
-           w.cols, out.rows, out.cols);
+      fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows, w.cols,
+           out.rows, out.cols);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(x.rows), int(w.rows), int(x.cols),
                 1.0f, f32(x), int(x.stride), f32(w), int(w.stride), 0.0f, f32(out),
                 int(out.stride));

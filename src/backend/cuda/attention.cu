@@ -42,7 +42,9 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
   const int n = valid ? 16 : 0;  // 0: zero-fill, nothing read
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -75,7 +77,7 @@ __device__ __forceinline__ uint32_t lds32(const bf16* p) {
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
-  constexpr int S = D + 8;  // padded shared-memory row: conflict-free fragment loads
+  constexpr int S = D + 8;    // padded shared-memory row: conflict-free fragment loads
   constexpr int KS = D / 16;  // k-steps of Q K^T
   constexpr int DN = D / 8;   // 8-wide n-tiles of the output
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -297,7 +299,9 @@ struct Plan {
   int splits = 1;
 };
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
   if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0)
@@ -334,7 +338,8 @@ void launch(const Params& p, int64_t n_row_tiles, cudaStream_t stream) {
   constexpr int smem = (kRows + 4 * kKeys) * (D + 8) * int(sizeof(bf16));
   static bool configured = false;  // per D; the attribute is per function
   if (!configured) {
-    KVO_CUDA(cudaFuncSetAttribute(flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    KVO_CUDA(
+        cudaFuncSetAttribute(flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = true;
   }
   const dim3 grid(static_cast<unsigned>(n_row_tiles), static_cast<unsigned>(p.a.num_kv_heads),
@@ -362,9 +367,15 @@ void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_
     p.ws_ml = p.ws_o + int64_t(pl.splits) * a.num_kv_heads * pl.R * a.head_dim;
   }
   switch (a.head_dim) {
-    case 32: launch<32>(p, pl.n_row_tiles, stream); break;
-    case 64: launch<64>(p, pl.n_row_tiles, stream); break;
-    default: launch<128>(p, pl.n_row_tiles, stream); break;
+    case 32:
+      launch<32>(p, pl.n_row_tiles, stream);
+      break;
+    case 64:
+      launch<64>(p, pl.n_row_tiles, stream);
+      break;
+    default:
+      launch<128>(p, pl.n_row_tiles, stream);
+      break;
   }
   if (pl.splits > 1) {
     const dim3 grid(static_cast<unsigned>(pl.R), static_cast<unsigned>(a.num_kv_heads));

@@ -24,7 +24,9 @@ namespace cuda {
 void throw_cuda(const char* call, const char* message) {
   fail("CUDA error in {}: {}", call, message);
 }
-[[noreturn]] void throw_message(const char* message) { throw Error(message); }
+[[noreturn]] void throw_message(const char* message) {
+  throw Error(message);
+}
 
 }  // namespace cuda
 
@@ -34,22 +36,32 @@ using cuda::bf16;
 
 const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "cuBLAS error";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+      return "cuBLAS error";
   }
 }
 
-#define KVO_CUBLAS(expr)                                                                  \
-  do {                                                                                    \
-    const cublasStatus_t kvo_st_ = (expr);                                                \
-    if (kvo_st_ != CUBLAS_STATUS_SUCCESS) ::kvo::cuda::throw_cuda(#expr, cublas_status_name(kvo_st_)); \
+#define KVO_CUBLAS(expr)                                           \
+  do {                                                             \
+    const cublasStatus_t kvo_st_ = (expr);                         \
+    if (kvo_st_ != CUBLAS_STATUS_SUCCESS)                          \
+      ::kvo::cuda::throw_cuda(#expr, cublas_status_name(kvo_st_)); \
   } while (0)
 
 // Free lists by exact (rounded) size. All work runs on one stream, so a block freed after
@@ -224,8 +236,8 @@ class CudaBackend final : public Backend {
 
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override {
     if (x.cols != w.cols || out.rows != x.rows || out.cols != w.rows)
-      fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
-           w.cols, out.rows, out.cols);
+      fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows, w.cols,
+           out.rows, out.cols);
     if (x.rows == 0 || w.rows == 0) return;
     float beta = 0.0f;
     if (bias && bias->data) {
@@ -258,7 +270,8 @@ class CudaBackend final : public Backend {
     if (inv_freq_host_ != rope.inv_freq) {
       if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
       inv_freq_host_ = rope.inv_freq;
-      inv_freq_dev_ = static_cast<float*>(allocator_.allocate(rope.inv_freq.size() * sizeof(float)));
+      inv_freq_dev_ =
+          static_cast<float*>(allocator_.allocate(rope.inv_freq.size() * sizeof(float)));
       to_device(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
     }
     cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, positions_dev_,

@@ -20,9 +20,14 @@ __global__ void convert_kernel(const void* src, int src_dtype, bf16* dst, int64_
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     float v;
-    if (src_dtype == 0) v = static_cast<const float*>(src)[i];
-    else if (src_dtype == 1) v = __half2float(static_cast<const __half*>(src)[i]);
-    else { dst[i] = static_cast<const bf16*>(src)[i]; continue; }
+    if (src_dtype == 0)
+      v = static_cast<const float*>(src)[i];
+    else if (src_dtype == 1)
+      v = __half2float(static_cast<const __half*>(src)[i]);
+    else {
+      dst[i] = static_cast<const bf16*>(src)[i];
+      continue;
+    }
     dst[i] = __float2bfloat16_rn(v);
   }
 }
@@ -116,7 +121,9 @@ __global__ void rope_kernel(bf16* x, int64_t xs, int64_t rows, int64_t heads, in
   }
 }
 
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+__device__ __forceinline__ float silu(float g) {
+  return g / (1.0f + expf(-g));
+}
 
 // Generic 2-D element-wise loop over pairs (kPair) or single elements.
 template <bool kPair, typename F>
@@ -147,12 +154,19 @@ bool aligned(const void* p, int64_t bytes) {
 
 // Functors for map2d_kernel: operator()<kPair>(r, c) handles element c (and c + 1 if kPair).
 struct SwigluOp {
-  const bf16* gate; int64_t gs; const bf16* up; int64_t us; bf16* out; int64_t os;
+  const bf16* gate;
+  int64_t gs;
+  const bf16* up;
+  int64_t us;
+  bf16* out;
+  int64_t os;
   template <bool kPair>
   __device__ void apply(int64_t r, int64_t c) const {
     if constexpr (kPair) {
-      const float2 g = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + r * gs + c));
-      const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(up + r * us + c));
+      const float2 g =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + r * gs + c));
+      const float2 u =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(up + r * us + c));
       *reinterpret_cast<__nv_bfloat162*>(out + r * os + c) =
           __floats2bfloat162_rn(silu(g.x) * u.x, silu(g.y) * u.y);
     } else {
@@ -163,25 +177,33 @@ struct SwigluOp {
 };
 
 struct AddOp {
-  bf16* x; int64_t xs; const bf16* y; int64_t ys;
+  bf16* x;
+  int64_t xs;
+  const bf16* y;
+  int64_t ys;
   template <bool kPair>
   __device__ void apply(int64_t r, int64_t c) const {
     if constexpr (kPair) {
       __nv_bfloat162* a = reinterpret_cast<__nv_bfloat162*>(x + r * xs + c);
       const float2 fa = __bfloat1622float2(*a);
-      const float2 fb = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + r * ys + c));
+      const float2 fb =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + r * ys + c));
       *a = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
     } else {
-      x[r * xs + c] = __float2bfloat16_rn(__bfloat162float(x[r * xs + c]) +
-                                          __bfloat162float(y[r * ys + c]));
+      x[r * xs + c] =
+          __float2bfloat16_rn(__bfloat162float(x[r * xs + c]) + __bfloat162float(y[r * ys + c]));
     }
   }
 };
 
 struct BroadcastOp {
-  const bf16* bias; bf16* out; int64_t os;
+  const bf16* bias;
+  bf16* out;
+  int64_t os;
   template <bool kPair>
-  __device__ void apply(int64_t r, int64_t c) const { out[r * os + c] = bias[c]; }
+  __device__ void apply(int64_t r, int64_t c) const {
+    out[r * os + c] = bias[c];
+  }
 };
 
 }  // namespace
@@ -195,9 +217,10 @@ void convert_to_bf16(const void* src, int src_dtype, bf16* dst, int64_t n, cudaS
 void embedding(const int32_t* ids, int64_t n, const bf16* table, int64_t ts, int64_t cols,
                bf16* out, int64_t os, cudaStream_t stream) {
   if (n == 0) return;
-  const bool vec = cols % 8 == 0 && ts % 8 == 0 && os % 8 == 0 && aligned(table, 16) &&
-                   aligned(out, 16);
-  embedding_kernel<<<static_cast<unsigned>(n), 128, 0, stream>>>(ids, table, ts, cols, out, os, vec);
+  const bool vec =
+      cols % 8 == 0 && ts % 8 == 0 && os % 8 == 0 && aligned(table, 16) && aligned(out, 16);
+  embedding_kernel<<<static_cast<unsigned>(n), 128, 0, stream>>>(ids, table, ts, cols, out, os,
+                                                                 vec);
   KVO_CUDA_LAUNCHED("embedding_kernel");
 }
 
@@ -220,7 +243,7 @@ void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const 
   const int64_t n = rows * heads * (head_dim / 2);
   if (n == 0) return;
   rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, xs, rows, heads, head_dim, positions,
-                                                       inv_freq, adjacent_pairs);
+                                                      inv_freq, adjacent_pairs);
   KVO_CUDA_LAUNCHED("rope_kernel");
 }
 
