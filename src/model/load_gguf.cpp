@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "io/gguf.h"
+#include "model/layer_weights.h"
 #include "model/weights.h"
 #include "util/error.h"
 
@@ -235,37 +236,21 @@ LoadedModel load_gguf_model(const std::string& path) {
   const ModelConfig& c = m.config;
   TensorSource src(g);
 
-  const int64_t hidden = c.hidden_size, vocab = c.vocab_size, inter = c.intermediate_size;
-  const int64_t q_dim = int64_t(c.num_heads) * c.head_dim,
-                kv_dim = int64_t(c.num_kv_heads) * c.head_dim;
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
   Weights& w = m.weights;
   w.token_embedding = src.get("token_embd.weight", {vocab, hidden});
   w.final_norm = src.get("output_norm.weight", {hidden});
   w.lm_head = c.tie_word_embeddings ? w.token_embedding : src.get("output.weight", {vocab, hidden});
-  w.layers.resize(c.num_layers);
-  for (int i = 0; i < c.num_layers; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    LayerWeights& l = w.layers[i];
-    l.attn_norm = src.get(p + "attn_norm.weight", {hidden});
-    l.wq = src.get(p + "attn_q.weight", {q_dim, hidden});
-    l.wk = src.get(p + "attn_k.weight", {kv_dim, hidden});
-    l.wv = src.get(p + "attn_v.weight", {kv_dim, hidden});
-    l.wo = src.get(p + "attn_output.weight", {hidden, q_dim});
-    if (c.qkv_bias) {
-      l.bq = src.get(p + "attn_q.bias", {q_dim});
-      l.bk = src.get(p + "attn_k.bias", {kv_dim});
-      l.bv = src.get(p + "attn_v.bias", {kv_dim});
-    }
-    if (c.o_bias) l.bo = src.get(p + "attn_output.bias", {hidden});
-    if (c.qk_norm) {
-      l.q_norm = src.get(p + "attn_q_norm.weight", {c.head_dim});
-      l.k_norm = src.get(p + "attn_k_norm.weight", {c.head_dim});
-    }
-    l.ffn_norm = src.get(p + "ffn_norm.weight", {hidden});
-    l.w_gate = src.get(p + "ffn_gate.weight", {inter, hidden});
-    l.w_up = src.get(p + "ffn_up.weight", {inter, hidden});
-    l.w_down = src.get(p + "ffn_down.weight", {hidden, inter});
-  }
+  const LayerTensorNames names = {"attn_norm.weight",   "attn_q.weight",      "attn_k.weight",
+                                  "attn_v.weight",      "attn_output.weight", "attn_q.bias",
+                                  "attn_k.bias",        "attn_v.bias",        "attn_output.bias",
+                                  "attn_q_norm.weight", "attn_k_norm.weight", "ffn_norm.weight",
+                                  "ffn_gate.weight",    "ffn_up.weight",      "ffn_down.weight"};
+  const TensorGetter get = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    return src.get(name, shape);
+  };
+  for (int i = 0; i < c.num_layers; ++i)
+    w.layers.push_back(read_layer_weights(c, names, "blk." + std::to_string(i) + ".", get));
   w.files = {g.file()};
   return m;
 }

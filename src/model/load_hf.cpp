@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "io/safetensors.h"
+#include "model/layer_weights.h"
 #include "model/weights.h"
 #include "util/error.h"
 
@@ -98,9 +99,7 @@ LoadedModel load_hf_checkpoint(const std::string& dir) {
   SafetensorsArchive archive = SafetensorsArchive::open(dir);
   TensorSource src(archive, dir);
 
-  const int64_t hidden = c.hidden_size, vocab = c.vocab_size, inter = c.intermediate_size;
-  const int64_t q_dim = int64_t(c.num_heads) * c.head_dim,
-                kv_dim = int64_t(c.num_kv_heads) * c.head_dim;
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
   Weights& w = m.weights;
   w.token_embedding = src.get("model.embed_tokens.weight", {vocab, hidden});
   w.final_norm = src.get("model.norm.weight", {hidden});
@@ -110,30 +109,18 @@ LoadedModel load_hf_checkpoint(const std::string& dir) {
           "{}: missing tensor lm_head.weight (and tie_word_embeddings is false)", dir);
     w.lm_head = w.token_embedding;
   }
-  w.layers.resize(c.num_layers);
-  for (int i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    LayerWeights& l = w.layers[i];
-    l.attn_norm = src.get(p + "input_layernorm.weight", {hidden});
-    l.wq = src.get(p + "self_attn.q_proj.weight", {q_dim, hidden});
-    l.wk = src.get(p + "self_attn.k_proj.weight", {kv_dim, hidden});
-    l.wv = src.get(p + "self_attn.v_proj.weight", {kv_dim, hidden});
-    l.wo = src.get(p + "self_attn.o_proj.weight", {hidden, q_dim});
-    if (c.qkv_bias) {
-      l.bq = src.get(p + "self_attn.q_proj.bias", {q_dim});
-      l.bk = src.get(p + "self_attn.k_proj.bias", {kv_dim});
-      l.bv = src.get(p + "self_attn.v_proj.bias", {kv_dim});
-    }
-    if (c.o_bias) l.bo = src.get(p + "self_attn.o_proj.bias", {hidden});
-    if (c.qk_norm) {
-      l.q_norm = src.get(p + "self_attn.q_norm.weight", {c.head_dim});
-      l.k_norm = src.get(p + "self_attn.k_norm.weight", {c.head_dim});
-    }
-    l.ffn_norm = src.get(p + "post_attention_layernorm.weight", {hidden});
-    l.w_gate = src.get(p + "mlp.gate_proj.weight", {inter, hidden});
-    l.w_up = src.get(p + "mlp.up_proj.weight", {inter, hidden});
-    l.w_down = src.get(p + "mlp.down_proj.weight", {hidden, inter});
-  }
+  const LayerTensorNames names = {
+      "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+      "self_attn.k_proj.bias",   "self_attn.v_proj.bias",   "self_attn.o_proj.bias",
+      "self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight",
+      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
+  const TensorGetter get = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    return src.get(name, shape);
+  };
+  for (int i = 0; i < c.num_layers; ++i)
+    w.layers.push_back(
+        read_layer_weights(c, names, "model.layers." + std::to_string(i) + ".", get));
   w.files = archive.files();
   return m;
 }

@@ -5,17 +5,12 @@
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/random_inputs.h"
 
 namespace kvo {
 namespace {
 
-std::vector<float> random_values(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_values;
 
 // out[t, h, :] = softmax_j<=pos(t) (q[t,h] . k[j,kvh] * scale) v[j, kvh]
 std::vector<float> naive_attention(const std::vector<float>& q, const std::vector<float>& k,

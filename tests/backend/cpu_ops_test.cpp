@@ -5,18 +5,13 @@
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/random_inputs.h"
 #include "util/error.h"
 
 namespace kvo {
 namespace {
 
-std::vector<float> random_values(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_values;
 
 Tensor view(std::vector<float>& v, int64_t rows, int64_t cols) {
   return {v.data(), DType::F32, rows, cols, cols};
