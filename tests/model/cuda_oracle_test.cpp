@@ -24,6 +24,7 @@
 #include "cli/run_command.h"
 #include "engine/sampler.h"
 #include "kv/kv_policy.h"
+#include "model/logit_fixture.h"
 #include "model/model.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -38,25 +39,8 @@ std::unique_ptr<Backend> cuda_or_null() {
 
 constexpr float kRelTol = 6e-2f;
 
-struct Fixture {
-  LoadedModel model;
-  std::vector<int32_t> ids;
-  std::vector<int64_t> positions;
-  std::vector<std::vector<float>> logits;
-  std::vector<float> margins;
-};
-
-Fixture load_fixture(const std::string& name) {
-  const std::string dir = std::string(KVO_TEST_DATA_DIR) + "/fixtures/models/" + name;
-  Fixture f{load_hf_checkpoint(dir), {}, {}, {}, {}};
-  std::ifstream in(dir + "/expected.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  f.ids = j.at("input_ids").get<std::vector<int32_t>>();
-  f.positions = j.at("positions").get<std::vector<int64_t>>();
-  f.logits = j.at("logits").get<std::vector<std::vector<float>>>();
-  f.margins = j.at("top2_margin_all").get<std::vector<float>>();
-  return f;
-}
+using Fixture = testing::LogitFixture;
+const auto load_fixture = testing::load_logit_fixture;
 
 void expect_logits_match(const Fixture& f, const std::vector<float>& all, int64_t first_row,
                          const std::string& what) {

@@ -74,21 +74,11 @@ __device__ __forceinline__ float warp_sum_xor(float v) {
   return v;
 }
 
-// One group of h = 32*E values in registers: lane holds x[lane*E .. lane*E+E). Strides < E are
-// in-lane butterflies, strides >= E are lane-xor shuffles; ascending stride order as on CPU.
-// Writes y = Hx / s to y[0..h) and returns s = ||x||.
+// Unnormalized Walsh-Hadamard transform of h = 32*E values spread over a warp (lane holds
+// elements lane*E .. lane*E+E): strides < E are in-lane butterflies, strides >= E lane-xor
+// shuffles, in ascending stride order as on the CPU so both sides round identically.
 template <int E>
-__device__ float rotate_regs(const float* __restrict__ xv, int valid, float* y, int lane) {
-  float v[E];
-#pragma unroll
-  for (int k = 0; k < E; ++k) {
-    const int i = lane * E + k;
-    v[k] = i < valid ? xv[i] : 0.0f;
-  }
-  float acc = 0.0f;
-#pragma unroll
-  for (int k = 0; k < E; ++k) acc = fmaf(v[k], v[k], acc);
-  const float s = sqrtf(warp_sum_xor(acc));
+__device__ __forceinline__ void warp_hadamard(float (&v)[E], int lane) {
 #pragma unroll
   for (int st = 1; st < E; st <<= 1)
 #pragma unroll
@@ -105,6 +95,24 @@ __device__ float rotate_regs(const float* __restrict__ xv, int valid, float* y, 
       const float o = __shfl_xor_sync(kFull, v[k], m);
       v[k] = (lane & m) ? o - v[k] : v[k] + o;
     }
+}
+
+// One group of h = 32*E values in registers: lane holds x[lane*E .. lane*E+E). Strides < E are
+// in-lane butterflies, strides >= E are lane-xor shuffles; ascending stride order as on CPU.
+// Writes y = Hx / s to y[0..h) and returns s = ||x||.
+template <int E>
+__device__ float rotate_regs(const float* __restrict__ xv, int valid, float* y, int lane) {
+  float v[E];
+#pragma unroll
+  for (int k = 0; k < E; ++k) {
+    const int i = lane * E + k;
+    v[k] = i < valid ? xv[i] : 0.0f;
+  }
+  float acc = 0.0f;
+#pragma unroll
+  for (int k = 0; k < E; ++k) acc = fmaf(v[k], v[k], acc);
+  const float s = sqrtf(warp_sum_xor(acc));
+  warp_hadamard<E>(v, lane);
 #pragma unroll
   for (int k = 0; k < E; ++k) y[lane * E + k] = s > 0.0f ? v[k] / s : 0.0f;
   return s;
@@ -363,22 +371,7 @@ __device__ void decode_regs(const uint8_t* rec, const Layout& L, int g, float s,
     const int i = lane * E + k, t = i / L.p;
     v[k] = grid_g[code_of(rec, L, g, t) * L.p + (i - t * L.p)] * s;
   }
-#pragma unroll
-  for (int st = 1; st < E; st <<= 1)
-#pragma unroll
-    for (int k = 0; k < E; ++k)
-      if (!(k & st)) {
-        const float a = v[k], b = v[k + st];
-        v[k] = a + b;
-        v[k + st] = a - b;
-      }
-#pragma unroll
-  for (int m = 1; m < 32; m <<= 1)
-#pragma unroll
-    for (int k = 0; k < E; ++k) {
-      const float o = __shfl_xor_sync(kFull, v[k], m);
-      v[k] = (lane & m) ? o - v[k] : v[k] + o;
-    }
+  warp_hadamard<E>(v, lane);
   const float inv_h = 1.0f / float(L.h);
 #pragma unroll
   for (int k = 0; k < E; ++k)
