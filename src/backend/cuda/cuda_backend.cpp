@@ -320,6 +320,7 @@ class CudaBackend final : public Backend {
   }
 
   void synchronize() override { KVO_CUDA(cudaStreamSynchronize(stream_)); }
+  cudaStream_t stream() const { return stream_; }
 
  private:
   // Small host->device copies (token ids, positions) through pinned slots, so that they are
@@ -356,6 +357,11 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+cudaStream_t cuda_stream_of(const Backend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  return cuda ? cuda->stream() : nullptr;
+}
 
 std::unique_ptr<Backend> make_cuda_backend() {
   int count = 0;
