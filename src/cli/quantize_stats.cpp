@@ -1,6 +1,7 @@
 // `kvoffload quantize-stats`: bits per value and MSE per value of a quantizer spec on
-// standard-normal vectors; with --device cuda the HIGGS encode runs on the GPU, and --bench
-// adds the kernel throughputs next to a plain read-bandwidth kernel.
+// standard-normal vectors; with --device cuda the encode runs on the GPU (device_quantizer.h,
+// which takes bf16 rows, so the samples are rounded to bf16 first), and --bench adds the kernel
+// throughputs next to a plain read-bandwidth kernel.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -13,7 +14,10 @@
 #include "quant/spec.h"
 #include "util/error.h"
 #ifdef KVO_HAVE_CUDA
-#include "quant/cuda/higgs_cuda.h"
+#include <cuda_runtime.h>
+
+#include "quant/cuda/bench.h"
+#include "quant/cuda/device_quantizer.h"
 #endif
 
 namespace kvo::cli {
@@ -35,6 +39,29 @@ size_t default_dim(const quant::Quantizer& q) {
   return 128;
 }
 
+#ifdef KVO_HAVE_CUDA
+// x: (n, dim) values already representable in bf16 -> the records encode_bf16 writes.
+std::vector<uint8_t> encode_on_device(const quant::Quantizer& q, const std::vector<float>& x,
+                                      size_t n, size_t dim) {
+  std::vector<uint16_t> bits(x.size());
+  for (size_t i = 0; i < x.size(); ++i) bits[i] = quant::float_to_bf16(x[i]);
+  std::vector<uint8_t> bytes(q.encoded_bytes(n, dim));
+  uint16_t* dx = nullptr;
+  uint8_t* dout = nullptr;
+  auto ok = [](cudaError_t e) {
+    check(e == cudaSuccess, "quantize-stats: CUDA error: {}", cudaGetErrorString(e));
+  };
+  ok(cudaMalloc(&dx, bits.size() * 2));
+  ok(cudaMalloc(&dout, bytes.size()));
+  ok(cudaMemcpy(dx, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice));
+  quant::cuda::encode_bf16(q, dx, int64_t(dim), n, dim, dout, nullptr);
+  ok(cudaMemcpy(bytes.data(), dout, bytes.size(), cudaMemcpyDeviceToHost));
+  cudaFree(dx);
+  cudaFree(dout);
+  return bytes;
+}
+#endif
+
 void run_stats(const StatsFlags& f) {
   check(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'",
         f.device);
@@ -42,11 +69,12 @@ void run_stats(const StatsFlags& f) {
   const quant::QuantizerPtr q = quant::parse_quantizer(f.spec);
   const size_t dim = f.dim ? f.dim : default_dim(*q);
   check(f.samples > 0, "--samples must be positive");
-  const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(q.get());
   if (f.device == "cuda") {
     std::string why;
     check(quant::cuda_device_available(&why), "--device cuda: {}", why);
-    check(higgs != nullptr, "--device cuda runs HIGGS quantizers only, not '{}'", q->spec());
+#ifdef KVO_HAVE_CUDA
+    check(quant::cuda::device_supported(*q), "--device cuda: no CUDA kernels for '{}'", q->spec());
+#endif
   }
   check(!f.bench || f.device == "cuda", "--bench needs --device cuda");
 
@@ -56,7 +84,10 @@ void run_stats(const StatsFlags& f) {
   for (float& v : x) v = normal(rng);
   std::vector<uint8_t> bytes;
 #ifdef KVO_HAVE_CUDA
-  if (f.device == "cuda") bytes = quant::cuda::higgs_encode_host(*higgs, x.data(), f.samples, dim);
+  if (f.device == "cuda") {
+    for (float& v : x) v = quant::bf16_to_float(quant::float_to_bf16(v));
+    bytes = encode_on_device(*q, x, f.samples, dim);
+  }
 #endif
   if (f.device == "cpu") bytes = q->encode(x.data(), f.samples, dim);
   q->decode(bytes.data(), f.samples, dim, y.data());
@@ -70,19 +101,23 @@ void run_stats(const StatsFlags& f) {
                         {"bits_per_value", bits}, {"mse_per_value", mse}};
 #ifdef KVO_HAVE_CUDA
   if (f.bench) {
-    // Default: 2 GiB of fp32 input, many times the 60 MB L2 of an H200.
-    const size_t nv = f.bench_vectors ? f.bench_vectors : (size_t(1) << 29) / dim;
-    const auto r = quant::cuda::bench_higgs(*higgs, nv, 4 * nv, dim);
+    // Default: 2 GiB of bf16 input, many times the 60 MB L2 of an H200.
+    const size_t nv = f.bench_vectors ? f.bench_vectors : (size_t(1) << 30) / dim;
+    const auto r = quant::cuda::bench_quantizer(*q, nv, 4 * nv, dim);
     out["bench"] = {{"gpu", r.device},
+                    {"input", "bf16"},
                     {"encode_vectors", r.n_encode},
                     {"score_keys", r.n_score},
                     {"read_gbs", r.read_gbs},
                     {"encode_gbs", r.encode_gbs},
                     {"score_gbs", r.score_gbs},
+                    {"score_gqa8_gbs", r.score_gqa8_gbs},
                     {"decode_bf16_gbs", r.decode_gbs},
+                    {"read_ms", r.read_ms},
                     {"encode_ms", r.encode_ms},
                     {"score_ms", r.score_ms},
-                    {"read_ms", r.read_ms}};
+                    {"score_gqa8_ms", r.score_gqa8_ms},
+                    {"decode_ms", r.decode_ms}};
   }
 #endif
   if (f.json) {
@@ -96,7 +131,7 @@ void run_stats(const StatsFlags& f) {
     const double read = b["read_gbs"];
     const double enc = b["encode_gbs"], sc = b["score_gbs"], dec = b["decode_bf16_gbs"];
     std::printf(
-        "%s: read %.0f GB/s | encode %.0f GB/s of fp32 input (%.0f%%) | score %.0f GB/s "
+        "%s: read %.0f GB/s | encode %.0f GB/s of bf16 input (%.0f%%) | score %.0f GB/s "
         "of codes (%.0f%%) | decode->bf16 %.0f GB/s of codes\n",
         std::string(b["gpu"]).c_str(), read, enc, 100 * enc / read, sc, 100 * sc / read, dec);
   }
@@ -111,13 +146,13 @@ std::function<void()> make_quantize_stats(CLI::App& app) {
       ->required();
   cmd->add_option("--samples", f->samples, "Number of random vectors (default 4096)");
   cmd->add_option("--dim", f->dim, "Vector dimension (default: 128, or the Hadamard group)");
-  cmd->add_option("--device", f->device, "cpu or cuda (HIGGS encode on the GPU)");
+  cmd->add_option("--device", f->device, "cpu or cuda (encode on the GPU, bf16-rounded samples)");
   cmd->add_option("--seed", f->seed, "Random seed");
   cmd->add_option("--grid-dir", f->grid_dir, "Folder of the EDEN*.txt grids");
   cmd->add_flag("--json", f->json, "Print one JSON object");
   cmd->add_flag("--bench", f->bench, "Also time the CUDA kernels (needs --device cuda)");
   cmd->add_option("--bench-vectors", f->bench_vectors,
-                  "Vectors encoded per benchmark launch (default: 2 GiB of input)");
+                  "Vectors encoded per benchmark launch (default: 2 GiB of bf16 input)");
   return [f] { run_stats(*f); };
 }
 

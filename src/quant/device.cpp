@@ -29,4 +29,8 @@ void throw_cuda_error(const std::string& what, const std::string& message) {
   fail("CUDA error in {}: {}", what, message);
 }
 
+void throw_error(const std::string& message) {
+  throw Error(message);
+}
+
 }  // namespace kvo::quant

@@ -2,13 +2,11 @@
 // 0x7f/0xff = NaN, largest finite 448). No scale: values are rounded to nearest even and
 // saturated to +-448, as KV caches store keys and values directly.
 // Record of one vector of dimension D: D bytes, one e4m3 value each. bits/value = 8.
+// The scalar conversions float_to_e4m3 / e4m3_to_float live in scalar_codecs.h.
 #pragma once
 #include "quant/quantizer.h"
 
 namespace kvo::quant {
-
-uint8_t float_to_e4m3(float x);
-float e4m3_to_float(uint8_t b);
 
 class Fp8Quantizer : public Quantizer {
  public:

@@ -1,8 +1,5 @@
 #include "quant/quantizer.h"
 
-#include <cmath>
-#include <cstring>
-
 namespace kvo::quant {
 
 std::vector<uint8_t> Quantizer::encode(const float* x, size_t n, size_t dim) const {
@@ -21,21 +18,6 @@ double Quantizer::bits_per_value(size_t dim) const {
   // A long run amortizes anything shared between vectors (residual meta-vectors).
   const size_t n = 4096;
   return 8.0 * static_cast<double>(encoded_bytes(n, dim)) / static_cast<double>(n * dim);
-}
-
-uint16_t float_to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float bf16_to_float(uint16_t b) {
-  uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
 }
 
 }  // namespace kvo::quant

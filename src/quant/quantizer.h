@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "quant/scalar_codecs.h"
+
 namespace kvo::quant {
 
 class Quantizer {
@@ -38,9 +40,5 @@ class Quantizer {
 };
 
 using QuantizerPtr = std::unique_ptr<Quantizer>;
-
-// fp32 <-> bf16 bits, round to nearest even (NaN stays NaN).
-uint16_t float_to_bf16(float x);
-float bf16_to_float(uint16_t b);
 
 }  // namespace kvo::quant

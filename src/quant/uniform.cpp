@@ -35,11 +35,7 @@ void UniformQuantizer::encode_into(const float* x, size_t n, size_t dim, uint8_t
       }
       const float step = (hi - lo) / float(qmax);
       for (size_t j = b; j < e; ++j) {
-        uint32_t q = 0;
-        if (step > 0.0f) {
-          const float t = std::nearbyint((v[j] - lo) / step);
-          q = uint32_t(std::clamp(t, 0.0f, float(qmax)));
-        }
+        const uint32_t q = uniform_code(v[j], lo, step, qmax);
         for (int k = 0; k < bits_; ++k) {
           const size_t bit = j * bits_ + k;
           if ((q >> k) & 1u) r[bit / 8] |= uint8_t(1u << (bit % 8));
@@ -66,7 +62,7 @@ void UniformQuantizer::decode(const uint8_t* bytes, size_t n, size_t dim, float*
       float lo, step;
       std::memcpy(&lo, r + cbytes + 8 * g, 4);
       std::memcpy(&step, r + cbytes + 8 * g + 4, 4);
-      out[size_t(i) * dim + j] = lo + float(q) * step;
+      out[size_t(i) * dim + j] = uniform_value(q, lo, step);
     }
   }
 }

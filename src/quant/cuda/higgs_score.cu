@@ -1,0 +1,205 @@
+// HIGGS scores on CUDA in the rotated domain (higgs.h): per query a table lut[t][c] =
+// grid[c] . (H q)_t in shared memory, then each key costs one table read per tuple.
+//
+// Lanes split a key's tuples, not the keys: lane l owns tuples l*R .. l*R+R-1 of the slice and
+// the table stores tuple l*R+r in column r*32+l, so the 32 lanes of a read always hit 32
+// different banks whatever the codes (a key per lane would hit random banks). A warp takes 32
+// keys at a time, keeps 32 per-key partial sums per lane, and a transposing butterfly leaves
+// key l's total in lane l (31 shuffles per 32 keys), which also makes the score stores
+// coalesced. Tables above kLutBytes are split into tuple slices, one launch each, the later
+// ones adding to the scores in slice order (deterministic).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "quant/cuda/device_quantizer.h"
+#include "quant/cuda/grid_tables.cuh"
+#include "quant/cuda/launch.cuh"
+#include "quant/cuda/warp_hadamard.cuh"
+#include "quant/device.h"
+
+namespace kvo::quant::cuda {
+namespace {
+
+constexpr size_t kLutBytes = 64 * 1024;
+constexpr int kThreads = 256, kWarps = kThreads / 32;
+
+struct ScoreShape {
+  int h, p, T, npts;  // group, tuple size, tuples per record, grid points
+  int t0, TS, R;      // this slice: first tuple, tuples (table columns), per lane
+  size_t dim, rec, codes_bytes, head_bytes, n_keys, keys_per_block;
+  int num_q_heads, group;
+  int64_t q_stride;
+  float factor;     // scale / h
+  bool accumulate;  // add to the scores of earlier slices
+};
+
+template <int LB>
+__device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
+  if constexpr (LB == 1) return p[0];
+  if constexpr (LB == 2) return *reinterpret_cast<const uint16_t*>(p);
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// Leaves sum over lanes of acc[l] in lane l's acc[0].
+__device__ __forceinline__ float transpose_reduce(float (&acc)[32], int lane) {
+#pragma unroll
+  for (int off = 16; off >= 1; off >>= 1) {
+    const bool upper = lane & off;
+#pragma unroll
+    for (int i = 0; i < off; ++i) {
+      const float send = upper ? acc[i] : acc[i + off];
+      const float keep = upper ? acc[i + off] : acc[i];
+      acc[i] = keep + __shfl_xor_sync(kFullMask, send, off);
+    }
+  }
+  return acc[0];
+}
+
+// blockIdx.x: query (r * num_q_heads + hq), so the queries of one KV head run side by side and
+// share its keys in L2; blockIdx.y: a run of keys_per_block keys. LB: bytes per code load
+// (the lane's R codes in LB-byte words), CB: bytes per code.
+template <int LB, int CB>
+__global__ void __launch_bounds__(kThreads)
+    higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
+                       const uint8_t* __restrict__ keys, const float* __restrict__ pts,
+                       float* __restrict__ scores) {
+  extern __shared__ float smem[];
+  float* qrot = smem;       // [h]
+  float* lut = smem + S.h;  // [npts][TS]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int qi = blockIdx.x, r = qi / S.num_q_heads, hq = qi % S.num_q_heads;
+  const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
+  for (int k = threadIdx.x; k < S.h; k += kThreads)
+    qrot[k] = size_t(k) < S.dim ? bf16_to_float(qv[k]) : 0.0f;
+  __syncthreads();
+  if (warp == 0) warp_hadamard_smem(qrot, S.h, lane);
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < S.npts * S.TS; idx += kThreads) {
+    const int c = idx / S.TS, col = idx % S.TS;
+    const int t = S.t0 + (col % 32) * S.R + col / 32;
+    float acc = 0.0f;
+    if (t < S.T)
+      for (int j = 0; j < S.p; ++j)
+        if (t * S.p + j < S.h) acc = fmaf(pts[c * S.p + j], qrot[t * S.p + j], acc);
+    lut[idx] = acc;
+  }
+  __syncthreads();
+
+  const uint8_t* head = keys + size_t(hq / S.group) * S.head_bytes;
+  float* out = scores + size_t(qi) * S.n_keys;
+  const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
+  const size_t end = min(S.n_keys, begin + S.keys_per_block);
+  const int first = S.t0 + lane * S.R;    // the lane's first tuple
+  const bool active = lane * S.R < S.TS;  // slices under 32 tuples leave lanes idle
+  constexpr int kCodesPerWord = LB / CB;
+  for (size_t kb = begin + size_t(warp) * 32; kb < end; kb += kWarps * 32) {
+    const int nk = int(min(size_t(32), end - kb));
+    float acc[32];
+#pragma unroll
+    for (int k = 0; k < 32; ++k) acc[k] = 0.0f;
+    for (int c0 = 0; c0 < S.R; c0 += kCodesPerWord) {
+      if (!active || first + c0 >= S.T) break;  // nothing (left) for this lane
+      const uint8_t* base = head + kb * S.rec + size_t(first + c0) * CB;
+#pragma unroll
+      for (int k = 0; k < 32; ++k) {
+        if (k < nk) {
+          const uint32_t w = load_word<LB>(base + size_t(k) * S.rec);
+#pragma unroll
+          for (int b = 0; b < kCodesPerWord; ++b) {
+            const uint32_t code = CB == 1 ? (w >> (8 * b)) & 0xffu : (w >> (16 * b)) & 0xffffu;
+            acc[k] += lut[code * S.TS + (c0 + b) * 32 + lane];
+          }
+        }
+      }
+    }
+    const float total = transpose_reduce(acc, lane);
+    if (lane < nk) {
+      const size_t key = kb + lane;
+      const float s = load_f32(head + key * S.rec + S.codes_bytes);
+      const float v = total * s * S.factor;
+      out[key] = S.accumulate ? out[key] + v : v;
+    }
+  }
+}
+
+template <int LB, int CB>
+void launch_slice(const uint16_t* d_q, const ScoreShape& S, size_t n_queries, const uint8_t* d_keys,
+                  const float* pts, float* d_scores, cudaStream_t stream) {
+  const size_t smem = (size_t(S.h) + size_t(S.npts) * S.TS) * sizeof(float);
+  auto* kernel = higgs_score_kernel<LB, CB>;
+  const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
+  // Enough key runs for two waves of resident blocks, each at least one pass of the warps.
+  const size_t runs_wanted = std::max<size_t>(1, 2 * size_t(resident) / n_queries);
+  ScoreShape s = S;
+  s.keys_per_block = std::max<size_t>(kThreads, (S.n_keys + runs_wanted - 1) / runs_wanted);
+  const size_t runs = (S.n_keys + s.keys_per_block - 1) / s.keys_per_block;
+  if (runs > 65535)
+    throw_error("score_heads: " + std::to_string(S.n_keys) + " keys per head is too many");
+  kernel<<<dim3(unsigned(n_queries), unsigned(runs)), kThreads, smem, stream>>>(d_q, s, d_keys, pts,
+                                                                                d_scores);
+  KVO_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride, size_t n_rows,
+                 int num_q_heads, int group, const uint8_t* d_keys, size_t n_keys, size_t dim,
+                 float scale, float* d_scores, cudaStream_t stream) {
+  auto reject = [&](const std::string& why) {
+    throw_error("score_heads(" + q.spec() + "): " + why);
+  };
+  if (!higgs_tuple_supported(q.p())) reject("no CUDA kernel for this tuple size");
+  if (dim < 1 || dim > size_t(q.group()))
+    reject("records must hold one Hadamard group, dim " + std::to_string(dim) +
+           " is above the group");
+  if (num_q_heads < 1 || group < 1 || num_q_heads % group != 0)
+    reject(std::to_string(num_q_heads) + " query heads cannot form GQA groups of " +
+           std::to_string(group));
+  if (q_stride < int64_t(num_q_heads) * int64_t(dim))
+    reject("query row stride " + std::to_string(q_stride) + " below heads x dim");
+  if (reinterpret_cast<uintptr_t>(d_keys) % 4 != 0) reject("keys must be 4-byte aligned");
+  const size_t n_queries = n_rows * size_t(num_q_heads);
+  if (n_queries == 0 || n_keys == 0) return;
+  ScoreShape S{};
+  S.h = q.group();
+  S.p = q.p();
+  S.T = q.tuples();
+  S.npts = q.n_points();
+  S.dim = dim;
+  S.rec = q.bytes_per_vector(dim);
+  S.codes_bytes = q.codes_bytes(dim);
+  S.head_bytes = q.encoded_bytes(n_keys, dim);
+  S.n_keys = n_keys;
+  S.num_q_heads = num_q_heads;
+  S.group = group;
+  S.q_stride = q_stride;
+  S.factor = scale / float(S.h);
+  const int cb = q.code_bytes();
+  // Slice width: the most tuples whose table fits, 32*R with R a power of two once >= 32.
+  const size_t fit = std::max<size_t>(1, kLutBytes / (sizeof(float) * size_t(S.npts)));
+  int TS = 1;
+  while (size_t(TS) * 2 <= fit && TS < S.T) TS *= 2;
+  S.TS = TS;
+  S.R = std::max(1, TS / 32);
+  const int lane_bytes = S.R * cb, LB = std::min(lane_bytes, 4);
+  const float* pts = device_grid(q.grid()).points;
+  for (int t0 = 0; t0 < S.T; t0 += TS) {
+    S.t0 = t0;
+    S.accumulate = t0 > 0;
+    auto go = [&](auto lb, auto cbc) {
+      launch_slice<decltype(lb)::value, decltype(cbc)::value>(d_q, S, n_queries, d_keys, pts,
+                                                              d_scores, stream);
+    };
+    using I1 = std::integral_constant<int, 1>;
+    using I2 = std::integral_constant<int, 2>;
+    using I4 = std::integral_constant<int, 4>;
+    if (cb == 1)
+      LB == 1 ? go(I1{}, I1{}) : LB == 2 ? go(I2{}, I1{}) : go(I4{}, I1{});
+    else
+      LB == 2 ? go(I2{}, I2{}) : go(I4{}, I2{});
+  }
+}
+
+}  // namespace kvo::quant::cuda
