@@ -5,6 +5,7 @@
 // (tokens * heads, head_dim) where an op works per head.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -70,6 +71,14 @@ struct AttentionShape {
   float scale = 0.0f;  // usually 1/sqrt(head_dim)
 };
 
+// Work queued on a backend, recorded once and replayed (a CUDA graph): every op of it reads its
+// inputs when it runs, so a replay sees the current contents of the buffers it was recorded with.
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  virtual void replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -101,6 +110,43 @@ class Backend {
                          const AttentionShape& shape, const Tensor& out) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual void synchronize() {}
+
+  // --- Index tensors and the decode-step ops that read them -----------------------------------
+  // A decode step is recorded once and replayed at every position (CUDA graphs), so its token
+  // ids and positions live in backend memory as I32 "index tensors" (n, 1), read when the work
+  // runs. The host writes them with write_ints (queued, no wait) and reads sampled ids back with
+  // read_ints (the one wait per token).
+  virtual DeviceArray alloc_ints(int64_t n) = 0;
+  virtual void write_ints(const Tensor& dst, std::span<const int32_t> values) = 0;
+  virtual std::vector<int32_t> read_ints(const Tensor& src) = 0;
+  // embedding() with ids (T, 1) in backend memory (validated by whoever wrote them).
+  virtual void embedding_at(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // rope() with positions (T, 1) in backend memory.
+  virtual void rope_at(const Tensor& x, const Tensor& positions, int head_dim,
+                       const RopeParams& rope) = 0;
+  // dst rows [*first, *first + src.rows) = src, `first` a (1, 1) index tensor (the caller keeps
+  // that inside dst).
+  virtual void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) = 0;
+  // attention() whose q_start is read from the (1, 1) index tensor `q_start` when it runs; keys
+  // [0, q_start + q_len) are attended and shape.kv_len (<= k.rows) bounds that length.
+  virtual void attention_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                            const AttentionShape& shape, const Tensor& q_start,
+                            const Tensor& out) = 0;
+  // ids(r) = the token drawn from logits row r by the rule of engine/sampler.h (greedy when
+  // temperature == 0, else softmax(logits / temperature) cut to top_k, then to the smallest
+  // prefix of mass >= top_p, sampled with uniforms[r] in [0, 1)). logits (B, vocab), ids (B, 1).
+  virtual void sample(const Tensor& logits, float temperature, int top_k, float top_p,
+                      std::span<const float> uniforms, const Tensor& ids) = 0;
+  // Records the work `queue` queues for replay; nullptr when this backend cannot record (then
+  // the caller queues the work itself every time). What `queue` allocates and frees stays
+  // reserved for the recording while it lives.
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& queue) {
+    (void)queue;
+    return nullptr;
+  }
+  // Bytes the backend can still allocate (device memory free + cached), for up-front size
+  // checks; the CPU reports its physical memory.
+  virtual int64_t available_bytes() = 0;
 };
 
 // "cpu" always; "cuda" when compiled in and a GPU is present; "auto" picks cuda if possible.

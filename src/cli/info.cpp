@@ -78,19 +78,9 @@ Summary summarize(const std::string& path) {
 
 // A model described by an HF config.json alone (a file, or a folder holding one).
 Summary summarize_config(const std::string& path) {
-  std::error_code ec;
-  std::string file = path;
-  if (fs::is_directory(path, ec)) file = (fs::path(path) / "config.json").string();
-  std::FILE* f = std::fopen(file.c_str(), "rb");
-  check(f != nullptr, "{}: cannot open the config", file);
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  std::fclose(f);
   Summary s;
   s.format = "random-weights";
-  s.config = parse_hf_config(text, file);
+  s.config = load_hf_config_file(path);
   const ModelConfig& c = s.config;
   const int64_t hd = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim,
                 kv = int64_t(c.num_kv_heads) * c.head_dim;
@@ -262,10 +252,7 @@ std::function<void()> make_info(CLI::App& app) {
   auto kv_knobs = std::make_shared<std::map<std::string, std::string>>();
   auto context = std::make_shared<int64_t>(0);
   auto* path_opt = sub->add_option("path", *path, "GGUF file or HF checkpoint folder");
-  auto* rw = sub->add_option("--random-weights", *random_config,
-                             "Describe the model of an HF config.json (file or folder) instead")
-                 ->excludes(path_opt);
-  (void)rw;
+  add_random_weights_option(*sub, *random_config, path_opt);
   sub->add_flag("--json", *as_json, "Print one JSON object instead of text");
   add_kv_options(*sub, *kv_method, *kv_knobs);
   sub->add_option("--context", *context,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "model/random_weights.h"
 #include "util/error.h"
 
 namespace kvo::cli {
@@ -45,10 +46,23 @@ KvSpec kv_spec_from_flags(const std::string& method,
   return KvSpec::from_knobs(method, given).resolved();
 }
 
-void ModelOptions::add_to(CLI::App& cmd) {
-  cmd.add_option("--model,-m", model_path,
-                 "Model: a .gguf file or an HF folder (config.json, *.safetensors, tokenizer.json)")
-      ->required();
+CLI::Option* add_random_weights_option(CLI::App& cmd, std::string& config_path,
+                                       CLI::Option* model) {
+  return cmd
+      .add_option("--random-weights", config_path,
+                  "Instead of a model file: the model of this HF config.json (or a folder holding "
+                  "one) with random weights, e.g. bench/configs/llama-3.1-8b.json")
+      ->excludes(model);
+}
+
+void ModelOptions::add_to(CLI::App& cmd, bool with_random_weights) {
+  CLI::Option* model = cmd.add_option(
+      "--model,-m", model_path,
+      "Model: a .gguf file or an HF folder (config.json, *.safetensors, tokenizer.json)");
+  if (with_random_weights)
+    add_random_weights_option(cmd, random_weights, model);  // one of the two: load_weights_runner
+  else
+    model->required();
   cmd.add_option("--device", device, "Where to run: cpu, cuda or auto (cuda when present)")
       ->capture_default_str();
   cmd.add_option("--threads,-t", threads, "CPU threads (0 = all cores)")->capture_default_str();
@@ -59,6 +73,26 @@ LoadedRunner load_runner(const ModelOptions& options) {
   LoadedRunner r{load_model(options.model_path), make_backend(options.device, options.threads),
                  nullptr};
   r.transformer = std::make_unique<Transformer>(*r.backend, r.model.config, r.model.weights);
+  return r;
+}
+
+WeightsRunner load_weights_runner(const ModelOptions& options) {
+  check(!options.model_path.empty() || !options.random_weights.empty(),
+        "--model or --random-weights is required");
+  WeightsRunner r;
+  r.backend = make_backend(options.device, options.threads);  // a bad --device fails first
+  LoadedModel loaded;
+  if (options.random_weights.empty()) {
+    Model model = load_model(options.model_path);
+    loaded = {std::move(model.config), std::move(model.weights), model.source_format};
+    r.source = options.model_path;
+  } else {
+    loaded = load_random_model(options.random_weights);
+    r.source = "random weights from " + options.random_weights;
+  }
+  r.config = loaded.config;
+  r.transformer = std::make_unique<Transformer>(*r.backend, loaded.config, loaded.weights);
+  r.backend->synchronize();  // the uploads have read the host weights, which go now
   return r;
 }
 

@@ -27,14 +27,21 @@ void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, st
 KvSpec kv_spec_from_flags(const std::string& method,
                           const std::map<std::string, std::string>& knobs);
 
+// Adds --random-weights CONFIG (an HF config.json or a folder holding one): the model of that
+// config with random weights (model/random_weights.h), for commands that need no tokenizer.
+// It excludes `model` (the command's model path option).
+CLI::Option* add_random_weights_option(CLI::App& cmd, std::string& config_path, CLI::Option* model);
+
 struct ModelOptions {
   std::string model_path;
+  std::string random_weights;  // config path, when the command takes --random-weights
   std::string device = "auto";
   int threads = 0;
   std::string kv_method = "dense";
   std::map<std::string, std::string> kv_knobs;
 
-  void add_to(CLI::App& cmd);
+  // with_random_weights: the command runs without text, so --random-weights may replace --model.
+  void add_to(CLI::App& cmd, bool with_random_weights = false);
   KvSpec kv_spec() const { return kv_spec_from_flags(kv_method, kv_knobs); }
 };
 
@@ -45,6 +52,16 @@ struct LoadedRunner {
   std::unique_ptr<Transformer> transformer;
 };
 LoadedRunner load_runner(const ModelOptions& options);
+
+// A model run without text in or out (bench): the weights of --model or of --random-weights,
+// uploaded to the backend (the host copies are dropped).
+struct WeightsRunner {
+  ModelConfig config;
+  std::string source;  // the model path, or "random weights from CONFIG"
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Transformer> transformer;
+};
+WeightsRunner load_weights_runner(const ModelOptions& options);
 
 // A KV policy for one sequence of at most `capacity` tokens, from --kv and its knobs.
 std::unique_ptr<KvPolicy> make_kv_policy(const ModelOptions& options, LoadedRunner& runner,

@@ -22,9 +22,12 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   int32_t sample(std::span<const float> logits);
+  // The draw sample() would use next (in [0, 1); 0 and no draw when greedy), for sampling the
+  // same way on the device (Backend::sample).
+  double next_uniform();
+  const SamplingParams& params() const { return params_; }
 
  private:
-  double uniform();  // in [0, 1)
   SamplingParams params_;
   std::mt19937_64 rng_;
 };

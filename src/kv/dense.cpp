@@ -29,15 +29,25 @@ class DensePolicy final : public KvPolicy {
     Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
     backend_.copy(k, keys.row_range(start, n));
     backend_.copy(v, values.row_range(start, n));
-    AttentionShape shape{config_.num_heads,
-                         config_.num_kv_heads,
-                         config_.head_dim,
-                         n,
-                         start,
-                         start + n,
-                         1.0f / std::sqrt(float(config_.head_dim))};
-    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
+    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n),
+                       shape(n, start, start + n), out);
     if (layer == config_.num_layers - 1) length_ = start + n;
+  }
+
+  bool recordable() const override { return true; }
+
+  void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& /*k_pre*/,
+                 const Tensor& k, const Tensor& v, const Tensor& out) override {
+    Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
+    backend_.copy_rows_at(k, keys, position);
+    backend_.copy_rows_at(v, values, position);
+    backend_.attention_at(q, keys, values, shape(q.rows, 0, capacity_), position, out);
+  }
+
+  void recorded_step_done(int64_t length) override {
+    check(length <= capacity_, "the sequence needs {} tokens but the KV cache holds {}", length,
+          capacity_);
+    length_ = length;
   }
 
   int64_t length() const override { return length_; }
@@ -52,6 +62,16 @@ class DensePolicy final : public KvPolicy {
   }
 
  private:
+  AttentionShape shape(int64_t q_len, int64_t q_start, int64_t kv_len) const {
+    return {config_.num_heads,
+            config_.num_kv_heads,
+            config_.head_dim,
+            q_len,
+            q_start,
+            kv_len,
+            1.0f / std::sqrt(float(config_.head_dim))};
+  }
+
   Backend& backend_;
   ModelConfig config_;
   int64_t capacity_;

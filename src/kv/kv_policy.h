@@ -42,6 +42,19 @@ class KvPolicy {
   virtual KvMemoryReport memory() const = 0;
   // Whether `attend` needs pre-RoPE keys (lets the forward pass skip a copy when not).
   virtual bool wants_pre_rope_keys() const { return false; }
+
+  // Recorded decode steps (CUDA graphs; Backend::record). A recordable policy's `attend_at`
+  // queues the work of attend(layer, start, ...) for one new token whose position `start` it
+  // reads from `position`, a (1, 1) index tensor in backend memory, when the work runs; so one
+  // recorded step replays at every position. The caller reports each replayed step's length
+  // with `recorded_step_done`. Policies that decide on the host per step keep the defaults and
+  // run eagerly.
+  virtual bool recordable() const { return false; }
+  virtual void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& k_pre,
+                         const Tensor& k, const Tensor& v, const Tensor& out) {
+    (void)layer, (void)position, (void)q, (void)k_pre, (void)k, (void)v, (void)out;
+  }
+  virtual void recorded_step_done(int64_t length) { (void)length; }
 };
 
 // Attention quality of one layer and KV head at one decode step, against exact attention over

@@ -58,6 +58,12 @@ class TensorSource {
 
 }  // namespace
 
+ModelConfig load_hf_config_file(const std::string& path) {
+  if (fs::is_directory(path)) return load_hf_config(path);
+  check(fs::exists(path), "{}: no such config file", path);
+  return parse_hf_config(read_text(path), path);
+}
+
 ModelConfig load_hf_config(const std::string& dir) {
   fs::path config_path = fs::path(dir) / "config.json";
   check(fs::exists(config_path), "{}: no config.json (expected an HF checkpoint folder)", dir);

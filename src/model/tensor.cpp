@@ -14,12 +14,14 @@ const char* dtype_name(DType dtype) {
       return "F16";
     case DType::BF16:
       return "BF16";
+    case DType::I32:
+      return "I32";
   }
   return "?";
 }
 
 size_t dtype_size(DType dtype) {
-  return dtype == DType::F32 ? 4 : 2;
+  return dtype == DType::F32 || dtype == DType::I32 ? 4 : 2;
 }
 
 int64_t HostTensor::numel() const {
@@ -43,6 +45,8 @@ void HostTensor::to_f32(float* out, int64_t offset, int64_t n) const {
       for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(p[i]);
       return;
     }
+    case DType::I32:
+      fail("internal: an I32 tensor holds indices, not values");
   }
 }
 

@@ -9,7 +9,8 @@
 
 namespace kvo {
 
-enum class DType { F32, F16, BF16 };
+// I32: token ids and positions in backend memory (never a weight dtype).
+enum class DType { F32, F16, BF16, I32 };
 
 const char* dtype_name(DType dtype);
 size_t dtype_size(DType dtype);

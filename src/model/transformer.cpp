@@ -30,78 +30,161 @@ Transformer::Transformer(Backend& backend, const ModelConfig& config, const Weig
   }
 }
 
+Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_rope_keys) {
+  const ModelConfig& c = config_;
+  const int64_t q_width = int64_t{c.num_heads} * c.head_dim;
+  const int64_t kv_width = int64_t{c.num_kv_heads} * c.head_dim;
+  Backend& b = backend_;
+  Activations a;
+  a.x = b.alloc(rows, c.hidden_size);
+  a.h = b.alloc(rows, c.hidden_size);
+  a.q = b.alloc(rows, q_width);
+  a.attn = b.alloc(rows, q_width);
+  a.k = b.alloc(rows, kv_width);
+  a.v = b.alloc(rows, kv_width);
+  if (pre_rope_keys) a.k_pre = b.alloc(rows, kv_width);
+  a.gate = b.alloc(rows, c.intermediate_size);
+  a.up = b.alloc(rows, c.intermediate_size);
+  a.normed = b.alloc(rows, c.hidden_size);
+  return a;
+}
+
+int64_t Transformer::activation_bytes(int64_t rows) const {
+  const ModelConfig& c = config_;
+  const int64_t per_row = 3 * int64_t{c.hidden_size} + 2 * int64_t{c.num_heads} * c.head_dim +
+                          3 * int64_t{c.num_kv_heads} * c.head_dim +
+                          2 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
+  return rows * per_row * int64_t(dtype_size(embedding_.tensor().dtype));
+}
+
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,
                                         KvPolicy& kv, int64_t n_out, int64_t chunk,
                                         const std::function<void(int64_t, int64_t)>& on_chunk) {
+  check(n_out >= 0 && n_out <= int64_t(tokens.size()), "internal: n_out {} out of range", n_out);
+  DeviceArray logits = backend_.alloc(n_out, config_.vocab_size);
+  forward_device(tokens, start, kv, chunk, on_chunk, logits.tensor());
+  return n_out ? backend_.download(logits.tensor()) : std::vector<float>();
+}
+
+void Transformer::prefill(std::span<const int32_t> tokens, KvPolicy& kv, const Tensor& logits,
+                          int64_t chunk, const std::function<void(int64_t, int64_t)>& on_chunk) {
+  check(logits.rows == 1 && logits.cols == config_.vocab_size, "internal: prefill logits shape");
+  forward_device(tokens, 0, kv, chunk, on_chunk, logits);
+}
+
+void Transformer::forward_device(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv,
+                                 int64_t chunk,
+                                 const std::function<void(int64_t, int64_t)>& on_chunk,
+                                 const Tensor& logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
-  check(n_out >= 0 && n_out <= n, "internal: n_out {} out of range", n_out);
-  std::vector<float> logits;
-  logits.reserve(static_cast<size_t>(n_out * config_.vocab_size));
+  const int64_t n_out = logits.rows;
+  if (n == 0) return;
+  Activations a = make_activations(std::min(chunk, n), kv.wants_pre_rope_keys());
+  std::vector<int32_t> positions;
   for (int64_t c0 = 0; c0 < n; c0 += chunk) {
     const int64_t len = std::min(chunk, n - c0);
     // Rows of this chunk that are among the last n_out tokens.
     const int64_t want = std::max<int64_t>(0, std::min(len, c0 + len - (n - n_out)));
-    forward_chunk(tokens.subspan(c0, len), start + c0, kv, want, logits);
+    positions.resize(len);
+    std::iota(positions.begin(), positions.end(), static_cast<int32_t>(start + c0));
+    Rows rows;
+    rows.ids = tokens.subspan(c0, len);
+    rows.positions = positions;
+    rows.runs = {{&kv, start + c0, len}};
+    run(a, rows, logits.row_range(want ? c0 + len - want - (n - n_out) : 0, want));
     if (on_chunk) on_chunk(c0 + len, n);
   }
-  return logits;
 }
 
-void Transformer::forward_chunk(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv,
-                                int64_t n_out, std::vector<float>& logits) {
+Transformer::DecodeBatch Transformer::make_decode_batch(int64_t batch, bool pre_rope_keys) {
+  DecodeBatch d;
+  d.batch = batch;
+  d.ids = backend_.alloc_ints(batch);
+  d.positions = backend_.alloc_ints(batch);
+  d.logits = backend_.alloc(batch, config_.vocab_size);
+  d.act = make_activations(batch, pre_rope_keys);
+  return d;
+}
+
+void Transformer::queue_decode_step(DecodeBatch& d, std::span<KvPolicy* const> kvs,
+                                    std::span<const int64_t> host_positions, bool recorded) {
+  check(int64_t(kvs.size()) == d.batch && (recorded || int64_t(host_positions.size()) == d.batch),
+        "internal: decode step needs one KV policy and position per sequence");
+  const Tensor ids = d.ids.tensor(), positions = d.positions.tensor();
+  Rows rows;
+  rows.ids_at = &ids;
+  rows.positions_at = &positions;
+  rows.recorded = recorded;
+  for (int64_t b = 0; b < d.batch; ++b)
+    rows.runs.push_back({kvs[b], recorded ? 0 : host_positions[b], 1});
+  run(d.act, rows, d.logits.tensor());
+}
+
+void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   const ModelConfig& c = config_;
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  const int64_t q_width = int64_t{c.num_heads} * c.head_dim;
-  const int64_t kv_width = int64_t{c.num_kv_heads} * c.head_dim;
+  int64_t T = 0;
+  for (const Run& r : in.runs) T += r.rows;
   Backend& b = backend_;
+  auto rows_of = [T](const DeviceArray& d) {
+    return d.empty() ? Tensor{} : d.tensor().row_range(0, T);
+  };
+  const Tensor x = rows_of(a.x), h = rows_of(a.h), q = rows_of(a.q), k = rows_of(a.k),
+               v = rows_of(a.v), k_pre = rows_of(a.k_pre), attn = rows_of(a.attn),
+               gate = rows_of(a.gate), up = rows_of(a.up);
+  auto rope = [&](const Tensor& t) {
+    if (in.positions_at)
+      b.rope_at(t, *in.positions_at, c.head_dim, rope_);
+    else
+      b.rope(t, in.positions, c.head_dim, rope_);
+  };
 
-  DeviceArray x = b.alloc(T, c.hidden_size);  // (T, hidden) residual stream
-  DeviceArray h = b.alloc(T, c.hidden_size);  // (T, hidden) normed input of a block
-  DeviceArray q = b.alloc(T, q_width), k = b.alloc(T, kv_width), v = b.alloc(T, kv_width);
-  DeviceArray k_pre = kv.wants_pre_rope_keys() ? b.alloc(T, kv_width) : DeviceArray();
-  DeviceArray attn = b.alloc(T, q_width);
-  DeviceArray gate = b.alloc(T, c.intermediate_size), up = b.alloc(T, c.intermediate_size);
-
-  std::vector<int32_t> positions(T);
-  std::iota(positions.begin(), positions.end(), static_cast<int32_t>(start));
-
-  b.embedding(tokens, embedding_.tensor(), x.tensor());
+  if (in.ids_at)
+    b.embedding_at(*in.ids_at, embedding_.tensor(), x);
+  else
+    b.embedding(in.ids, embedding_.tensor(), x);
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    b.rmsnorm(x.tensor(), L.attn_norm.tensor(), c.rms_norm_eps, h.tensor());
+    b.rmsnorm(x, L.attn_norm.tensor(), c.rms_norm_eps, h);
     const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor(), bo = L.bo.tensor();
-    b.matmul(h.tensor(), L.wq.tensor(), L.bq.empty() ? nullptr : &bq, q.tensor());
-    b.matmul(h.tensor(), L.wk.tensor(), L.bk.empty() ? nullptr : &bk, k.tensor());
-    b.matmul(h.tensor(), L.wv.tensor(), L.bv.empty() ? nullptr : &bv, v.tensor());
+    b.matmul(h, L.wq.tensor(), L.bq.empty() ? nullptr : &bq, q);
+    b.matmul(h, L.wk.tensor(), L.bk.empty() ? nullptr : &bk, k);
+    b.matmul(h, L.wv.tensor(), L.bv.empty() ? nullptr : &bv, v);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
-      const Tensor qh = q.tensor().reshaped(T * c.num_heads, c.head_dim);
-      const Tensor kh = k.tensor().reshaped(T * c.num_kv_heads, c.head_dim);
+      const Tensor qh = q.reshaped(T * c.num_heads, c.head_dim);
+      const Tensor kh = k.reshaped(T * c.num_kv_heads, c.head_dim);
       b.rmsnorm(qh, L.q_norm.tensor(), c.rms_norm_eps, qh);
       b.rmsnorm(kh, L.k_norm.tensor(), c.rms_norm_eps, kh);
     }
-    if (!k_pre.empty()) b.copy(k.tensor(), k_pre.tensor());
-    b.rope(q.tensor(), positions, c.head_dim, rope_);
-    b.rope(k.tensor(), positions, c.head_dim, rope_);
-    kv.attend(l, start, q.tensor(), k_pre.empty() ? k.tensor() : k_pre.tensor(), k.tensor(),
-              v.tensor(), attn.tensor());
-    b.matmul(attn.tensor(), L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h.tensor());
-    b.add(x.tensor(), h.tensor());
+    if (k_pre.data) b.copy(k, k_pre);
+    rope(q);
+    rope(k);
+    // Each sequence's rows attend through its own policy.
+    int64_t r0 = 0;
+    for (const Run& r : in.runs) {
+      const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),
+                   rv = v.row_range(r0, r.rows), ra = attn.row_range(r0, r.rows);
+      const Tensor rk_pre = k_pre.data ? k_pre.row_range(r0, r.rows) : rk;
+      if (in.recorded)
+        r.kv->attend_at(l, in.positions_at->row_range(r0, 1), rq, rk_pre, rk, rv, ra);
+      else
+        r.kv->attend(l, r.start, rq, rk_pre, rk, rv, ra);
+      r0 += r.rows;
+    }
+    b.matmul(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h);
+    b.add(x, h);
 
-    b.rmsnorm(x.tensor(), L.ffn_norm.tensor(), c.rms_norm_eps, h.tensor());
-    b.matmul(h.tensor(), L.w_gate.tensor(), nullptr, gate.tensor());
-    b.matmul(h.tensor(), L.w_up.tensor(), nullptr, up.tensor());
-    b.swiglu(gate.tensor(), up.tensor(), gate.tensor());
-    b.matmul(gate.tensor(), L.w_down.tensor(), nullptr, h.tensor());
-    b.add(x.tensor(), h.tensor());
+    b.rmsnorm(x, L.ffn_norm.tensor(), c.rms_norm_eps, h);
+    b.matmul(h, L.w_gate.tensor(), nullptr, gate);
+    b.matmul(h, L.w_up.tensor(), nullptr, up);
+    b.swiglu(gate, up, gate);
+    b.matmul(gate, L.w_down.tensor(), nullptr, h);
+    b.add(x, h);
   }
-  if (n_out == 0) return;
-  const Tensor last = x.tensor().row_range(T - n_out, n_out);
-  DeviceArray normed = b.alloc(n_out, c.hidden_size);
-  b.rmsnorm(last, final_norm_.tensor(), c.rms_norm_eps, normed.tensor());
-  DeviceArray out = b.alloc(n_out, c.vocab_size);
-  b.matmul(normed.tensor(), tied_ ? embedding_.tensor() : lm_head_.tensor(), nullptr, out.tensor());
-  std::vector<float> host = b.download(out.tensor());
-  logits.insert(logits.end(), host.begin(), host.end());
+  if (logits.rows == 0) return;
+  const Tensor normed = a.normed.tensor().row_range(0, logits.rows);
+  b.rmsnorm(x.row_range(T - logits.rows, logits.rows), final_norm_.tensor(), c.rms_norm_eps,
+            normed);
+  b.matmul(normed, tied_ ? embedding_.tensor() : lm_head_.tensor(), nullptr, logits);
 }
 
 }  // namespace kvo

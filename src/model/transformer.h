@@ -1,6 +1,7 @@
 // The decoder-only transformer forward pass (Llama 3, Qwen 2, Qwen 3, SmolLM2), written once
 // against the Backend interface. Attention goes through a KvPolicy, so the same pass serves
-// dense and offloaded caches.
+// dense and offloaded caches. One layer loop serves a prompt chunk of one sequence and a
+// batched decode step (one token of each of B sequences, each with its own KvPolicy).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -25,19 +26,71 @@ class Transformer {
   std::vector<float> forward(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv,
                              int64_t n_out = 1, int64_t chunk = 512,
                              const std::function<void(int64_t, int64_t)>& on_chunk = {});
+  // forward() of a whole prompt (from position 0) that leaves the last token's logits in
+  // backend memory: `logits` is a (1, vocab) backend tensor.
+  void prefill(std::span<const int32_t> tokens, KvPolicy& kv, const Tensor& logits,
+               int64_t chunk = 512, const std::function<void(int64_t, int64_t)>& on_chunk = {});
+
+  // Activations of `rows` tokens in flight.
+  struct Activations {
+    DeviceArray x, h;      // (rows, hidden) residual stream; normed block input / block output
+    DeviceArray q, attn;   // (rows, heads * head_dim)
+    DeviceArray k, v;      // (rows, kv_heads * head_dim)
+    DeviceArray k_pre;     // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants
+    DeviceArray gate, up;  // (rows, intermediate)
+    DeviceArray normed;    // (rows, hidden) final-normed rows that get logits
+  };
+  // Backend state of batched decode steps, kept across steps so that a recorded step (CUDA
+  // graph) stays valid: row b of every tensor belongs to sequence b.
+  struct DecodeBatch {
+    int64_t batch = 0;
+    DeviceArray ids;        // (B, 1) I32 tokens to feed; the sampler writes them
+    DeviceArray positions;  // (B, 1) I32 their positions
+    DeviceArray logits;     // (B, vocab) the step's output
+    Activations act;
+  };
+  DecodeBatch make_decode_batch(int64_t batch, bool pre_rope_keys);
+  // Queues one decode step: sequence b feeds ids[b] at positions[b] through kvs[b].
+  // recorded: attention through KvPolicy::attend_at (every policy recordable), so the queued
+  // work may be recorded once and replayed; else through attend() at host_positions[b], which
+  // must equal what `positions` holds.
+  void queue_decode_step(DecodeBatch& d, std::span<KvPolicy* const> kvs,
+                         std::span<const int64_t> host_positions, bool recorded);
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() { return backend_; }
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Weight bytes one decode step reads: all but an untied embedding table (only B rows of it).
+  int64_t decode_weight_bytes() const {
+    return weight_bytes_ - (tied_ ? 0 : int64_t(embedding_.nbytes()));
+  }
+  // Backend bytes of the activations of `rows` tokens in flight (make_activations).
+  int64_t activation_bytes(int64_t rows) const;
 
  private:
   struct Layer {
     DeviceArray attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm;
     DeviceArray ffn_norm, w_gate, w_up, w_down;
   };
-  // Runs one chunk; writes the final-normed hidden states of the last n_out rows into logits.
-  void forward_chunk(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv, int64_t n_out,
-                     std::vector<float>& logits);
+  // Rows of one forward: token ids and positions from the host or from index tensors, split in
+  // runs of consecutive rows that belong to one sequence.
+  struct Run {
+    KvPolicy* kv;
+    int64_t start;  // position of the run's first row (host; unused when recorded)
+    int64_t rows;
+  };
+  struct Rows {
+    std::span<const int32_t> ids, positions;  // host, or empty with ids_at / positions_at
+    const Tensor* ids_at = nullptr;
+    const Tensor* positions_at = nullptr;
+    std::vector<Run> runs;
+    bool recorded = false;
+  };
+  Activations make_activations(int64_t rows, bool pre_rope_keys);
+  // Runs the rows through every layer and writes the logits of the last logits.rows rows.
+  void run(Activations& a, const Rows& rows, const Tensor& logits);
+  void forward_device(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv, int64_t chunk,
+                      const std::function<void(int64_t, int64_t)>& on_chunk, const Tensor& logits);
   DeviceArray upload(const HostTensor& t);
 
   Backend& backend_;

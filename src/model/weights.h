@@ -47,6 +47,9 @@ LoadedModel load_gguf_model(const std::string& path);
 // Reads dir/config.json and merges eos ids from dir/generation_config.json when present.
 ModelConfig load_hf_config(const std::string& dir);
 
+// An HF config.json file, or a folder holding one (then exactly load_hf_config).
+ModelConfig load_hf_config_file(const std::string& path);
+
 // Model hyper-parameters from GGUF metadata alone (no tensor data is touched, except the small
 // rope_freqs tensor when present).
 ModelConfig gguf_model_config(const GgufFile& gguf);

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +12,11 @@
 
 namespace kvo {
 namespace {
+
+const int32_t* i32(const Tensor& t) {
+  if (t.dtype != DType::I32) fail("internal: expected an index (I32) tensor");
+  return static_cast<const int32_t*>(t.data);
+}
 
 float* f32(const Tensor& t) {
   if (t.dtype != DType::F32) fail("internal: CPU backend expects F32 tensors");
@@ -30,10 +36,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   DeviceArray alloc(int64_t rows, int64_t cols) override {
-    size_t bytes = static_cast<size_t>(rows * cols) * sizeof(float);
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-    if (!p) throw std::bad_alloc();
-    return DeviceArray(this, p, DType::F32, rows, cols);
+    return DeviceArray(this, aligned(rows * cols * 4), DType::F32, rows, cols);
   }
 
   DeviceArray upload(const HostTensor& host) override {
@@ -151,6 +154,55 @@ class CpuBackend final : public Backend {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                  const Tensor& out) override {
     cpu_attention(q, k, v, shape, out);
+  }
+
+  // Index tensors are host memory here: the "_at" ops read them at once.
+  DeviceArray alloc_ints(int64_t n) override {
+    return DeviceArray(this, aligned(n * 4), DType::I32, n, 1);
+  }
+  void write_ints(const Tensor& dst, std::span<const int32_t> values) override {
+    check(int64_t(values.size()) == dst.rows, "internal: write_ints size mismatch");
+    std::memcpy(const_cast<int32_t*>(i32(dst)), values.data(), values.size_bytes());
+  }
+  std::vector<int32_t> read_ints(const Tensor& src) override {
+    return std::vector<int32_t>(i32(src), i32(src) + src.rows);
+  }
+  void embedding_at(const Tensor& ids, const Tensor& table, const Tensor& out) override {
+    embedding(std::span(i32(ids), size_t(ids.rows)), table, out);
+  }
+  void rope_at(const Tensor& x, const Tensor& positions, int head_dim,
+               const RopeParams& params) override {
+    rope(x, std::span(i32(positions), size_t(positions.rows)), head_dim, params);
+  }
+  void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) override {
+    copy(src, dst.row_range(*i32(first), src.rows));
+  }
+  void attention_at(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                    const Tensor& q_start, const Tensor& out) override {
+    AttentionShape s = shape;
+    s.q_start = *i32(q_start);
+    s.kv_len = s.q_start + s.q_len;
+    check(s.kv_len <= shape.kv_len, "internal: attention_at past its key bound");
+    cpu_attention(q, k, v, s, out);
+  }
+  void sample(const Tensor& logits, float temperature, int top_k, float top_p,
+              std::span<const float> uniforms, const Tensor& ids) override {
+    check(int64_t(uniforms.size()) == logits.rows && ids.rows == logits.rows,
+          "internal: sample needs one uniform and one id slot per row");
+    int32_t* out = const_cast<int32_t*>(i32(ids));
+    for (int64_t r = 0; r < logits.rows; ++r)
+      out[r] = cpu_sample_token(std::span(f32(logits) + r * logits.stride, size_t(logits.cols)),
+                                temperature, top_k, top_p, uniforms[r]);
+  }
+  int64_t available_bytes() override {
+    return int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGE_SIZE));
+  }
+
+ private:
+  static void* aligned(int64_t bytes) {
+    void* p = std::aligned_alloc(64, (size_t(bytes) + 63) / 64 * 64 + 64);
+    if (!p) throw std::bad_alloc();
+    return p;
   }
 };
 

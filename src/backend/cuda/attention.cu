@@ -93,11 +93,18 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const int64_t row0 = int64_t(tile) * kRows;
 
+  // The positions, from device memory for a recorded step (then the splits share its keys).
+  int64_t q_start = a.q_start, kv_len = a.kv_len, keys_per_split = p.keys_per_split;
+  if (a.q_start_at) {
+    q_start = *a.q_start_at;
+    kv_len = min(a.kv_len, q_start + a.q_len);
+    keys_per_split = ((kv_len + p.splits - 1) / p.splits + kKeys - 1) / kKeys * kKeys;
+  }
   // Keys this block needs: causal limit of its last valid row, then this split's share.
   const int64_t t_last = min((row0 + kRows - 1) / G, a.q_len - 1);
-  const int64_t kv_end = min(a.kv_len, a.q_start + t_last + 1);
-  const int64_t k_begin = int64_t(split) * p.keys_per_split;
-  const int64_t k_end = min(kv_end, k_begin + p.keys_per_split);
+  const int64_t kv_end = min(kv_len, q_start + t_last + 1);
+  const int64_t k_begin = int64_t(split) * keys_per_split;
+  const int64_t k_end = min(kv_end, k_begin + keys_per_split);
   const int n_tiles = k_end > k_begin ? int((k_end - k_begin + kKeys - 1) / kKeys) : 0;
 
   // Q tile: row r -> query (row0 + r) / G, head kvh * G + (row0 + r) % G; rows >= R zero.
@@ -139,7 +146,7 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
     }
   }
   const int64_t r0 = row0 + warp * 16 + g, r1 = r0 + 8;
-  const int64_t pos0 = a.q_start + r0 / G, pos1 = a.q_start + r1 / G;
+  const int64_t pos0 = q_start + r0 / G, pos1 = q_start + r1 / G;
 
   float o[DN][4];
 #pragma unroll

@@ -36,6 +36,10 @@ struct AttentionArgs {
   int num_heads = 0, num_kv_heads = 0, head_dim = 0;
   int64_t q_len = 0, q_start = 0, kv_len = 0;
   float scale = 0.0f;
+  // When set, q_start is read from this device int32 when the kernel runs and the keys
+  // attended are [0, q_start + q_len), kv_len being only their bound (the plan and workspace
+  // are sized for it): a recorded decode step stays valid at every position.
+  const int32_t* q_start_at = nullptr;
 };
 
 // Bytes of device workspace `attention` needs for these shapes on a GPU with `num_sms` SMs

@@ -11,11 +11,13 @@
 #include <cstring>
 #include <map>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/attention.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/sampling.h"
 #include "util/error.h"
 
 namespace kvo {
@@ -100,8 +102,28 @@ class CachingAllocator {
   void deallocate(void* p) {
     auto it = live_.find(p);
     if (it == live_.end()) return;
-    free_[it->second].push_back(p);
+    if (reserving_)
+      reserved_.emplace_back(p, it->second);
+    else
+      free_[it->second].push_back(p);
     live_.erase(it);
+  }
+
+  // While a recording is made, freed blocks are set aside: the recorded work still uses them at
+  // every replay. `end_reserving` hands them over; `release_reserved` frees them for reuse.
+  using Reserved = std::vector<std::pair<void*, size_t>>;
+  void begin_reserving() { reserving_ = true; }
+  Reserved end_reserving() {
+    reserving_ = false;
+    return std::exchange(reserved_, {});
+  }
+  void release_reserved(const Reserved& blocks) {
+    for (const auto& [p, size] : blocks) free_[size].push_back(p);
+  }
+  size_t cached_bytes() const {
+    size_t n = 0;
+    for (const auto& [size, blocks] : free_) n += size * blocks.size();
+    return n;
   }
 
   void release_cache() {
@@ -123,6 +145,8 @@ class CachingAllocator {
   std::map<size_t, std::vector<void*>> free_;
   std::unordered_map<void*, size_t> live_;
   size_t in_use_ = 0;
+  bool reserving_ = false;
+  Reserved reserved_;
 };
 
 bf16* bf(const Tensor& t, const char* op) {
@@ -143,6 +167,9 @@ class CudaBackend final : public Backend {
     KVO_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     KVO_CUBLAS(cublasCreate(&cublas_));
     KVO_CUBLAS(cublasSetStream(cublas_, stream_));
+    // A workspace of our own: cuBLAS then allocates nothing while a decode step is recorded.
+    KVO_CUDA(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
+    KVO_CUBLAS(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
     for (Staging& s : staging_) KVO_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
   }
 
@@ -155,6 +182,7 @@ class CudaBackend final : public Backend {
     if (positions_dev_) allocator_.deallocate(positions_dev_);
     if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
     cublasDestroy(cublas_);
+    cudaFree(cublas_workspace_);
     allocator_.release_cache();
     cudaStreamDestroy(stream_);
   }
@@ -267,15 +295,8 @@ class CudaBackend final : public Backend {
       positions_dev_ = static_cast<int32_t*>(allocator_.allocate(positions.size_bytes()));
       to_device(positions_dev_, positions.data(), positions.size_bytes());
     }
-    if (inv_freq_host_ != rope.inv_freq) {
-      if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
-      inv_freq_host_ = rope.inv_freq;
-      inv_freq_dev_ =
-          static_cast<float*>(allocator_.allocate(rope.inv_freq.size() * sizeof(float)));
-      to_device(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
-    }
     cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, positions_dev_,
-               inv_freq_dev_, rope.adjacent_pairs, stream_);
+               device_inv_freq(rope), rope.adjacent_pairs, stream_);
   }
 
   void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override {
@@ -292,6 +313,119 @@ class CudaBackend final : public Backend {
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
                  const Tensor& out) override {
+    run_attention(q, k, v, shape, nullptr, out);
+  }
+
+  void synchronize() override { KVO_CUDA(cudaStreamSynchronize(stream_)); }
+  cudaStream_t stream() const { return stream_; }
+
+  DeviceArray alloc_ints(int64_t n) override {
+    return DeviceArray(this, allocator_.allocate(size_t(std::max<int64_t>(n, 1)) * 4), DType::I32,
+                       n, 1);
+  }
+  void write_ints(const Tensor& dst, std::span<const int32_t> values) override {
+    if (int64_t(values.size()) != dst.rows) fail("internal: write_ints size mismatch");
+    if (!values.empty()) to_device(i32(dst), values.data(), values.size_bytes());
+  }
+  std::vector<int32_t> read_ints(const Tensor& src) override {
+    std::vector<int32_t> out(static_cast<size_t>(src.rows));
+    if (out.empty()) return out;
+    KVO_CUDA(
+        cudaMemcpyAsync(out.data(), i32(src), out.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    KVO_CUDA(cudaStreamSynchronize(stream_));
+    return out;
+  }
+  void embedding_at(const Tensor& ids, const Tensor& table, const Tensor& out) override {
+    cuda::embedding(i32(ids), ids.rows, bf(table, "embedding"), table.stride, table.cols,
+                    bf(out, "embedding"), out.stride, stream_);
+  }
+  void rope_at(const Tensor& x, const Tensor& positions, int head_dim,
+               const RopeParams& rope) override {
+    if (positions.rows != x.rows) fail("internal: rope needs one position per row");
+    cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, i32(positions),
+               device_inv_freq(rope), rope.adjacent_pairs, stream_);
+  }
+  void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) override {
+    if (src.cols != dst.cols) fail("internal: copy_rows_at column mismatch");
+    cuda::copy_rows_at(bf(src, "copy"), src.stride, bf(dst, "copy"), dst.stride, src.rows, src.cols,
+                       i32(first), stream_);
+  }
+  void attention_at(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                    const Tensor& q_start, const Tensor& out) override {
+    run_attention(q, k, v, shape, i32(q_start), out);
+  }
+  void sample(const Tensor& logits, float temperature, int top_k, float top_p,
+              std::span<const float> uniforms, const Tensor& ids) override {
+    if (int64_t(uniforms.size()) != logits.rows || ids.rows != logits.rows)
+      fail("internal: sample needs one uniform and one id slot per row");
+    float* u = static_cast<float*>(allocator_.allocate(uniforms.size_bytes()));
+    to_device(u, uniforms.data(), uniforms.size_bytes());
+    float* scratch = temperature == 0.0f ? nullptr
+                                         : static_cast<float*>(allocator_.allocate(
+                                               size_t(logits.rows * logits.cols) * sizeof(float)));
+    cuda::sample(bf(logits, "sample"), logits.stride, logits.rows, logits.cols, temperature, top_k,
+                 top_p, u, scratch, i32(ids), stream_);
+    allocator_.deallocate(u);
+    if (scratch) allocator_.deallocate(scratch);
+  }
+
+  std::unique_ptr<Recording> record(const std::function<void()>& queue) override;
+
+  void replay(cudaGraphExec_t graph) { KVO_CUDA(cudaGraphLaunch(graph, stream_)); }
+  void release_reserved(const CachingAllocator::Reserved& blocks) {
+    allocator_.release_reserved(blocks);
+  }
+
+  int64_t available_bytes() override {
+    size_t free = 0, total = 0;
+    KVO_CUDA(cudaMemGetInfo(&free, &total));
+    return int64_t(free + allocator_.cached_bytes());
+  }
+
+  double read_bandwidth(int64_t bytes) {
+    bytes = bytes / 16 * 16;
+    void* data = allocator_.allocate(size_t(bytes));
+    KVO_CUDA(cudaMemsetAsync(data, 1, size_t(bytes), stream_));
+    const unsigned blocks = unsigned(num_sms_) * 4;
+    auto* out = static_cast<uint32_t*>(allocator_.allocate(blocks * sizeof(uint32_t)));
+    cudaEvent_t start, stop;
+    KVO_CUDA(cudaEventCreate(&start));
+    KVO_CUDA(cudaEventCreate(&stop));
+    std::vector<float> ms;
+    for (int rep = 0; rep < 6; ++rep) {  // the first run warms up
+      KVO_CUDA(cudaEventRecord(start, stream_));
+      cuda::read_sum(data, bytes, blocks, out, stream_);
+      KVO_CUDA(cudaEventRecord(stop, stream_));
+      KVO_CUDA(cudaEventSynchronize(stop));
+      float t = 0;
+      KVO_CUDA(cudaEventElapsedTime(&t, start, stop));
+      if (rep > 0) ms.push_back(t);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    allocator_.deallocate(out);
+    allocator_.deallocate(data);
+    std::sort(ms.begin(), ms.end());
+    return double(bytes) / (ms[ms.size() / 2] * 1e-3);
+  }
+
+ private:
+  // Small host->device copies (token ids, positions) through pinned slots, so that they are
+  // truly asynchronous; a slot is reused only after its previous copy has completed.
+  struct Staging {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+  };
+
+  static int32_t* i32(const Tensor& t) {
+    if (t.dtype != DType::I32) fail("internal: expected an index (I32) tensor");
+    return static_cast<int32_t*>(t.data);
+  }
+
+  // q_start_at: nullptr, or the device int32 the kernel reads q_start from (attention_at).
+  void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionShape& shape,
+                     const int32_t* q_start_at, const Tensor& out) {
     const int64_t qw = int64_t{shape.num_heads} * shape.head_dim;
     const int64_t kw = int64_t{shape.num_kv_heads} * shape.head_dim;
     if (q.rows != shape.q_len || q.cols != qw || out.rows != shape.q_len || out.cols != qw ||
@@ -313,23 +447,24 @@ class CudaBackend final : public Backend {
     a.q_start = shape.q_start;
     a.kv_len = shape.kv_len;
     a.scale = shape.scale;
+    a.q_start_at = q_start_at;
     const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_);
     void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
     cuda::attention(a, ws, num_sms_, stream_);
     if (ws) allocator_.deallocate(ws);
   }
 
-  void synchronize() override { KVO_CUDA(cudaStreamSynchronize(stream_)); }
-  cudaStream_t stream() const { return stream_; }
-
- private:
-  // Small host->device copies (token ids, positions) through pinned slots, so that they are
-  // truly asynchronous; a slot is reused only after its previous copy has completed.
-  struct Staging {
-    void* host = nullptr;
-    size_t capacity = 0;
-    cudaEvent_t done = nullptr;
-  };
+  // RoPE frequencies in device memory, uploaded when they change (one model: once).
+  const float* device_inv_freq(const RopeParams& rope) {
+    if (inv_freq_host_ != rope.inv_freq) {
+      if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
+      inv_freq_host_ = rope.inv_freq;
+      inv_freq_dev_ =
+          static_cast<float*>(allocator_.allocate(rope.inv_freq.size() * sizeof(float)));
+      to_device(inv_freq_dev_, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
+    }
+    return inv_freq_dev_;
+  }
 
   void to_device(void* dst, const void* src, size_t bytes) {
     Staging& s = staging_[next_staging_++ % staging_.size()];
@@ -344,9 +479,11 @@ class CudaBackend final : public Backend {
     KVO_CUDA(cudaEventRecord(s.done, stream_));
   }
 
+  static constexpr size_t kCublasWorkspace = size_t{32} << 20;  // NVIDIA's advice for Hopper
   int num_sms_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
   CachingAllocator allocator_;
   std::array<Staging, 8> staging_{};
   size_t next_staging_ = 0;
@@ -356,7 +493,53 @@ class CudaBackend final : public Backend {
   float* inv_freq_dev_ = nullptr;
 };
 
+// A CUDA graph of the captured work; it owns the blocks the work freed while being recorded.
+class CudaRecording final : public Recording {
+ public:
+  CudaRecording(CudaBackend& backend, cudaGraphExec_t graph, CachingAllocator::Reserved blocks)
+      : backend_(backend), graph_(graph), blocks_(std::move(blocks)) {}
+  ~CudaRecording() override {
+    backend_.synchronize();
+    cudaGraphExecDestroy(graph_);
+    backend_.release_reserved(blocks_);
+  }
+  void replay() override { backend_.replay(graph_); }
+
+ private:
+  CudaBackend& backend_;
+  cudaGraphExec_t graph_;
+  CachingAllocator::Reserved blocks_;
+};
+
+std::unique_ptr<Recording> CudaBackend::record(const std::function<void()>& queue) {
+  // Relaxed: the caching allocator may still cudaMalloc while the work is captured.
+  KVO_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+  allocator_.begin_reserving();
+  cudaGraph_t graph = nullptr;
+  try {
+    queue();
+  } catch (...) {
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    allocator_.release_reserved(allocator_.end_reserving());
+    throw;
+  }
+  CachingAllocator::Reserved blocks = allocator_.end_reserving();
+  KVO_CUDA(cudaStreamEndCapture(stream_, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  KVO_CUDA(err);
+  return std::make_unique<CudaRecording>(*this, exec, std::move(blocks));
+}
+
 }  // namespace
+
+double cuda_read_bandwidth(Backend& backend, int64_t bytes) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (!cuda) fail("internal: cuda_read_bandwidth needs the CUDA backend");
+  return cuda->read_bandwidth(bytes);
+}
 
 cudaStream_t cuda_stream_of(const Backend& backend) {
   const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);

@@ -17,4 +17,8 @@ std::unique_ptr<Backend> make_cuda_backend();
 // kernels) orders its work with the forward pass. nullptr when `backend` is not the CUDA backend.
 cudaStream_t cuda_stream_of(const Backend& backend);
 
+// Bytes per second a plain streaming reduction reads from a `bytes` device buffer (median of 5
+// runs): the bandwidth yardstick of the decode roofline (kvoffload bench --roofline).
+double cuda_read_bandwidth(Backend& backend, int64_t bytes);
+
 }  // namespace kvo

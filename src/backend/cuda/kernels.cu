@@ -206,7 +206,41 @@ struct BroadcastOp {
   }
 };
 
+// One block per row.
+__global__ void copy_rows_at_kernel(const bf16* src, int64_t ss, bf16* dst, int64_t ds,
+                                    int64_t cols, const int32_t* first) {
+  const int64_t r = blockIdx.x;
+  const bf16* s = src + r * ss;
+  bf16* d = dst + (int64_t(*first) + r) * ds;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) d[i] = s[i];
+}
+
+__global__ void read_sum_kernel(const uint4* data, int64_t n, uint32_t* out) {
+  uint32_t acc = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const uint4 v = data[i];
+    acc ^= v.x + v.y + v.z + v.w;
+  }
+  for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  if (threadIdx.x % 32 == 0) atomicXor(out + blockIdx.x, acc);
+}
+
 }  // namespace
+
+void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
+                  const int32_t* first, cudaStream_t stream) {
+  if (rows == 0) return;
+  copy_rows_at_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(src, ss, dst, ds, cols,
+                                                                       first);
+  KVO_CUDA_LAUNCHED("copy_rows_at_kernel");
+}
+
+void read_sum(const void* data, int64_t bytes, unsigned blocks, uint32_t* out,
+              cudaStream_t stream) {
+  read_sum_kernel<<<blocks, 512, 0, stream>>>(static_cast<const uint4*>(data), bytes / 16, out);
+  KVO_CUDA_LAUNCHED("read_sum_kernel");
+}
 
 void convert_to_bf16(const void* src, int src_dtype, bf16* dst, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

@@ -47,4 +47,13 @@ void add(bf16* x, int64_t xs, const bf16* y, int64_t ys, int64_t rows, int64_t c
 void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64_t cols,
                     cudaStream_t stream);
 
+// dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
+// is one int32 in device memory, read when the kernel runs.
+void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
+                  const int32_t* first, cudaStream_t stream);
+
+// out[b] = sum of the 16-byte words of data[bytes] in block b: a plain streaming read, the
+// bandwidth yardstick of the decode roofline. bytes % 16 == 0; out has `blocks` entries.
+void read_sum(const void* data, int64_t bytes, unsigned blocks, uint32_t* out, cudaStream_t stream);
+
 }  // namespace kvo::cuda

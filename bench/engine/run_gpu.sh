@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 3 engine figures on the lent H200, run inside a pack's environment:
+#   run(command="bash scripts/gpu-test exec .dev/gpu-e -- 'bash bench/engine/run_gpu.sh MODE'",
+#       carry=[".dev/gpu-e"])
+# MODE check: every CUDA test (ops, attention, sampling, recorded vs eager decode, oracles), the
+#             CPU batch tests, then a short bench pass (roofline at 4K, 8K at batch 1 and 16).
+# MODE bench: the 8B figures of bench/RESULTS.md: decode roofline at 4K; prefill/decode tok/s
+#             at 8K/32K/128K, batch 1 and the largest batch that fits; HF generate() alongside.
+# Logs go to $OUT (or ./out); each step appends, so a run cut short still returns what it did.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+MODE=${1:-check}
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+CFG=bench/configs/llama-3.1-8b.json
+K=$G/kvoffload
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader \
+  > "$OUT/machine.txt" 2>&1
+step() { echo "== $(date -u +%T) $*" | tee -a "$OUT/$MODE.log"; }
+
+if [[ $MODE == check ]]; then
+  step tests
+  $G/kvoffload_tests --gtest_filter='*Cuda*:*BatchGenerator*:*RandomWeights*:CpuOps*:*Sampler*:*OracleLogits*:-*CudaAttentionBench*:*Higgs*' \
+    > "$OUT/tests.log" 2>&1
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran|sampling T=' "$OUT/tests.log" | tee -a "$OUT/$MODE.log"
+  step "bench 8B: roofline 4K + 8K, batch 1"
+  $K bench --random-weights $CFG --device cuda --prompt-tokens 4096,8192 --gen 64 --roofline 2>&1 | tee -a "$OUT/$MODE.log"
+  step "bench 8B: 8K eager vs graphs, batch 16"
+  $K bench --random-weights $CFG --device cuda --prompt-tokens 8192 --gen 32 --batch 16 --eager 2>&1 | tee -a "$OUT/$MODE.log"
+  $K bench --random-weights $CFG --device cuda --prompt-tokens 8192 --gen 32 --batch 16 2>&1 | tee -a "$OUT/$MODE.log"
+  step "bench 8B: impossible batch"
+  $K bench --random-weights $CFG --device cuda --prompt-tokens 131072 --gen 8 --batch 64 2>&1 | tail -2 | tee -a "$OUT/$MODE.log"
+  step "hf 8K batch 1"
+  python3 bench/engine/hf_generate.py --config $CFG --prompt-tokens 8192 --gen 32 2>&1 | tail -3 | tee -a "$OUT/$MODE.log"
+  step done
+  exit 0
+fi
+
+step "ours: roofline 4K, then 8K/32K/128K at batch 1"
+$K bench --random-weights $CFG --device cuda --prompt-tokens 4096,8192,32768,131072 --gen 64 --roofline 2>&1 | tee -a "$OUT/$MODE.log"
+step "hf: 8K/32K/128K at batch 1"
+python3 bench/engine/hf_generate.py --config $CFG --prompt-tokens 8192,32768,131072 --gen 32 2>&1 | tail -4 | tee -a "$OUT/$MODE.log"
+step "ours: 8K at the largest batch"
+$K bench --random-weights $CFG --device cuda --prompt-tokens 8192 --gen 32 --batch 0 --roofline 2>&1 | tee -a "$OUT/$MODE.log"
+step "hf: 8K at batch 16"
+python3 bench/engine/hf_generate.py --config $CFG --prompt-tokens 8192 --batch 16 --gen 32 2>&1 | tail -2 | tee -a "$OUT/$MODE.log"
+step "ours: 32K at the largest batch"
+$K bench --random-weights $CFG --device cuda --prompt-tokens 32768 --gen 32 --batch 0 --roofline 2>&1 | tee -a "$OUT/$MODE.log"
+step done

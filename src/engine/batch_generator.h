@@ -1,0 +1,41 @@
+// B sequences generated together (kvoffload bench --batch): the prompts are prefilled one after
+// another, then every decode step runs all B sequences through one forward (matmuls over B rows,
+// attention per sequence through its own KvPolicy) and samples on the device. The step is
+// recorded once and replayed (CUDA graphs) when the backend can record and every policy is
+// recordable, else queued eagerly each step; either way the only wait per token is reading the
+// sampled ids. Every sequence generates max_new_tokens (no stop tokens): a benchmark and test
+// driver, no text.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "kv/kv_policy.h"
+#include "model/transformer.h"
+
+namespace kvo {
+
+struct BatchOptions {
+  int max_new_tokens = 64;
+  SamplingParams sampling;  // sequence b samples with seed + b
+  bool record = true;       // false: queue every step eagerly even when it could be recorded
+};
+
+struct BatchResult {
+  std::vector<std::vector<int32_t>> tokens;  // per sequence, max_new_tokens ids
+  std::vector<int64_t> prompt_tokens;        // per sequence
+  std::vector<double> prefill_seconds;       // per sequence, including its first sample
+  double decode_seconds = 0;                 // the max_new_tokens - 1 batched decode steps
+  bool recorded = false;                     // whether the steps were replayed from a recording
+  double prefill_tokens_per_second() const;  // all prompt tokens / all prefill time
+  double decode_tokens_per_second() const;   // aggregate: B * steps / decode_seconds
+  double decode_step_seconds() const;        // one batched step
+};
+
+// kvs[b] holds sequence b (empty policies with capacity >= prompt + max_new_tokens).
+BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
+                           const std::vector<std::vector<int32_t>>& prompts,
+                           const BatchOptions& options);
+
+}  // namespace kvo

@@ -1,0 +1,108 @@
+// The decode-step ops that read ids and positions from device memory (embedding_at, rope_at,
+// copy_rows_at, attention_at) against their host-argument forms on the same GPU: identical for
+// the gathers, copies and RoPE; for attention_at, whose key split is planned for the length
+// bound rather than the actual length, within fp32-summation noise, at positions that leave
+// most splits empty, split a few keys each, or fill the bound. Skipped where no GPU is present.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+
+namespace kvo {
+namespace {
+
+std::unique_ptr<Backend> cuda_or_null() {
+  auto b = make_backend("auto", 0);
+  return b->name() == "cuda" ? std::move(b) : nullptr;
+}
+
+DeviceArray random_device(Backend& b, int64_t rows, int64_t cols, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(rows * cols);
+  for (float& x : v) x = dist(rng);
+  return b.upload(HostTensor::owned_f32({rows, cols}, v));
+}
+
+DeviceArray ints(Backend& b, std::vector<int32_t> values) {
+  DeviceArray a = b.alloc_ints(int64_t(values.size()));
+  b.write_ints(a.tensor(), values);
+  return a;
+}
+
+TEST(CudaStepOps, GatherRopeAndRowCopyMatchTheirHostForms) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  Backend& b = *cuda;
+  DeviceArray table = random_device(b, 300, 64, 1);
+  const std::vector<int32_t> ids = {5, 299, 0, 5};
+  DeviceArray ids_at = ints(b, ids);
+  EXPECT_EQ(b.read_ints(ids_at.tensor()), ids);
+  DeviceArray want = b.alloc(4, 64), got = b.alloc(4, 64);
+  b.embedding(ids, table.tensor(), want.tensor());
+  b.embedding_at(ids_at.tensor(), table.tensor(), got.tensor());
+  EXPECT_EQ(b.download(got.tensor()), b.download(want.tensor()));
+
+  RopeParams rope;
+  for (int i = 0; i < 32; ++i) rope.inv_freq.push_back(std::pow(10000.0f, -float(i) / 32.0f));
+  const std::vector<int32_t> positions = {0, 17, 4095, 131071};
+  DeviceArray positions_at = ints(b, positions);
+  DeviceArray x1 = random_device(b, 4, 4 * 64, 2), x2 = random_device(b, 4, 4 * 64, 2);
+  b.rope(x1.tensor(), positions, 64, rope);
+  b.rope_at(x2.tensor(), positions_at.tensor(), 64, rope);
+  EXPECT_EQ(b.download(x2.tensor()), b.download(x1.tensor()));
+
+  DeviceArray dst1 = random_device(b, 50, 64, 3), dst2 = random_device(b, 50, 64, 3);
+  DeviceArray first = ints(b, {31});
+  b.copy(table.tensor().row_range(0, 3), dst1.tensor().row_range(31, 3));
+  b.copy_rows_at(table.tensor().row_range(0, 3), dst2.tensor(), first.tensor());
+  EXPECT_EQ(b.download(dst2.tensor()), b.download(dst1.tensor()));
+}
+
+TEST(CudaStepOps, AttentionAtDevicePositionMatchesAttentionAtThatLength) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  Backend& b = *cuda;
+  auto cpu = make_cpu_backend(0);
+  const int heads = 32, kv_heads = 8, d = 128;
+  const int64_t bound = 9000;
+  DeviceArray k = random_device(b, bound, kv_heads * d, 4),
+              v = random_device(b, bound, kv_heads * d, 5);
+  DeviceArray q = random_device(b, 1, heads * d, 6);
+  const std::vector<float> kh = b.download(k.tensor()), vh = b.download(v.tensor()),
+                           qh = b.download(q.tensor());
+  for (int64_t position : {int64_t{0}, int64_t{37}, int64_t{700}, int64_t{4500}, bound - 1}) {
+    const AttentionShape at{heads, kv_heads, d, 1, 0, bound, 1.0f / std::sqrt(float(d))};
+    const AttentionShape direct{heads, kv_heads, d, 1, position, position + 1, at.scale};
+    DeviceArray pos = ints(b, {int32_t(position)});
+    DeviceArray out_at = b.alloc(1, heads * d), out = b.alloc(1, heads * d);
+    b.attention_at(q.tensor(), k.tensor(), v.tensor(), at, pos.tensor(), out_at.tensor());
+    b.attention(q.tensor(), k.tensor().row_range(0, position + 1),
+                v.tensor().row_range(0, position + 1), direct, out.tensor());
+    // The fp32 CPU reference on the same bf16 values.
+    DeviceArray cq = cpu->upload(HostTensor::owned_f32({1, heads * d}, qh));
+    DeviceArray ck = cpu->upload(HostTensor::owned_f32({bound, kv_heads * d}, kh));
+    DeviceArray cv = cpu->upload(HostTensor::owned_f32({bound, kv_heads * d}, vh));
+    DeviceArray c_out = cpu->alloc(1, heads * d);
+    cpu->attention(cq.tensor(), ck.tensor().row_range(0, position + 1),
+                   cv.tensor().row_range(0, position + 1), direct, c_out.tensor());
+    const std::vector<float> ref = cpu->download(c_out.tensor()), a = b.download(out_at.tensor()),
+                             e = b.download(out.tensor());
+    double num = 0, den = 0, num_e = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      num += double(a[i] - ref[i]) * (a[i] - ref[i]);
+      num_e += double(e[i] - ref[i]) * (e[i] - ref[i]);
+      den += double(ref[i]) * ref[i];
+    }
+    const double err = std::sqrt(num / den), err_e = std::sqrt(num_e / den);
+    std::printf("attention_at position %lld: rel_l2 vs cpu %.2e (attention at that length %.2e)\n",
+                (long long)position, err, err_e);
+    EXPECT_LE(err, 1e-2) << "position " << position;
+  }
+}
+
+}  // namespace
+}  // namespace kvo
