@@ -26,6 +26,11 @@
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
+#ifdef KVO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "kv/cuda/cuda_sparse_policy.h"
+#endif
+#include "kv/head_diagnostics.h"
 #include "kv/kv_layout.h"
 #include "kv/kv_policy.h"
 #include "kv/kv_store.h"
@@ -538,54 +543,25 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
     cpu_attention(qv, kv, vv, shape, ov);
     // 4. Diagnostics: exact attention over every token with the same queries.
     if (diag_enabled_) {
-      KvHeadDiagnostics& dg = diag[size_t(h)];
-      dg.layer = layer;
-      dg.kv_head = h;
-      dg.attended_tokens = n_keys;
-      dg.attended_positions = pos;
-      std::vector<char> attended(static_cast<size_t>(start + n), 0);
-      for (int64_t p : pos) attended[size_t(p)] = 1;
-      double mass = 0, err2 = 0, ref2 = 0;
-      for (int g = 0; g < G_; ++g)
-        for (int64_t t = 0; t < n; ++t) {
-          const float* qr = &q[size_t(t * qs + (h * G_ + g) * D_)];
-          const int64_t upto = start + t + 1;
-          std::vector<double> s(static_cast<size_t>(upto));
-          double mx = -INFINITY;
-          auto key = [&](int64_t p) {
-            return p < T ? &L.diag_k[size_t(p * W_ + h * D_)]
-                         : &gk[size_t((method_ == Method::Quest ? p : p - T) * W_ + h * D_)];
-          };
-          auto val = [&](int64_t p) {
-            return p < T ? &L.diag_v[size_t(p * W_ + h * D_)]
-                         : &gv[size_t((method_ == Method::Quest ? p : p - T) * W_ + h * D_)];
-          };
-          for (int64_t p = 0; p < upto; ++p) {
-            const float* kr = key(p);
-            double d = 0;
-            for (int x = 0; x < D_; ++x) d += double(qr[x]) * kr[x];
-            s[size_t(p)] = d * scale;
-            mx = std::max(mx, s[size_t(p)]);
-          }
-          double sum = 0, cover = 0;
-          std::vector<double> o(static_cast<size_t>(D_), 0.0);
-          for (int64_t p = 0; p < upto; ++p) {
-            const double w = std::exp(s[size_t(p)] - mx);
-            sum += w;
-            if (attended[size_t(p)]) cover += w;
-            const float* vr = val(p);
-            for (int x = 0; x < D_; ++x) o[size_t(x)] += w * vr[x];
-          }
-          mass += cover / sum;
-          const float* os = &out[size_t(t * qs + (h * G_ + g) * D_)];
-          for (int x = 0; x < D_; ++x) {
-            const double ref = o[size_t(x)] / sum;
-            err2 += (os[x] - ref) * (os[x] - ref);
-            ref2 += ref * ref;
-          }
-        }
-      dg.mass_covered = mass / double(G_ * n);
-      dg.output_rel_error = ref2 > 0 ? std::sqrt(err2 / ref2) : 0.0;
+      HeadStep hs;
+      hs.layer = layer;
+      hs.kv_head = h;
+      hs.group = G_;
+      hs.head_dim = D_;
+      hs.q_len = n;
+      hs.start = start;
+      hs.q = q.data();
+      hs.out = out.data();
+      hs.q_stride = qs;
+      hs.scale = scale;
+      const int64_t gen0 = method_ == Method::Quest ? 0 : T;
+      hs.key = [&](int64_t p) {
+        return p < T ? &L.diag_k[size_t(p * W_ + h * D_)] : &gk[size_t((p - gen0) * W_ + h * D_)];
+      };
+      hs.value = [&](int64_t p) {
+        return p < T ? &L.diag_v[size_t(p * W_ + h * D_)] : &gv[size_t((p - gen0) * W_ + h * D_)];
+      };
+      diag[size_t(h)] = diagnose_head(hs, std::move(pos));
     }
   }
   if (diag_enabled_) {
@@ -602,6 +578,10 @@ std::unique_ptr<KvPolicy> make_kv_policy(Backend& backend, const ModelConfig& co
                                          const KvSpec& spec_in, int64_t capacity) {
   const KvSpec spec = spec_in.resolved();
   if (spec.method == "dense") return make_dense_policy(backend, config, capacity);
+#ifdef KVO_HAVE_CUDA
+  if (cuda_stream_of(backend) && cuda_sparse_supported(spec, config))
+    return make_cuda_sparse_policy(backend, config, spec, capacity);
+#endif
   return std::make_unique<SparsePolicy>(backend, config, spec, capacity);
 }
 

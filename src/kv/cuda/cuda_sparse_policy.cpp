@@ -1,0 +1,637 @@
+// CUDA sparse KV policies (cuda_sparse_policy.h). The algorithms and regions are the CPU
+// reference's (sparse.cpp, kv_layout.h); this file places them:
+//   device   exact sinks/local + generated K/V, outlier chunks, landmarks (yakv: encoded; shadowkv:
+//            bf16 means; quest: page bounds + the whole cache), shadowkv's U and SV^T, and one
+//            layer's attended K/V (the attention buffers) plus the fetch scratch
+//   host     yakv's pre-RoPE keys and values, shadowkv's values: encoded records in pinned host
+//            memory mapped into the device's address space
+// Decode, per layer, queued on the backend's stream (no host sync):
+//   append the new K/V -> score the landmarks -> softmax / sum / group aggregate -> top-k per KV
+//   head -> merge with the outliers in position order -> list the records to fetch (a store
+//   record spanning all heads is fetched once per token for the union of the heads' selections)
+//   -> values on a second stream: gather over PCIe, decode, scatter; keys on the main stream:
+//   gather, decode (shadowkv: rebuild U x SV^T), re-RoPE, scatter -> attention over
+//   [sinks, outliers + selected, local, generated].
+#ifdef KVO_HAVE_CUDA
+#include "kv/cuda/cuda_sparse_policy.h"
+
+#include <cublas_v2.h>
+#include <cusolverDn.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "backend/cuda/cuda_backend.h"
+#include "kv/cuda/buffers.h"
+#include "kv/cuda/sparse_kernels.h"
+#include "kv/head_diagnostics.h"
+#include "kv/kv_layout.h"
+#include "kv/kv_store.h"
+#include "model/rope.h"
+#include "quant/cuda/device_quantizer.h"
+#include "quant/higgs.h"
+#include "util/error.h"
+
+namespace kvo {
+namespace {
+
+using cuda::bf16;
+using cuda::DeviceBuffer;
+using cuda::MappedHostBuffer;
+namespace qc = quant::cuda;
+
+enum class Method { ShadowKV, YAKV, Quest };
+
+void check_cublas(cublasStatus_t s, const char* call) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", int(s), call);
+}
+
+void check_cusolver(cusolverStatus_t s, const char* call) {
+  if (s != CUSOLVER_STATUS_SUCCESS) fail("cuSOLVER error {} in {}", int(s), call);
+}
+
+bf16* rows_of(const DeviceArray& a, int64_t first = 0) {
+  return static_cast<bf16*>(a.tensor().data) + first * a.tensor().cols;
+}
+
+// rows x cols bf16, contiguous both sides.
+void copy_rows(const bf16* src, bf16* dst, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows > 0)
+    KVO_CUDA(
+        cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+}
+
+class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
+ public:
+  CudaSparsePolicy(Backend& backend, const ModelConfig& config, const KvSpec& spec,
+                   int64_t capacity)
+      : backend_(backend),
+        cfg_(config),
+        spec_(spec),
+        capacity_(capacity),
+        rope_(make_rope_params(config)),
+        stream_(cuda_stream_of(backend)) {
+    method_ = spec.method == "shadowkv" ? Method::ShadowKV
+              : spec.method == "yakv"   ? Method::YAKV
+                                        : Method::Quest;
+    H_ = config.num_kv_heads;
+    D_ = config.head_dim;
+    W_ = int64_t(H_) * D_;
+    Hq_ = config.num_heads;
+    G_ = Hq_ / H_;
+    if (method_ == Method::ShadowKV)
+      check(spec.rank <= W_, "--rank {} is larger than kv_heads * head_dim = {} of this model",
+            spec.rank, W_);
+    if (method_ != Method::Quest)
+      store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
+    if (method_ == Method::YAKV) landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
+    for (int l = 0; l < config.num_layers; ++l) {
+      st_k_.push_back(backend.alloc(capacity, W_));
+      st_v_.push_back(backend.alloc(capacity, W_));
+      if (method_ != Method::Quest) st_kpre_.push_back(backend.alloc(capacity, W_));
+    }
+    layers_.resize(size_t(config.num_layers));
+    inv_freq_ = DeviceBuffer<float>(rope_.inv_freq.size());
+    KVO_CUDA(cudaMemcpy(inv_freq_.get(), rope_.inv_freq.data(), inv_freq_.nbytes(),
+                        cudaMemcpyHostToDevice));
+    KVO_CUDA(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+    KVO_CUDA(cudaEventCreateWithFlags(&selected_, cudaEventDisableTiming));
+    KVO_CUDA(cudaEventCreateWithFlags(&values_ready_, cudaEventDisableTiming));
+    if (method_ == Method::ShadowKV) {
+      check_cublas(cublasCreate(&cublas_), "cublasCreate");
+      check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    }
+  }
+
+  ~CudaSparsePolicy() override {
+    cudaStreamSynchronize(stream_);
+    cudaStreamSynchronize(side_);
+    if (cublas_) cublasDestroy(cublas_);
+    cudaEventDestroy(selected_);
+    cudaEventDestroy(values_ready_);
+    cudaStreamDestroy(side_);
+  }
+
+  std::string name() const override { return spec_.method; }
+  bool wants_pre_rope_keys() const override { return method_ != Method::Quest; }
+  int64_t length() const override { return length_; }
+  int64_t capacity() const override { return capacity_; }
+
+  void enable_diagnostics() override { diag_enabled_ = true; }
+  const std::vector<KvHeadDiagnostics>& diagnostics() const override { return diag_; }
+  std::string layout_summary() const override {
+    if (!finished_) return "";
+    return fmt::format(
+        "{}: prompt {} tokens, sinks [0,{}), {} middle chunks of {} ({} outliers, {} with "
+        "landmarks, {} selected), local [{},{}){} [cuda]",
+        spec_.to_string(), prompt_, lay_.sink_end, lay_.middle_chunks, lay_.chunk,
+        lay_.outlier_chunks, lay_.landmark_chunks, lay_.selected_chunks, lay_.local_start, prompt_,
+        method_ == Method::ShadowKV ? fmt::format(", rank {}", lay_.rank) : "");
+  }
+
+  void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre, const Tensor& k,
+              const Tensor& v, const Tensor& out) override {
+    const int64_t n = q.rows;
+    check(start + n <= capacity_, "the sequence needs {} tokens but the KV cache holds {}",
+          start + n, capacity_);
+    if (!finished_)
+      prefill_attend(layer, start, q, k_pre, k, v, out);
+    else
+      decode_attend(layer, start, q, k, v, out);
+    if (layer == cfg_.num_layers - 1) length_ = start + n;
+  }
+
+  void finish_prefill() override;
+  KvMemoryReport memory() const override;
+
+ private:
+  struct Layer {
+    // yakv/shadowkv: (sink + local tokens + capacity - T, W) = [sinks | local | generated];
+    // quest: (capacity, W), every token.
+    DeviceArray keys, values;
+    DeviceArray out_k, out_v;           // (H * O * C, D)
+    DeviceBuffer<int32_t> outliers;     // (H, O) ascending per head
+    DeviceBuffer<int32_t> cand;         // (H, m) ascending per head; empty when O == 0
+    DeviceArray lm;                     // shadowkv (H * m, D); quest page bounds (m, 2W)
+    DeviceBuffer<uint8_t> lm_q;         // yakv: H blocks of encoded landmarks
+    DeviceArray u, vt;                  // shadowkv: (middle tokens, r), (r, W)
+    MappedHostBuffer store_k, store_v;  // host records of the middle tokens
+    std::vector<float> diag_k, diag_v;  // diagnostics: exact (capacity, W), prompt + generated
+  };
+
+  void prefill_attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
+                      const Tensor& k, const Tensor& v, const Tensor& out) {
+    const int64_t n = q.rows;
+    Tensor keys = st_k_[layer].tensor(), values = st_v_[layer].tensor();
+    backend_.copy(k, keys.row_range(start, n));
+    backend_.copy(v, values.row_range(start, n));
+    if (!st_kpre_.empty()) backend_.copy(k_pre, st_kpre_[layer].tensor().row_range(start, n));
+    const AttentionShape shape{Hq_, H_, D_, n, start, start + n, scale()};
+    backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
+  }
+
+  float scale() const { return 1.0f / std::sqrt(float(D_)); }
+  int64_t outliers_per_head() const { return method_ == Method::Quest ? 0 : lay_.outlier_chunks; }
+  int64_t slots() const { return outliers_per_head() + lay_.selected_chunks; }
+  // Records fetched per layer and step at most (spanning records: one per selected token).
+  int64_t max_fetch() const {
+    const int64_t sel = int64_t(H_) * lay_.selected_chunks * lay_.chunk;
+    return lay_.store_spans_heads ? std::min(sel, lay_.middle_tokens()) : sel;
+  }
+  int64_t record_dim() const { return lay_.store_spans_heads ? W_ : D_; }
+
+  void build_layer(int l);
+  void build_shadowkv_factors(Layer& L, const bf16* kpre);
+  void allocate_decode_buffers();
+  void select(Layer& L, const Tensor& q);
+  // Fetches the selected records of `store` into `decoded` on stream s.
+  void fetch(const MappedHostBuffer& store, int layer, DeviceBuffer<uint8_t>& staging,
+             DeviceBuffer<bf16>& decoded, cudaStream_t s);
+  void decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const Tensor& out);
+  void record_diagnostics(int layer, int64_t start, const Tensor& q, const Tensor& k,
+                          const Tensor& v, const Tensor& out);
+
+  Backend& backend_;
+  ModelConfig cfg_;
+  KvSpec spec_;
+  Method method_;
+  int64_t capacity_;
+  RopeParams rope_;
+  cudaStream_t stream_, side_ = nullptr;
+  cudaEvent_t selected_ = nullptr, values_ready_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int H_ = 0, D_ = 0, Hq_ = 0, G_ = 1;
+  int64_t W_ = 0;
+  quant::QuantizerPtr store_, landmark_q_;
+  std::vector<DeviceArray> st_k_, st_v_, st_kpre_;
+  std::vector<Layer> layers_;
+  DeviceBuffer<float> inv_freq_;
+  KvLayout lay_;
+  bool finished_ = false;
+  int64_t length_ = 0, prompt_ = 0;
+
+  // Decode scratch shared by the layers (one layer runs at a time).
+  DeviceArray attn_k_, attn_v_;  // (exact prompt + S * C + capacity - T, W)
+  DeviceBuffer<float> logits_;   // (n * Hq, m)
+  DeviceBuffer<float2> stats_;   // (n * Hq)
+  DeviceBuffer<float> agg_;      // (H, m)
+  DeviceBuffer<int32_t> selected_idx_, slot_chunk_, slot_src_;  // (H, k), (H, S), (H, S)
+  DeviceBuffer<int32_t> flags_, pos_, list_;  // (middle tokens), (middle tokens), (max_fetch)
+  DeviceBuffer<int32_t> fetched_;             // (layers): records fetched at the latest step
+  DeviceBuffer<uint8_t> scan_ws_, staging_k_, staging_v_;
+  DeviceBuffer<bf16> decoded_k_, decoded_v_;  // (max_fetch, record dim)
+  DeviceBuffer<bf16> lm_decoded_;             // yakv non-HIGGS landmarks (H * m, D)
+  DeviceBuffer<bf16> u_sel_;                  // shadowkv (H * k * C, r)
+  DeviceBuffer<float> rebuilt_;               // shadowkv (H * k * C, D)
+  bool stepped_ = false;
+
+  bool diag_enabled_ = false;
+  std::vector<KvHeadDiagnostics> diag_;
+};
+
+void CudaSparsePolicy::finish_prefill() {
+  if (finished_) return;
+  prompt_ = length_;
+  lay_ = plan_kv_layout(spec_, cfg_, prompt_, capacity_, 2);
+  for (int l = 0; l < cfg_.num_layers; ++l) build_layer(l);
+  KVO_CUDA(cudaStreamSynchronize(stream_));  // the staging may go only after its last reader
+  st_k_.clear();
+  st_v_.clear();
+  st_kpre_.clear();
+  allocate_decode_buffers();
+  finished_ = true;
+}
+
+void CudaSparsePolicy::build_layer(int l) {
+  Layer& L = layers_[size_t(l)];
+  const int64_t T = prompt_, C = lay_.chunk, M = lay_.middle_chunks, m = lay_.landmark_chunks;
+  const int64_t O = outliers_per_head(), s_end = lay_.sink_end, mid = lay_.middle_tokens();
+  const int64_t gen = capacity_ - T;
+  const bf16* K = rows_of(st_k_[size_t(l)]);
+  if (diag_enabled_) {
+    L.diag_k = T ? backend_.download(st_k_[size_t(l)].tensor().row_range(0, T)) : L.diag_k;
+    L.diag_v = T ? backend_.download(st_v_[size_t(l)].tensor().row_range(0, T)) : L.diag_v;
+    L.diag_k.resize(size_t(capacity_ * W_));
+    L.diag_v.resize(size_t(capacity_ * W_));
+  }
+  if (method_ == Method::Quest) {  // the staging is the whole cache
+    L.keys = std::move(st_k_[size_t(l)]);
+    L.values = std::move(st_v_[size_t(l)]);
+    L.lm = backend_.alloc(m, 2 * W_);
+    cuda::page_bounds(rows_of(L.keys), s_end, m, int(C), W_, rows_of(L.lm), stream_);
+    return;
+  }
+  const bf16* V = rows_of(st_v_[size_t(l)]);
+  const int64_t n_exact = lay_.exact_prompt_tokens();
+  L.keys = backend_.alloc(n_exact + gen, W_);
+  L.values = backend_.alloc(n_exact + gen, W_);
+  copy_rows(K, rows_of(L.keys), s_end, W_, stream_);
+  copy_rows(V, rows_of(L.values), s_end, W_, stream_);
+  copy_rows(K + lay_.local_start * W_, rows_of(L.keys, s_end), T - lay_.local_start, W_, stream_);
+  copy_rows(V + lay_.local_start * W_, rows_of(L.values, s_end), T - lay_.local_start, W_, stream_);
+
+  // Landmarks and outliers from the chunk means of the post-RoPE keys.
+  DeviceBuffer<float> means{size_t(H_ * M * D_)}, min_cos{size_t(O > 0 ? H_ * M : 0)};
+  cuda::chunk_means(K, s_end, M, int(C), H_, D_, means.get(), O > 0 ? min_cos.get() : nullptr,
+                    stream_);
+  if (O > 0) {  // without outliers the candidates are every chunk (cand stays empty)
+    L.outliers = DeviceBuffer<int32_t>(size_t(H_ * O));
+    L.cand = DeviceBuffer<int32_t>(size_t(H_ * m));
+    cuda::top_k_rows(min_cos.get(), H_, M, O, /*negate=*/true, L.outliers.get(), stream_);
+    cuda::candidate_chunks(L.outliers.get(), H_, M, O, L.cand.get(), stream_);
+  }
+  L.out_k = backend_.alloc(H_ * O * C, D_);
+  L.out_v = backend_.alloc(H_ * O * C, D_);
+  cuda::gather_outlier_rows(K, L.outliers.get(), s_end, H_, O, int(C), D_, rows_of(L.out_k),
+                            stream_);
+  cuda::gather_outlier_rows(V, L.outliers.get(), s_end, H_, O, int(C), D_, rows_of(L.out_v),
+                            stream_);
+  DeviceArray lm = backend_.alloc(H_ * m, D_);
+  cuda::candidate_landmarks(means.get(), L.cand.get(), H_, M, m, D_, rows_of(lm), stream_);
+  if (method_ == Method::ShadowKV) {
+    L.lm = std::move(lm);
+  } else if (m > 0) {
+    // One call per head: residual landmarks group consecutive vectors, which must not mix heads.
+    const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
+    L.lm_q = DeviceBuffer<uint8_t>(per_head * H_);
+    for (int h = 0; h < H_; ++h)
+      qc::encode_bf16(*landmark_q_, reinterpret_cast<const uint16_t*>(rows_of(lm, h * m)), D_,
+                      size_t(m), size_t(D_), L.lm_q.get() + h * per_head, stream_);
+  }
+
+  // The host stores: encode on the device, then one copy into the pinned records.
+  auto offload = [&](const bf16* X, MappedHostBuffer& dst) {
+    if (mid == 0) return;
+    const int64_t n = lay_.store_spans_heads ? mid : mid * H_;
+    const int64_t dim = record_dim();
+    dst = MappedHostBuffer(size_t(n * lay_.store_record_bytes));
+    DeviceBuffer<uint8_t> enc(size_t(dst.nbytes()));
+    qc::encode_bf16(*store_, reinterpret_cast<const uint16_t*>(X + s_end * W_), dim, size_t(n),
+                    size_t(dim), enc.get(), stream_);
+    KVO_CUDA(cudaMemcpyAsync(dst.host(), enc.get(), size_t(dst.nbytes()), cudaMemcpyDeviceToHost,
+                             stream_));
+    KVO_CUDA(cudaStreamSynchronize(stream_));  // `enc` is freed on return
+  };
+  offload(V, L.store_v);
+  if (method_ == Method::YAKV) offload(rows_of(st_kpre_[size_t(l)]), L.store_k);
+  if (method_ == Method::ShadowKV && mid > 0)
+    build_shadowkv_factors(L, rows_of(st_kpre_[size_t(l)]));
+  KVO_CUDA(cudaStreamSynchronize(stream_));  // the chunk statistics are freed on return
+}
+
+// Rank-r factors of the layer's pre-RoPE keys (low_rank.h's method on the GPU): the fp32 Gram
+// matrix K^T K (cuBLAS), its eigenvectors (cuSOLVER syevd), U' = K V_r for the middle rows.
+void CudaSparsePolicy::build_shadowkv_factors(Layer& L, const bf16* kpre) {
+  const int64_t T = prompt_, r = lay_.rank, mid = lay_.middle_tokens();
+  const int w = int(W_);
+  DeviceBuffer<float> gram{size_t(W_ * W_)}, eig{size_t(W_)};
+  const float one = 1.0f, zero = 0.0f;
+  // Row-major K (T, W) is column-major K^T (W, T): gram = K^T (K^T)^T.
+  check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, w, w, int(T), &one, kpre,
+                            CUDA_R_16BF, w, kpre, CUDA_R_16BF, w, &zero, gram.get(), CUDA_R_32F, w,
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "gram");
+  cusolverDnHandle_t solver = nullptr;
+  check_cusolver(cusolverDnCreate(&solver), "cusolverDnCreate");
+  struct Guard {
+    cusolverDnHandle_t h;
+    ~Guard() { cusolverDnDestroy(h); }
+  } guard{solver};
+  check_cusolver(cusolverDnSetStream(solver, stream_), "cusolverDnSetStream");
+  int lwork = 0;
+  check_cusolver(
+      cusolverDnSsyevd_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, w,
+                                  gram.get(), w, eig.get(), &lwork),
+      "syevd_bufferSize");
+  DeviceBuffer<float> work(size_t(std::max(lwork, 1)));
+  DeviceBuffer<int> info(1);
+  check_cusolver(cusolverDnSsyevd(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, w,
+                                  gram.get(), w, eig.get(), work.get(), lwork, info.get()),
+                 "syevd");
+  int info_host = 0;
+  KVO_CUDA(cudaMemcpyAsync(&info_host, info.get(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  KVO_CUDA(cudaStreamSynchronize(stream_));
+  check(info_host == 0, "SVD of the keys failed (cuSOLVER syevd info {})", info_host);
+  L.vt = backend_.alloc(r, W_);
+  cuda::top_eigenvectors(gram.get(), W_, r, rows_of(L.vt), stream_);
+  // U' (mid, r) row-major = column-major (r, mid) = Vt (r, W) x K_mid^T (W, mid).
+  L.u = backend_.alloc(mid, r);
+  check_cublas(
+      cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(r), int(mid), w, &one, rows_of(L.vt),
+                   CUDA_R_16BF, w, kpre + lay_.sink_end * W_, CUDA_R_16BF, w, &zero, rows_of(L.u),
+                   CUDA_R_16BF, int(r), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "U = K V");
+  KVO_CUDA(cudaStreamSynchronize(stream_));  // the workspaces are freed on return
+}
+
+void CudaSparsePolicy::allocate_decode_buffers() {
+  const int64_t m = lay_.landmark_chunks, k = lay_.selected_chunks, S = slots();
+  const int64_t C = lay_.chunk, mid = lay_.middle_tokens();
+  const int64_t attn_rows = lay_.exact_prompt_tokens() + S * C + capacity_ - prompt_;
+  attn_k_ = backend_.alloc(attn_rows, W_);
+  attn_v_ = backend_.alloc(attn_rows, W_);
+  agg_ = DeviceBuffer<float>(size_t(H_ * m));
+  selected_idx_ = DeviceBuffer<int32_t>(size_t(H_ * k));
+  slot_chunk_ = DeviceBuffer<int32_t>(size_t(H_ * S));
+  slot_src_ = DeviceBuffer<int32_t>(size_t(H_ * S));
+  if (k >= m && m > 0) {  // every candidate is attended: the selection never changes
+    std::vector<int32_t> all(size_t(H_ * m));
+    for (int h = 0; h < H_; ++h) std::iota(all.begin() + h * m, all.begin() + (h + 1) * m, 0);
+    KVO_CUDA(cudaMemcpy(selected_idx_.get(), all.data(), all.size() * 4, cudaMemcpyHostToDevice));
+  }
+  fetched_ = DeviceBuffer<int32_t>(size_t(cfg_.num_layers));
+  KVO_CUDA(cudaMemset(fetched_.get(), 0, size_t(fetched_.nbytes())));
+  if (method_ == Method::Quest || k == 0) return;
+  const int64_t nf = max_fetch();
+  list_ = DeviceBuffer<int32_t>(size_t(nf));
+  if (lay_.store_spans_heads) {
+    flags_ = DeviceBuffer<int32_t>(size_t(mid));
+    pos_ = DeviceBuffer<int32_t>(size_t(mid));
+    scan_ws_ = DeviceBuffer<uint8_t>(std::max<size_t>(cuda::scan_workspace_bytes(mid), 1));
+  } else {
+    std::vector<int32_t> n_fixed(size_t(cfg_.num_layers), int32_t(nf));
+    KVO_CUDA(
+        cudaMemcpy(fetched_.get(), n_fixed.data(), n_fixed.size() * 4, cudaMemcpyHostToDevice));
+  }
+  // Zeroed once: rows past the fetched count are decoded too (their results are unused) and
+  // must hold valid records.
+  const size_t staging = size_t(nf * lay_.store_record_bytes);
+  staging_v_ = DeviceBuffer<uint8_t>(staging);
+  KVO_CUDA(cudaMemset(staging_v_.get(), 0, staging));
+  decoded_v_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
+  if (method_ == Method::YAKV) {
+    staging_k_ = DeviceBuffer<uint8_t>(staging);
+    KVO_CUDA(cudaMemset(staging_k_.get(), 0, staging));
+    decoded_k_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
+    if (!dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get()))
+      lm_decoded_ = DeviceBuffer<bf16>(size_t(H_ * m * D_));
+  } else {
+    u_sel_ = DeviceBuffer<bf16>(size_t(H_ * k * C * lay_.rank));
+    rebuilt_ = DeviceBuffer<float>(size_t(H_ * k * C * D_));
+  }
+}
+
+// Landmark scores -> selected candidates (H, k) -> the attended middle chunks (H, S).
+void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
+  const int64_t n = q.rows, m = lay_.landmark_chunks, k = lay_.selected_chunks;
+  const bf16* qd = static_cast<const bf16*>(q.data);
+  if (k < m) {
+    logits_.reserve(size_t(n * Hq_ * m));
+    stats_.reserve(size_t(n * Hq_));
+    const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get());
+    if (method_ == Method::YAKV && higgs) {
+      qc::score_heads(*higgs, reinterpret_cast<const uint16_t*>(qd), q.stride, size_t(n), Hq_, G_,
+                      L.lm_q.get(), size_t(m), size_t(D_), scale(), logits_.get(), stream_);
+    } else if (method_ == Method::YAKV) {
+      const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
+      for (int h = 0; h < H_; ++h)
+        qc::decode_rows_bf16(
+            *landmark_q_, L.lm_q.get() + h * per_head, size_t(m), nullptr, size_t(m), size_t(D_),
+            reinterpret_cast<uint16_t*>(lm_decoded_.get() + h * m * D_), D_, stream_);
+      cuda::score_landmarks(qd, q.stride, n, Hq_, G_, lm_decoded_.get(), false, m, D_, scale(),
+                            logits_.get(), stream_);
+    } else {
+      cuda::score_landmarks(qd, q.stride, n, Hq_, G_, rows_of(L.lm), method_ == Method::Quest, m,
+                            D_, scale(), logits_.get(), stream_);
+    }
+    cuda::aggregate_scores(logits_.get(), n, Hq_, G_, m, spec_.agg() == GroupAgg::Mean,
+                           stats_.get(), agg_.get(), stream_);
+    cuda::top_k_rows(agg_.get(), H_, m, k, false, selected_idx_.get(), stream_);
+  }
+  cuda::merge_slots(L.outliers.get(), L.cand.get(), selected_idx_.get(), H_, outliers_per_head(), m,
+                    k, slot_chunk_.get(), slot_src_.get(), stream_);
+}
+
+void CudaSparsePolicy::fetch(const MappedHostBuffer& store, int layer,
+                             DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded,
+                             cudaStream_t s) {
+  const int64_t nf = max_fetch(), dim = record_dim();
+  cuda::gather_records(store.device(), lay_.store_record_bytes, list_.get(),
+                       lay_.store_spans_heads ? fetched_.get() + layer : nullptr, nf, staging.get(),
+                       s);
+  qc::decode_rows_bf16(*store_, staging.get(), size_t(nf), nullptr, size_t(nf), size_t(dim),
+                       reinterpret_cast<uint16_t*>(decoded.get()), dim, s);
+}
+
+void CudaSparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k,
+                                     const Tensor& v, const Tensor& out) {
+  Layer& L = layers_[size_t(layer)];
+  const int64_t n = q.rows, T = prompt_, C = lay_.chunk, s_end = lay_.sink_end;
+  const int64_t kk = lay_.selected_chunks, O = outliers_per_head(), S = slots();
+  check(start >= T, "internal: a prompt token after finish_prefill");
+  const bool quest = method_ == Method::Quest;
+  // 1. The new tokens join the exact store.
+  const int64_t n_exact = lay_.exact_prompt_tokens();
+  const int64_t at = quest ? start : n_exact + (start - T);
+  backend_.copy(k, L.keys.tensor().row_range(at, n));
+  backend_.copy(v, L.values.tensor().row_range(at, n));
+  const int64_t gen_len = start + n - T;
+  // 2. Selection, then the records to fetch (shared by the key and value streams).
+  select(L, q);
+  const bool offloaded = !quest && kk > 0;
+  if (offloaded) {
+    if (lay_.store_spans_heads) {
+      const int64_t mid = lay_.middle_tokens();
+      KVO_CUDA(cudaMemsetAsync(flags_.get(), 0, size_t(flags_.nbytes()), stream_));
+      cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), nullptr,
+                             flags_.get(), stream_);
+      cuda::exclusive_scan(flags_.get(), pos_.get(), mid, scan_ws_.get(), scan_ws_.size(), stream_);
+      cuda::compact_tokens(flags_.get(), pos_.get(), mid, list_.get(), fetched_.get() + layer,
+                           stream_);
+    } else {
+      cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), list_.get(),
+                             nullptr, stream_);
+    }
+  }
+  KVO_CUDA(cudaEventRecord(selected_, stream_));
+  // 3. The attention buffers: [sinks | S * C middle rows | local + generated].
+  const int64_t tail_src = quest ? lay_.local_start : s_end;
+  const int64_t tail_rows = quest ? start + n - lay_.local_start : n_exact - s_end + gen_len;
+  const int64_t tail_dst = s_end + S * C;
+  auto selected_source = [&](const void* rows, bool f32, int64_t stride, bool keys) {
+    cuda::SelectedSource src;
+    src.rows = rows;
+    src.f32 = f32;
+    src.stride = stride;
+    src.by_token = quest;
+    src.row_of_token = !quest && lay_.store_spans_heads && !f32 ? pos_.get() : nullptr;
+    src.per_head_columns = quest || (lay_.store_spans_heads && !f32);
+    src.inv_freq = keys && !quest ? inv_freq_.get() : nullptr;
+    src.adjacent_pairs = rope_.adjacent_pairs;
+    return src;
+  };
+  // Values on the side stream (their PCIe fetch overlaps the keys' decode / rebuild).
+  const cudaStream_t vs = offloaded ? side_ : stream_;
+  if (offloaded) KVO_CUDA(cudaStreamWaitEvent(side_, selected_, 0));
+  copy_rows(rows_of(L.values), rows_of(attn_v_), s_end, W_, vs);
+  copy_rows(rows_of(L.values, tail_src), rows_of(attn_v_, tail_dst), tail_rows, W_, vs);
+  if (offloaded) fetch(L.store_v, layer, staging_v_, decoded_v_, vs);
+  cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
+                        rows_of(L.out_v),
+                        quest ? selected_source(rows_of(L.values), false, W_, false)
+                              : selected_source(decoded_v_.get(), false, record_dim(), false),
+                        rows_of(attn_v_), vs);
+  if (offloaded) KVO_CUDA(cudaEventRecord(values_ready_, side_));
+  // Keys on the main stream.
+  copy_rows(rows_of(L.keys), rows_of(attn_k_), s_end, W_, stream_);
+  copy_rows(rows_of(L.keys, tail_src), rows_of(attn_k_, tail_dst), tail_rows, W_, stream_);
+  cuda::SelectedSource key_src = selected_source(rows_of(L.keys), false, W_, true);
+  if (offloaded && method_ == Method::YAKV) {
+    fetch(L.store_k, layer, staging_k_, decoded_k_, stream_);
+    key_src = selected_source(decoded_k_.get(), false, record_dim(), true);
+  } else if (offloaded) {
+    // shadowkv: K_sel (H, k*C, D) = U_sel (H, k*C, r) x SV^T[:, h*D : (h+1)*D], fp32 out.
+    const int64_t r = lay_.rank, rows = kk * C;
+    cuda::gather_selected_u(rows_of(L.u), r, slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C),
+                            u_sel_.get(), stream_);
+    const float one = 1.0f, zero = 0.0f;
+    check_cublas(
+        cublasGemmStridedBatchedEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, D_, int(rows), int(r), &one,
+                                   rows_of(L.vt), CUDA_R_16BF, int(W_), D_, u_sel_.get(),
+                                   CUDA_R_16BF, int(r), rows * r, &zero, rebuilt_.get(), CUDA_R_32F,
+                                   D_, rows * D_, H_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "K = U SV");
+    key_src = selected_source(rebuilt_.get(), true, D_, true);
+  }
+  cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
+                        rows_of(L.out_k), key_src, rows_of(attn_k_), stream_);
+  if (offloaded) KVO_CUDA(cudaStreamWaitEvent(stream_, values_ready_, 0));
+  // 4. Attention over the assembled keys.
+  const int64_t n_keys = tail_dst + tail_rows;
+  const AttentionShape shape{Hq_, H_, D_, n, n_keys - n, n_keys, scale()};
+  backend_.attention(q, attn_k_.tensor().row_range(0, n_keys),
+                     attn_v_.tensor().row_range(0, n_keys), shape, out);
+  stepped_ = true;
+  if (diag_enabled_) record_diagnostics(layer, start, q, k, v, out);
+}
+
+void CudaSparsePolicy::record_diagnostics(int layer, int64_t start, const Tensor& q_t,
+                                          const Tensor& k_t, const Tensor& v_t,
+                                          const Tensor& out_t) {
+  Layer& L = layers_[size_t(layer)];
+  const int64_t n = q_t.rows, C = lay_.chunk, S = slots();
+  const std::vector<float> q = backend_.download(q_t), out = backend_.download(out_t);
+  const std::vector<float> kn = backend_.download(k_t), vn = backend_.download(v_t);
+  std::copy(kn.begin(), kn.end(), L.diag_k.begin() + start * W_);
+  std::copy(vn.begin(), vn.end(), L.diag_v.begin() + start * W_);
+  std::vector<int32_t> chunks(size_t(H_ * S));
+  if (S > 0)
+    KVO_CUDA(
+        cudaMemcpy(chunks.data(), slot_chunk_.get(), chunks.size() * 4, cudaMemcpyDeviceToHost));
+  if (layer == 0) diag_.clear();
+  for (int h = 0; h < H_; ++h) {
+    std::vector<int64_t> pos;
+    for (int64_t t = 0; t < lay_.sink_end; ++t) pos.push_back(t);
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t c = 0; c < C; ++c)
+        pos.push_back(lay_.sink_end + chunks[size_t(h * S + s)] * C + c);
+    for (int64_t t = lay_.local_start; t < start + n; ++t) pos.push_back(t);
+    HeadStep hs;
+    hs.layer = layer;
+    hs.kv_head = h;
+    hs.group = G_;
+    hs.head_dim = D_;
+    hs.q_len = n;
+    hs.start = start;
+    hs.q = q.data();
+    hs.out = out.data();
+    hs.q_stride = int64_t(Hq_) * D_;
+    hs.scale = scale();
+    hs.key = [&](int64_t p) { return &L.diag_k[size_t(p * W_ + h * D_)]; };
+    hs.value = [&](int64_t p) { return &L.diag_v[size_t(p * W_ + h * D_)]; };
+    diag_.push_back(diagnose_head(hs, std::move(pos)));
+  }
+}
+
+KvMemoryReport CudaSparsePolicy::memory() const {
+  KvMemoryReport r;
+  r.tokens = length_;
+  if (!finished_) {
+    for (const auto* arrays : {&st_k_, &st_v_, &st_kpre_})
+      for (const DeviceArray& a : *arrays) r.gpu_bytes += int64_t(a.nbytes());
+    return r;
+  }
+  for (const Layer& L : layers_) {
+    for (const DeviceArray* a : {&L.keys, &L.values, &L.out_k, &L.out_v, &L.lm, &L.u, &L.vt})
+      r.gpu_bytes += int64_t(a->nbytes());
+    r.gpu_bytes += L.outliers.nbytes() + L.cand.nbytes() + L.lm_q.nbytes();
+    r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
+  }
+  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + logits_.nbytes() + stats_.nbytes() +
+                 agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
+                 slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
+                 fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
+                 decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
+                 u_sel_.nbytes() + rebuilt_.nbytes();
+  // PCIe: the records the latest step really fetched (before any step: the layout's bound).
+  if (!stepped_ || method_ == Method::Quest) {
+    r.pcie_bytes_per_step = method_ == Method::Quest ? 0 : lay_.pcie_bytes_per_step;
+    return r;
+  }
+  std::vector<int32_t> fetched(size_t(cfg_.num_layers));
+  KVO_CUDA(cudaStreamSynchronize(stream_));
+  KVO_CUDA(cudaMemcpy(fetched.data(), fetched_.get(), fetched.size() * 4, cudaMemcpyDeviceToHost));
+  const int64_t tensors = method_ == Method::YAKV ? 2 : 1;
+  for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_record_bytes * tensors;
+  return r;
+}
+
+}  // namespace
+
+bool cuda_sparse_supported(const KvSpec& spec, const ModelConfig& config) {
+  if (spec.method == "quest") return true;
+  const int64_t H = config.num_kv_heads, D = config.head_dim;
+  if (!qc::device_supported(*make_store_quantizer(spec.kv_store, kv_store_group(H, D))))
+    return false;
+  return spec.method != "yakv" ||
+         qc::device_supported(*make_store_quantizer(spec.landmarks, head_group(D)));
+}
+
+std::unique_ptr<KvPolicy> make_cuda_sparse_policy(Backend& backend, const ModelConfig& config,
+                                                  const KvSpec& spec, int64_t capacity) {
+  return std::make_unique<CudaSparsePolicy>(backend, config, spec, capacity);
+}
+
+}  // namespace kvo
+#endif  // KVO_HAVE_CUDA

@@ -1,0 +1,602 @@
+// Kernels of the CUDA sparse KV policies; contracts in sparse_kernels.h. They mirror the CPU
+// reference (sparse.cpp, selection.h) operation by operation so that selections agree except at
+// near-ties: chunk statistics in double, softmax in fp32 with the max subtracted, top-k on the
+// exact float order with ties to the lowest index.
+#include <algorithm>
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_scan.cuh>
+
+#include "backend/cuda/check.h"
+#include "kv/cuda/sparse_kernels.h"
+
+namespace kvo::cuda {
+namespace {
+
+constexpr int kBlock = 256;
+
+int blocks_for(int64_t n, int per_block = kBlock) {
+  return int((n + per_block - 1) / per_block);
+}
+
+template <typename T>
+__device__ T block_sum(T x, T* shared) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = x;
+  __syncthreads();
+  T total = 0;
+  for (int w = 0; w < warps; ++w) total += shared[w];
+  return total;
+}
+
+__device__ float block_max(float x, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = x;
+  __syncthreads();
+  float total = -INFINITY;
+  for (int w = 0; w < warps; ++w) total = fmaxf(total, shared[w]);
+  return total;
+}
+
+// One block of D threads (rounded up to a warp multiple) per (head, chunk).
+__global__ void chunk_means_kernel(const bf16* keys, int64_t s_end, int64_t M, int C, int H, int D,
+                                   float* means, float* min_cos) {
+  __shared__ double red[32];
+  const int64_t j = blockIdx.x;
+  const int h = blockIdx.y, d = threadIdx.x;
+  const int64_t W = int64_t(H) * D;
+  const bf16* base = keys + (s_end + j * C) * W + int64_t(h) * D;
+  double s = 0;
+  if (d < D)
+    for (int c = 0; c < C; ++c) s += double(__bfloat162float(base[c * W + d]));
+  const float mean = d < D ? float(s / double(C)) : 0.0f;
+  if (d < D) means[(int64_t(h) * M + j) * D + d] = mean;
+  if (!min_cos) return;
+  const double mn = block_sum(double(mean) * mean, red);
+  double worst = INFINITY;
+  for (int c = 0; c < C; ++c) {
+    const double kv = d < D ? double(__bfloat162float(base[c * W + d])) : 0.0;
+    const double dot = block_sum(kv * mean, red), kn = block_sum(kv * kv, red);
+    const double denom = sqrt(mn * kn);
+    worst = fmin(worst, denom > 0 ? dot / denom : 1.0);
+  }
+  if (d == 0) min_cos[int64_t(h) * M + j] = float(worst);
+}
+
+// Order-preserving map of a float to uint32 (larger float, larger key); -0 == +0 like the CPU.
+__device__ uint32_t order_key(float x, bool negate) {
+  if (negate) x = -x;
+  const uint32_t u = __float_as_uint(x == 0.0f ? 0.0f : x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+constexpr int kTopKBlock = 1024;
+
+// One block per row: radix select of the k-th largest key (4 passes of 8 bits), then an ordered
+// compaction of the keys above it plus the lowest-index ties.
+__global__ void __launch_bounds__(kTopKBlock)
+    top_k_kernel(const float* scores, int64_t n, int64_t k, bool negate, int32_t* out) {
+  const float* s = scores + int64_t(blockIdx.x) * n;
+  int32_t* o = out + int64_t(blockIdx.x) * k;
+  __shared__ uint32_t hist[256];
+  __shared__ uint32_t sh_prefix;
+  __shared__ int64_t sh_remaining;
+  const int tid = threadIdx.x;
+  uint32_t prefix = 0, mask = 0;
+  int64_t remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kTopKBlock) hist[i] = 0;
+    __syncthreads();
+    // Scores share their leading bits: one atomic per distinct bin and warp, not per lane
+    // (every lane runs the same trip count so that the whole warp takes part in the match).
+    for (int64_t base = 0; base < n; base += kTopKBlock) {
+      const int64_t i = base + tid;
+      uint32_t bin = 256;  // no bin
+      if (i < n) {
+        const uint32_t u = order_key(s[i], negate);
+        if ((u & mask) == prefix) bin = (u >> shift) & 255u;
+      }
+      const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+      if (bin < 256 && (threadIdx.x % 32) == uint32_t(__ffs(peers) - 1))
+        atomicAdd(&hist[bin], __popc(peers));
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int64_t above = 0;
+      int d = 255;
+      for (; d > 0; --d) {
+        if (above + hist[d] >= remaining) break;
+        above += hist[d];
+      }
+      sh_prefix = prefix | (uint32_t(d) << shift);
+      sh_remaining = remaining - above;
+    }
+    __syncthreads();
+    prefix = sh_prefix;
+    remaining = sh_remaining;
+    mask |= 255u << shift;
+    __syncthreads();
+  }
+  // Keys > prefix are all selected; of the keys == prefix, the first `remaining` by index.
+  const int64_t seg = (n + kTopKBlock - 1) / kTopKBlock;
+  const int64_t lo = tid * seg < n ? tid * seg : n, hi = lo + seg < n ? lo + seg : n;
+  int gt = 0, eq = 0;
+  for (int64_t i = lo; i < hi; ++i) {
+    const uint32_t u = order_key(s[i], negate);
+    gt += u > prefix;
+    eq += u == prefix;
+  }
+  using Scan = cub::BlockScan<int, kTopKBlock>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  int gt_before = 0, eq_before = 0;
+  Scan(scan_storage).ExclusiveSum(gt, gt_before);
+  __syncthreads();
+  Scan(scan_storage).ExclusiveSum(eq, eq_before);
+  for (int64_t i = lo; i < hi; ++i) {
+    const uint32_t u = order_key(s[i], negate);
+    if (u > prefix || (u == prefix && eq_before < remaining))
+      o[gt_before + (eq_before < remaining ? int64_t(eq_before) : remaining)] = int32_t(i);
+    gt_before += u > prefix;
+    eq_before += u == prefix;
+  }
+}
+
+// Number of entries of the ascending a[0, n) below x.
+__device__ int64_t count_below(const int32_t* a, int64_t n, int32_t x) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (a[mid] < x)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+__global__ void candidate_chunks_kernel(const int32_t* outliers, int H, int64_t M, int64_t O,
+                                        int32_t* cand) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(H) * M) return;
+  const int h = int(i / M);
+  const int32_t j = int32_t(i % M);
+  const int32_t* out = outliers + int64_t(h) * O;
+  const int64_t below = count_below(out, O, j);
+  if (below < O && out[below] == j) return;
+  cand[int64_t(h) * (M - O) + (j - below)] = j;
+}
+
+__global__ void gather_outlier_rows_kernel(const bf16* x, const int32_t* outliers, int64_t s_end,
+                                           int H, int64_t O, int C, int D, bf16* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t total = int64_t(H) * O * C * D;
+  if (i >= total) return;
+  const int d = int(i % D);
+  const int c = int((i / D) % C);
+  const int64_t slot = i / (int64_t(D) * C);  // h * O + o
+  const int h = int(slot / O);
+  const int64_t t = s_end + int64_t(outliers[slot]) * C + c;
+  out[i] = x[t * H * D + int64_t(h) * D + d];
+}
+
+__global__ void candidate_landmarks_kernel(const float* means, const int32_t* cand, int H,
+                                           int64_t M, int64_t m, int D, bf16* lm) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(H) * m * D) return;
+  const int d = int(i % D);
+  const int64_t hc = i / D;  // h * m + candidate
+  const int h = int(hc / m);
+  const int64_t j = cand ? cand[hc] : hc % m;
+  lm[i] = __float2bfloat16(means[(int64_t(h) * M + j) * D + d]);
+}
+
+__global__ void page_bounds_kernel(const bf16* keys, int64_t s_end, int64_t m, int C, int64_t W,
+                                   bf16* bounds) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= m * W) return;
+  const int64_t j = i / W, col = i % W;
+  float mn = INFINITY, mx = -INFINITY;
+  for (int c = 0; c < C; ++c) {
+    const float v = __bfloat162float(keys[(s_end + j * C + c) * W + col]);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  bounds[j * 2 * W + col] = __float2bfloat16(mn);
+  bounds[j * 2 * W + W + col] = __float2bfloat16(mx);
+}
+
+// One warp per (KV head, landmark): the landmark stays in registers while the warp scores every
+// query row of the group.
+template <bool kBounds>
+__global__ void score_landmarks_kernel(const bf16* q, int64_t q_stride, int64_t n, int Hq, int G,
+                                       const bf16* lm, int64_t m, int D, float scale,
+                                       float* logits) {
+  constexpr int kMaxPerLane = 8;  // head_dim <= 256
+  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  const int H = Hq / G;
+  if (warp >= int64_t(H) * m) return;
+  const int h = int(warp / m);
+  const int64_t j = warp % m;
+  const int64_t W = int64_t(H) * D;
+  float lo[kMaxPerLane], hi[kMaxPerLane];
+  for (int e = 0; e < kMaxPerLane; ++e) {
+    const int d = lane + 32 * e;
+    lo[e] = hi[e] = 0.0f;
+    if (d >= D) continue;
+    if (kBounds) {
+      lo[e] = __bfloat162float(lm[j * 2 * W + int64_t(h) * D + d]);
+      hi[e] = __bfloat162float(lm[j * 2 * W + W + int64_t(h) * D + d]);
+    } else {
+      lo[e] = __bfloat162float(lm[(int64_t(h) * m + j) * D + d]);
+    }
+  }
+  for (int64_t t = 0; t < n; ++t)
+    for (int g = 0; g < G; ++g) {
+      const int hq = h * G + g;
+      const bf16* qr = q + t * q_stride + int64_t(hq) * D;
+      float s = 0.0f;
+      for (int e = 0; e < kMaxPerLane; ++e) {
+        const int d = lane + 32 * e;
+        if (d >= D) break;
+        const float x = __bfloat162float(qr[d]);
+        s += kBounds ? fmaxf(x * lo[e], x * hi[e]) : x * lo[e];
+      }
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (lane == 0) logits[(t * Hq + hq) * m + j] = s * scale;
+    }
+}
+
+// One block per logits row: (max, 1 / sum exp(x - max)).
+__global__ void softmax_stats_kernel(const float* logits, int64_t m, float2* stats) {
+  __shared__ float red[32];
+  const float* row = logits + int64_t(blockIdx.x) * m;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
+  mx = block_max(mx, red);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < m; j += blockDim.x) sum += expf(row[j] - mx);
+  sum = block_sum(sum, red);
+  if (threadIdx.x == 0) stats[blockIdx.x] = make_float2(mx, sum > 0 ? 1.0f / sum : 0.0f);
+}
+
+__global__ void aggregate_kernel(const float* logits, const float2* stats, int64_t n, int Hq, int G,
+                                 int64_t m, bool mean, float* agg) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int H = Hq / G;
+  if (i >= int64_t(H) * m) return;
+  const int h = int(i / m);
+  const int64_t j = i % m;
+  float out = mean ? 0.0f : -INFINITY;
+  for (int g = 0; g < G; ++g) {
+    float per_head = 0.0f;
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t r = t * Hq + h * G + g;
+      const float2 st = stats[r];
+      per_head += expf(logits[r * m + j] - st.x) * st.y;
+    }
+    out = mean ? out + per_head / float(G) : fmaxf(out, per_head);
+  }
+  agg[i] = out;
+}
+
+__global__ void merge_slots_kernel(const int32_t* outliers, const int32_t* cand,
+                                   const int32_t* selected, int H, int64_t O, int64_t m, int64_t k,
+                                   int32_t* slot_chunk, int32_t* slot_src) {
+  const int64_t S = O + k;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(H) * S) return;
+  const int h = int(i / S);
+  const int64_t e = i % S;
+  const int32_t* out = outliers + int64_t(h) * O;
+  const int32_t* c = cand ? cand + int64_t(h) * m : nullptr;
+  const int32_t* sel = selected + int64_t(h) * k;
+  auto chunk_of = [&](int64_t x) { return c ? c[sel[x]] : sel[x]; };
+  int32_t chunk, src;
+  int64_t rank;
+  if (e < O) {
+    chunk = out[e];
+    src = int32_t(e);
+    int64_t lo = 0, hi = k;  // selected chunks below `chunk` (ascending: cand and sel are)
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (chunk_of(mid) < chunk)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    rank = e + lo;
+  } else {
+    const int64_t r = e - O;
+    chunk = chunk_of(r);
+    src = -1 - int32_t(r);
+    rank = r + count_below(out, O, chunk);
+  }
+  slot_chunk[int64_t(h) * S + rank] = chunk;
+  slot_src[int64_t(h) * S + rank] = src;
+}
+
+__global__ void selected_records_kernel(const int32_t* slot_chunk, const int32_t* slot_src, int H,
+                                        int64_t S, int64_t k, int C, int32_t* list,
+                                        int32_t* flags) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(H) * S * C) return;
+  const int c = int(i % C);
+  const int64_t hs = i / C;
+  const int32_t src = slot_src[hs];
+  if (src >= 0) return;
+  const int h = int(hs / S);
+  const int64_t tm = int64_t(slot_chunk[hs]) * C + c;
+  if (flags)
+    flags[tm] = 1;
+  else
+    list[(int64_t(h) * k + (-1 - src)) * C + c] = int32_t(tm * H + h);
+}
+
+__global__ void compact_tokens_kernel(const int32_t* flags, const int32_t* pos, int64_t n,
+                                      int32_t* list, int32_t* count) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  if (flags[t]) list[pos[t]] = int32_t(t);
+  if (t == n - 1) *count = pos[t] + flags[t];
+}
+
+// Flattened over the words of all records (Word: the widest load the record size allows), so
+// every lane loads and each thread keeps kGatherUnroll PCIe reads in flight.
+constexpr int kGatherUnroll = 4;
+
+template <typename Word>
+__global__ void gather_records_kernel(const uint8_t* store, int64_t rec_bytes, const int32_t* list,
+                                      const int32_t* count, int64_t max_n, uint8_t* staging) {
+  const int64_t per_rec = rec_bytes / int64_t(sizeof(Word));
+  const int64_t total = (count ? *count : max_n) * per_rec;
+  const int64_t first = int64_t(blockIdx.x) * blockDim.x * kGatherUnroll + threadIdx.x;
+  Word w[kGatherUnroll];
+#pragma unroll
+  for (int u = 0; u < kGatherUnroll; ++u) {
+    const int64_t i = first + int64_t(u) * blockDim.x;
+    if (i < total)
+      w[u] = reinterpret_cast<const Word*>(store +
+                                           int64_t(list[i / per_rec]) * rec_bytes)[i % per_rec];
+  }
+#pragma unroll
+  for (int u = 0; u < kGatherUnroll; ++u) {
+    const int64_t i = first + int64_t(u) * blockDim.x;
+    if (i < total) reinterpret_cast<Word*>(staging)[i] = w[u];
+  }
+}
+
+// One block per (head, middle row); threads over the D / 2 rotation pairs.
+__global__ void assemble_middle_kernel(const int32_t* slot_chunk, const int32_t* slot_src,
+                                       int64_t S, int64_t k, int64_t O, int C, int D, int64_t s_end,
+                                       const bf16* outliers, SelectedSource sel, bf16* dst) {
+  const int h = blockIdx.y;
+  const int64_t row = blockIdx.x;  // s * C + c
+  const int64_t s = row / C;
+  const int c = int(row % C);
+  const int H = gridDim.y;
+  const int64_t W = int64_t(H) * D;
+  const int64_t hs = int64_t(h) * S + s;
+  const int32_t src = slot_src[hs];
+  const int64_t t = s_end + int64_t(slot_chunk[hs]) * C + c;
+  bf16* out = dst + (s_end + row) * W + int64_t(h) * D;
+  const int half = D / 2;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const int a = sel.adjacent_pairs ? 2 * i : i;
+    const int b = sel.adjacent_pairs ? 2 * i + 1 : i + half;
+    if (src >= 0) {
+      const bf16* o = outliers + ((int64_t(h) * O + src) * C + c) * D;
+      out[a] = o[a];
+      out[b] = o[b];
+      continue;
+    }
+    const int64_t r = -1 - src;
+    const int64_t tm = t - s_end;
+    const int64_t in_row = sel.by_token       ? t
+                           : sel.row_of_token ? int64_t(sel.row_of_token[tm])
+                                              : (int64_t(h) * k + r) * C + c;
+    const int64_t at = in_row * sel.stride + (sel.per_head_columns ? int64_t(h) * D : 0);
+    float x0, x1;
+    if (sel.f32) {
+      const float* p = static_cast<const float*>(sel.rows) + at;
+      x0 = p[a];
+      x1 = p[b];
+    } else {
+      const bf16* p = static_cast<const bf16*>(sel.rows) + at;
+      x0 = __bfloat162float(p[a]);
+      x1 = __bfloat162float(p[b]);
+    }
+    if (sel.inv_freq) {
+      float sn, cs;
+      sincosf(float(t) * sel.inv_freq[i], &sn, &cs);
+      const float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+      x0 = y0;
+      x1 = y1;
+    }
+    out[a] = __float2bfloat16(x0);
+    out[b] = __float2bfloat16(x1);
+  }
+}
+
+__global__ void gather_selected_u_kernel(const bf16* u, int64_t rank, const int32_t* slot_chunk,
+                                         const int32_t* slot_src, int64_t S, int64_t k, int C,
+                                         bf16* u_sel) {
+  const int h = blockIdx.y;
+  const int64_t row = blockIdx.x;  // s * C + c
+  const int64_t hs = int64_t(h) * S + row / C;
+  const int32_t src = slot_src[hs];
+  if (src >= 0) return;
+  const int c = int(row % C);
+  const int64_t tm = int64_t(slot_chunk[hs]) * C + c;
+  const int64_t r = -1 - src;
+  bf16* out = u_sel + ((int64_t(h) * k + r) * C + c) * rank;
+  for (int64_t i = threadIdx.x; i < rank; i += blockDim.x) out[i] = u[tm * rank + i];
+}
+
+__global__ void top_eigenvectors_kernel(const float* evecs, int64_t W, int64_t r, bf16* vt) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= r * W) return;
+  const int64_t row = i / W, col = i % W;
+  vt[i] = __float2bfloat16(evecs[(W - 1 - row) * W + col]);
+}
+
+}  // namespace
+
+void chunk_means(const bf16* keys, int64_t s_end, int64_t M, int C, int H, int D, float* means,
+                 float* min_cos, cudaStream_t stream) {
+  if (M == 0) return;
+  const int threads = (D + 31) / 32 * 32;
+  chunk_means_kernel<<<dim3(unsigned(M), unsigned(H)), threads, 0, stream>>>(keys, s_end, M, C, H,
+                                                                             D, means, min_cos);
+  KVO_CUDA_LAUNCHED("chunk_means");
+}
+
+void top_k_rows(const float* scores, int rows, int64_t n, int64_t k, bool negate, int32_t* out,
+                cudaStream_t stream) {
+  if (rows == 0 || k == 0) return;
+  top_k_kernel<<<rows, kTopKBlock, 0, stream>>>(scores, n, k, negate, out);
+  KVO_CUDA_LAUNCHED("top_k");
+}
+
+void candidate_chunks(const int32_t* outliers, int H, int64_t M, int64_t O, int32_t* cand,
+                      cudaStream_t stream) {
+  if (M == 0) return;
+  candidate_chunks_kernel<<<blocks_for(H * M), kBlock, 0, stream>>>(outliers, H, M, O, cand);
+  KVO_CUDA_LAUNCHED("candidate_chunks");
+}
+
+void gather_outlier_rows(const bf16* x, const int32_t* outliers, int64_t s_end, int H, int64_t O,
+                         int C, int D, bf16* out, cudaStream_t stream) {
+  const int64_t total = int64_t(H) * O * C * D;
+  if (total == 0) return;
+  gather_outlier_rows_kernel<<<blocks_for(total), kBlock, 0, stream>>>(x, outliers, s_end, H, O, C,
+                                                                       D, out);
+  KVO_CUDA_LAUNCHED("gather_outlier_rows");
+}
+
+void candidate_landmarks(const float* means, const int32_t* cand, int H, int64_t M, int64_t m,
+                         int D, bf16* lm, cudaStream_t stream) {
+  const int64_t total = int64_t(H) * m * D;
+  if (total == 0) return;
+  candidate_landmarks_kernel<<<blocks_for(total), kBlock, 0, stream>>>(means, cand, H, M, m, D, lm);
+  KVO_CUDA_LAUNCHED("candidate_landmarks");
+}
+
+void page_bounds(const bf16* keys, int64_t s_end, int64_t m, int C, int64_t W, bf16* bounds,
+                 cudaStream_t stream) {
+  if (m == 0) return;
+  page_bounds_kernel<<<blocks_for(m * W), kBlock, 0, stream>>>(keys, s_end, m, C, W, bounds);
+  KVO_CUDA_LAUNCHED("page_bounds");
+}
+
+void score_landmarks(const bf16* q, int64_t q_stride, int64_t n, int Hq, int G, const bf16* lm,
+                     bool bounds, int64_t m, int D, float scale, float* logits,
+                     cudaStream_t stream) {
+  if (D > 256) throw_cuda("score_landmarks", "head_dim above 256");
+  const int64_t threads = int64_t(Hq / G) * m * 32;
+  if (threads == 0) return;
+  if (bounds)
+    score_landmarks_kernel<true><<<blocks_for(threads), kBlock, 0, stream>>>(
+        q, q_stride, n, Hq, G, lm, m, D, scale, logits);
+  else
+    score_landmarks_kernel<false><<<blocks_for(threads), kBlock, 0, stream>>>(
+        q, q_stride, n, Hq, G, lm, m, D, scale, logits);
+  KVO_CUDA_LAUNCHED("score_landmarks");
+}
+
+void aggregate_scores(const float* logits, int64_t n, int Hq, int G, int64_t m, bool mean,
+                      float2* stats, float* agg, cudaStream_t stream) {
+  if (m == 0) return;
+  softmax_stats_kernel<<<unsigned(n * Hq), 1024, 0, stream>>>(logits, m, stats);
+  KVO_CUDA_LAUNCHED("softmax_stats");
+  aggregate_kernel<<<blocks_for(int64_t(Hq / G) * m), kBlock, 0, stream>>>(logits, stats, n, Hq, G,
+                                                                           m, mean, agg);
+  KVO_CUDA_LAUNCHED("aggregate_scores");
+}
+
+void merge_slots(const int32_t* outliers, const int32_t* cand, const int32_t* selected, int H,
+                 int64_t O, int64_t m, int64_t k, int32_t* slot_chunk, int32_t* slot_src,
+                 cudaStream_t stream) {
+  const int64_t total = int64_t(H) * (O + k);
+  if (total == 0) return;
+  merge_slots_kernel<<<blocks_for(total), kBlock, 0, stream>>>(outliers, cand, selected, H, O, m, k,
+                                                               slot_chunk, slot_src);
+  KVO_CUDA_LAUNCHED("merge_slots");
+}
+
+void selected_records(const int32_t* slot_chunk, const int32_t* slot_src, int H, int64_t S,
+                      int64_t k, int C, int32_t* list, int32_t* flags, cudaStream_t stream) {
+  const int64_t total = int64_t(H) * S * C;
+  if (total == 0) return;
+  selected_records_kernel<<<blocks_for(total), kBlock, 0, stream>>>(slot_chunk, slot_src, H, S, k,
+                                                                    C, list, flags);
+  KVO_CUDA_LAUNCHED("selected_records");
+}
+
+size_t scan_workspace_bytes(int64_t n) {
+  size_t bytes = 0;
+  KVO_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, bytes, static_cast<const int32_t*>(nullptr),
+                                         static_cast<int32_t*>(nullptr), n));
+  return bytes;
+}
+
+void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspace,
+                    size_t workspace_bytes, cudaStream_t stream) {
+  if (n == 0) return;
+  KVO_CUDA(cub::DeviceScan::ExclusiveSum(workspace, workspace_bytes, flags, pos, n, stream));
+}
+
+void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
+                    int32_t* count, cudaStream_t stream) {
+  if (n == 0) return;
+  compact_tokens_kernel<<<blocks_for(n), kBlock, 0, stream>>>(flags, pos, n, list, count);
+  KVO_CUDA_LAUNCHED("compact_tokens");
+}
+
+void gather_records(const uint8_t* store, int64_t rec_bytes, const int32_t* list,
+                    const int32_t* count, int64_t max_n, uint8_t* staging, cudaStream_t stream) {
+  if (max_n == 0) return;
+  auto launch = [&](auto word) {
+    using Word = decltype(word);
+    const int64_t words = max_n * rec_bytes / int64_t(sizeof(Word));
+    gather_records_kernel<Word><<<blocks_for(words, kBlock * kGatherUnroll), kBlock, 0, stream>>>(
+        store, rec_bytes, list, count, max_n, staging);
+  };
+  if (rec_bytes % 16 == 0)
+    launch(uint4{});
+  else if (rec_bytes % 4 == 0)
+    launch(uint32_t{});
+  else
+    launch(uint8_t{});
+  KVO_CUDA_LAUNCHED("gather_records");
+}
+
+void assemble_middle(const int32_t* slot_chunk, const int32_t* slot_src, int H, int64_t S,
+                     int64_t k, int64_t O, int C, int D, int64_t s_end, const bf16* outliers,
+                     const SelectedSource& sel, bf16* dst, cudaStream_t stream) {
+  if (S == 0) return;
+  const int threads = std::min(128, (D / 2 + 31) / 32 * 32);
+  assemble_middle_kernel<<<dim3(unsigned(S * C), unsigned(H)), threads, 0, stream>>>(
+      slot_chunk, slot_src, S, k, O, C, D, s_end, outliers, sel, dst);
+  KVO_CUDA_LAUNCHED("assemble_middle");
+}
+
+void gather_selected_u(const bf16* u, int64_t rank, const int32_t* slot_chunk,
+                       const int32_t* slot_src, int H, int64_t S, int64_t k, int C, bf16* u_sel,
+                       cudaStream_t stream) {
+  if (S == 0 || k == 0) return;
+  gather_selected_u_kernel<<<dim3(unsigned(S * C), unsigned(H)), 128, 0, stream>>>(
+      u, rank, slot_chunk, slot_src, S, k, C, u_sel);
+  KVO_CUDA_LAUNCHED("gather_selected_u");
+}
+
+void top_eigenvectors(const float* evecs, int64_t W, int64_t r, bf16* vt, cudaStream_t stream) {
+  if (r == 0) return;
+  top_eigenvectors_kernel<<<blocks_for(r * W), kBlock, 0, stream>>>(evecs, W, r, vt);
+  KVO_CUDA_LAUNCHED("top_eigenvectors");
+}
+
+}  // namespace kvo::cuda

@@ -1,0 +1,274 @@
+// The CUDA sparse policies (kv/cuda) against the CPU reference (sparse.cpp) on the same
+// bf16-representable q, k_pre, k, v: attend() for a prompt then a few decode steps on a small
+// model shape; per layer and KV head the attended positions must be identical except at counted
+// near-ties, and the attention outputs equal within bf16 tolerance. With a budget covering every
+// token and a bf16 store, CUDA yakv equals dense attention. Skipped where no GPU is present.
+//
+// CudaSparseBench.* (set KVO_CUDA_BENCH=1) times one decode step of the policy alone at the
+// Llama-3.1-8B shape and 32K context (random q/k/v, no model) for dense and yakv.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <iterator>
+#include <random>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "kv/kv_layout.h"
+#include "kv/kv_policy.h"
+#include "model/rope.h"
+
+namespace kvo {
+namespace {
+
+std::unique_ptr<Backend> cuda_or_null() {
+  auto b = make_backend("auto", 0);
+  return b->name() == "cuda" ? std::move(b) : nullptr;
+}
+
+ModelConfig small_config(int head_dim) {
+  ModelConfig c;
+  c.num_layers = 4;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  c.head_dim = head_dim;
+  c.hidden_size = c.num_heads * head_dim;
+  c.rope_theta = 10000.0f;
+  return c;
+}
+
+std::vector<float> bf16_values(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(dist(rng)));
+  return v;
+}
+
+// One attend() call's inputs, host-side; k = bf16(RoPE(k_pre)) so re-RoPE'd keys match.
+struct Inputs {
+  int64_t start = 0, n = 0;
+  std::vector<float> q, k_pre, k, v;
+};
+
+Inputs make_inputs(const ModelConfig& c, int64_t start, int64_t n, std::mt19937_64& rng) {
+  const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
+  Inputs in;
+  in.start = start;
+  in.n = n;
+  in.q = bf16_values(size_t(n * Wq), rng, 2.0f);  // sharp attention, as in real models
+  in.k_pre = bf16_values(size_t(n * W), rng);
+  in.v = bf16_values(size_t(n * W), rng);
+  auto cpu = make_cpu_backend(1);
+  DeviceArray k = cpu->upload(HostTensor::owned_f32({n, W}, in.k_pre));
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(start + i);
+  cpu->rope(k.tensor(), pos, c.head_dim, make_rope_params(c));
+  in.k = cpu->download(k.tensor());
+  for (float& x : in.k) x = bf16_to_f32(f32_to_bf16(x));
+  return in;
+}
+
+// Runs `kv` on `backend` over the steps (per step, every layer gets its own inputs);
+// returns the outputs of every decode step and layer, downloaded to floats.
+std::vector<std::vector<float>> run(Backend& backend, KvPolicy& kv, const ModelConfig& c,
+                                    const std::vector<std::vector<Inputs>>& steps,
+                                    std::vector<std::vector<KvHeadDiagnostics>>* diag) {
+  const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
+  std::vector<std::vector<float>> outs;
+  for (size_t s = 0; s < steps.size(); ++s) {
+    for (int l = 0; l < c.num_layers; ++l) {
+      const Inputs& in = steps[s][size_t(l)];
+      DeviceArray q = backend.upload(HostTensor::owned_f32({in.n, Wq}, in.q));
+      DeviceArray kp = backend.upload(HostTensor::owned_f32({in.n, W}, in.k_pre));
+      DeviceArray k = backend.upload(HostTensor::owned_f32({in.n, W}, in.k));
+      DeviceArray v = backend.upload(HostTensor::owned_f32({in.n, W}, in.v));
+      DeviceArray out = backend.alloc(in.n, Wq);
+      kv.attend(l, in.start, q.tensor(), kp.tensor(), k.tensor(), v.tensor(), out.tensor());
+      if (s > 0) outs.push_back(backend.download(out.tensor()));
+    }
+    if (s == 0) kv.finish_prefill();
+    if (s > 0 && diag) diag->push_back(dynamic_cast<KvDiagnosable&>(kv).diagnostics());
+  }
+  return outs;
+}
+
+std::vector<std::vector<Inputs>> make_steps(const ModelConfig& c, int64_t T, int decode_steps,
+                                            uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<Inputs>> steps;
+  for (int s = 0; s <= decode_steps; ++s) {
+    std::vector<Inputs> layers;
+    for (int l = 0; l < c.num_layers; ++l)
+      layers.push_back(s == 0 ? make_inputs(c, 0, T, rng) : make_inputs(c, T + s - 1, 1, rng));
+    steps.push_back(std::move(layers));
+  }
+  return steps;
+}
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double e = 0, r = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    e += double(got[i] - want[i]) * (got[i] - want[i]);
+    r += double(want[i]) * want[i];
+  }
+  return std::sqrt(e / std::max(r, 1e-30));
+}
+
+struct Case {
+  const char* spec;
+  int head_dim;
+  double out_tol;  // relative L2 error of a layer's output against the CPU reference
+};
+
+class CudaSparse : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CudaSparse, MatchesCpuReference) {
+  auto gpu = cuda_or_null();
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU";
+  const Case tc = GetParam();
+  const ModelConfig c = small_config(tc.head_dim);
+  const int64_t T = 700, steps = 3, cap = T + steps;
+  const auto inputs = make_steps(c, T, int(steps), 7);
+  auto cpu = make_cpu_backend(0);
+  const KvSpec spec = KvSpec::parse(tc.spec).resolved();
+  auto ref = make_kv_policy(*cpu, c, spec, cap);
+  auto got = make_kv_policy(*gpu, c, spec, cap);
+  ASSERT_NE(got->memory().gpu_bytes, 0);
+  dynamic_cast<KvDiagnosable&>(*ref).enable_diagnostics();
+  dynamic_cast<KvDiagnosable&>(*got).enable_diagnostics();
+  std::vector<std::vector<KvHeadDiagnostics>> ref_diag, got_diag;
+  const auto ref_out = run(*cpu, *ref, c, inputs, &ref_diag);
+  const auto got_out = run(*gpu, *got, c, inputs, &got_diag);
+  EXPECT_NE(dynamic_cast<KvDiagnosable&>(*got).layout_summary().find("[cuda]"), std::string::npos)
+      << "the CUDA backend did not get the CUDA policy";
+
+  const KvLayout lay = plan_kv_layout(spec, c, T, cap, 2);
+  // Selections: identical per (step, layer, head) except near-ties, which swap a chunk or two;
+  // outputs within bf16 tolerance wherever the layer's selections agree.
+  int heads = 0, differing = 0, compared = 0;
+  for (size_t s = 0; s < ref_diag.size(); ++s) {
+    ASSERT_EQ(ref_diag[s].size(), got_diag[s].size());
+    for (int l = 0; l < c.num_layers; ++l) {
+      bool same = true;
+      for (int h = 0; h < c.num_kv_heads; ++h) {
+        const size_t i = size_t(l * c.num_kv_heads + h);
+        const auto& a = ref_diag[s][i].attended_positions;
+        const auto& b = got_diag[s][i].attended_positions;
+        ASSERT_EQ(a.size(), b.size()) << "every head attends the same number of keys";
+        ++heads;
+        if (a == b) continue;
+        same = false;
+        ++differing;
+        std::vector<int64_t> only;
+        std::set_symmetric_difference(a.begin(), a.end(), b.begin(), b.end(),
+                                      std::back_inserter(only));
+        EXPECT_LE(int64_t(only.size()), 4 * lay.chunk) << "step " << s << " layer " << l;
+      }
+      if (!same) continue;
+      ++compared;
+      const size_t at = s * size_t(c.num_layers) + size_t(l);
+      EXPECT_LE(rel_error(got_out[at], ref_out[at]), tc.out_tol) << "step " << s << " layer " << l;
+    }
+  }
+  std::printf("%s: %d of %d (step, layer, head) selections differ (near-ties)\n", tc.spec,
+              differing, heads);
+  EXPECT_LE(differing, std::max(1, heads / 20));
+  EXPECT_GT(compared, 0);
+
+  // Accounting: the host stores are the layout's; PCIe bytes actually moved stay within it.
+  const KvMemoryReport m = got->memory();
+  EXPECT_EQ(m.cpu_bytes, lay.cpu_bytes());
+  EXPECT_GE(m.gpu_bytes, lay.gpu_bytes() - lay.item("gather buffers"));
+  EXPECT_LE(m.pcie_bytes_per_step, lay.pcie_bytes_per_step);
+  if (lay.cpu_bytes() > 0) EXPECT_GT(m.pcie_bytes_per_step, 0);
+  std::printf("%s: gpu %lld B (layout %lld), cpu %lld B, pcie/step %lld B (layout bound %lld)\n",
+              tc.spec, (long long)m.gpu_bytes, (long long)lay.gpu_bytes(), (long long)m.cpu_bytes,
+              (long long)m.pcie_bytes_per_step, (long long)lay.pcie_bytes_per_step);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Policies, CudaSparse,
+    ::testing::Values(
+        Case{"yakv", 64, 3e-2}, Case{"yakv", 128, 3e-2},
+        Case{"yakv:kv-store=fp8,landmarks=bf16,chunk=2,outliers=3,sinks=3", 64, 3e-2},
+        Case{"yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256,budget=40", 128,
+             3e-2},
+        Case{"yakv:kv-store=higgs:d=2,n=256,group=64,budget=0.1,group-agg=mean", 64, 3e-2},
+        Case{"shadowkv:rank=96,budget=64", 64, 6e-2},
+        Case{"shadowkv:outliers=4,sinks=8", 128, 6e-2}, Case{"quest:page=8,budget=64", 64, 2e-2},
+        Case{"quest:sinks=5", 128, 2e-2}));
+
+// A budget covering every token with bf16 storage: yakv on CUDA is dense attention.
+TEST(CudaSparseFullBudget, YakvEqualsDense) {
+  auto gpu = cuda_or_null();
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU";
+  const ModelConfig c = small_config(128);
+  const int64_t T = 300, steps = 3, cap = T + steps;
+  const auto inputs = make_steps(c, T, int(steps), 11);
+  auto dense = make_kv_policy(*gpu, c, KvSpec::parse("dense"), cap);
+  auto yakv =
+      make_kv_policy(*gpu, c, KvSpec::parse("yakv:budget=1.0,kv-store=bf16,landmarks=bf16"), cap);
+  const auto want = run(*gpu, *dense, c, inputs, nullptr);
+  const auto got = run(*gpu, *yakv, c, inputs, nullptr);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_LE(rel_error(got[i], want[i]), 1e-2) << i;
+}
+
+// ms per decode step of the policy alone (every layer, random q/k/v) at the Llama-3.1-8B shape.
+TEST(CudaSparseBench, DecodeStepLlama8B32K) {
+  if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1";
+  auto gpu = cuda_or_null();
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU";
+  ModelConfig c;
+  c.num_layers = 32;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.head_dim = 128;
+  c.rope_theta = 500000.0f;
+  const int64_t T = 32768, reps = 10, cap = T + reps + 2;
+  const int64_t W = 1024, Wq = 4096;
+  std::mt19937_64 rng(3);
+  const std::vector<float> kv_host = bf16_values(size_t(T * W), rng);
+  DeviceArray k = gpu->upload(HostTensor::owned_f32({T, W}, kv_host));
+  const std::vector<float> qp = bf16_values(size_t(T * Wq / 64), rng, 2.0f);
+  DeviceArray q_prompt = gpu->upload(HostTensor::owned_f32({T / 64, Wq}, qp));
+  DeviceArray q1 = gpu->upload(HostTensor::owned_f32({1, Wq}, bf16_values(size_t(Wq), rng, 2.0f)));
+  DeviceArray k1 = gpu->upload(HostTensor::owned_f32({1, W}, bf16_values(size_t(W), rng)));
+  DeviceArray out_prompt = gpu->alloc(T / 64, Wq), out1 = gpu->alloc(1, Wq);
+  // yakv:budget=16 shows the selection's cost without the PCIe fetch.
+  for (const char* text :
+       {"dense", "yakv", "yakv:budget=16", "yakv:kv-store=fp8", "shadowkv", "quest"}) {
+    auto kv = make_kv_policy(*gpu, c, KvSpec::parse(text), cap);
+    // Prefill in 64 chunks of T/64 tokens reusing the same keys (contents do not matter here).
+    for (int64_t p = 0; p < T; p += T / 64)
+      for (int l = 0; l < c.num_layers; ++l) {
+        const Tensor kk = k.tensor().row_range(p, T / 64);
+        kv->attend(l, p, q_prompt.tensor(), kk, kk, kk, out_prompt.tensor());
+      }
+    kv->finish_prefill();
+    auto step = [&](int64_t pos) {
+      for (int l = 0; l < c.num_layers; ++l)
+        kv->attend(l, pos, q1.tensor(), k1.tensor(), k1.tensor(), k1.tensor(), out1.tensor());
+    };
+    step(T);
+    gpu->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 1; r <= reps; ++r) step(T + r);
+    gpu->synchronize();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+        double(reps);
+    const KvMemoryReport m = kv->memory();
+    std::printf(
+        "bench %-20s T=%lld: %.3f ms/step, gpu KV %.1f MiB, cpu %.1f MiB, pcie %.2f MB/step "
+        "(%.1f GB/s)\n",
+        text, (long long)T, ms, m.gpu_bytes / 1048576.0, m.cpu_bytes / 1048576.0,
+        m.pcie_bytes_per_step / 1e6, m.pcie_bytes_per_step / 1e6 / ms);
+    EXPECT_GT(ms, 0.0);
+  }
+}
+
+}  // namespace
+}  // namespace kvo
