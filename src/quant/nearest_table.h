@@ -38,6 +38,31 @@ struct NearestTableView {
   float range = 0.0f, inv_width = 0.0f;
 };
 
+// pt[0..P) = p[0..P): 16- or 8-byte loads on the GPU (grid points in shared memory are aligned
+// to their size for P = 2, 4, 8, 16).
+template <int P>
+KVO_HD inline void load_point(const float* p, float (&pt)[P]) {
+#ifdef __CUDA_ARCH__
+  if constexpr (P % 4 == 0) {
+    KVO_UNROLL
+    for (int j = 0; j < P; j += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(p + j);
+      pt[j] = v.x;
+      pt[j + 1] = v.y;
+      pt[j + 2] = v.z;
+      pt[j + 3] = v.w;
+    }
+  } else if constexpr (P == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    pt[0] = v.x;
+    pt[1] = v.y;
+  } else
+#endif
+  {
+    for (int j = 0; j < P; ++j) pt[j] = p[j];
+  }
+}
+
 // EdenGrid::nearest restricted to y's candidate list. pts: [npts, P], half_norms: [npts].
 template <int P>
 KVO_HD inline uint32_t nearest_pruned(const float* y, const float* pts, const float* half_norms,
@@ -60,11 +85,15 @@ KVO_HD inline uint32_t nearest_pruned(const float* y, const float* pts, const fl
   }
   uint32_t best = 0;
   float best_d = INFINITY;
+  // The next candidate's index is fetched one step ahead, hiding its load behind the distance.
+  uint32_t next = begin < end ? (listed ? t.points[begin] : begin) : 0;
   for (uint32_t k = begin; k < end; ++k) {
-    const uint32_t c = listed ? t.points[k] : k;
-    const float* pt = pts + c * P;
+    const uint32_t c = next;
+    if (k + 1 < end) next = listed ? t.points[k + 1] : k + 1;
+    float pt[P];
+    load_point<P>(pts + c * P, pt);
     float d = half_norms[c];
-#pragma unroll
+    KVO_UNROLL
     for (int j = 0; j < P; ++j) d = fmaf(-y[j], pt[j], d);
     if (d < best_d) {
       best_d = d;

@@ -9,8 +9,10 @@
 
 #ifdef __CUDACC__
 #define KVO_HD __host__ __device__
+#define KVO_UNROLL _Pragma("unroll")
 #else
 #define KVO_HD
+#define KVO_UNROLL
 #endif
 
 namespace kvo::quant {

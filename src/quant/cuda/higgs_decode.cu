@@ -29,17 +29,15 @@ __device__ __forceinline__ float scaled_point_value(const uint8_t* rec, const De
 // Groups of h = 32*E values in registers, as in the encoder's rotation.
 template <int E>
 __device__ void decode_regs(const uint8_t* rec, const DecodeShape& S, const float* pts, int g,
-                            float s, size_t i, const DestRows& dst, int lane) {
+                            float s, const DestRow& out, size_t dim, int lane) {
   float v[E];
 #pragma unroll
   for (int k = 0; k < E; ++k) v[k] = scaled_point_value(rec, S, pts, g, lane * E + k, s);
   warp_hadamard<E>(v, lane);
   const float inv_h = 1.0f / float(32 * E);
 #pragma unroll
-  for (int k = 0; k < E; ++k) {
-    const size_t j = size_t(g) * S.h + size_t(lane * E + k);
-    if (j < dst.dim) dst.store(i, j, __fmul_rn(v[k], inv_h));
-  }
+  for (int k = 0; k < E; ++k) v[k] = __fmul_rn(v[k], inv_h);
+  out.store<E>(size_t(g) * S.h + size_t(lane * E), dim, v);
 }
 
 // One warp per (output row, group); groups above 128 values use the warp's shared slice of h.
@@ -52,24 +50,26 @@ __global__ void higgs_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, 
   const size_t tasks = n * size_t(S.G);
   for (size_t task = size_t(blockIdx.x) * warps + warp; task < tasks;
        task += size_t(gridDim.x) * warps) {
-    const size_t i = task / S.G;
-    const int g = int(task % S.G);
+    size_t i;
+    int g;
+    split_task(task, S.G, i, g);
     const uint8_t* rec = in.at(sel(i));
+    const DestRow out = dst.row(i);
     const float s = load_f32(rec + S.codes_bytes + 4 * size_t(g));
     const size_t j0 = size_t(g) * S.h;
     if (S.h == 64) {
-      decode_regs<2>(rec, S, pts, g, s, i, dst, lane);
+      decode_regs<2>(rec, S, pts, g, s, out, dst.dim, lane);
       continue;
     }
     if (S.h == 128) {
-      decode_regs<4>(rec, S, pts, g, s, i, dst, lane);
+      decode_regs<4>(rec, S, pts, g, s, out, dst.dim, lane);
       continue;
     }
     for (int k = lane; k < S.h; k += 32) z[k] = scaled_point_value(rec, S, pts, g, k, s);
     __syncwarp();
     warp_hadamard_smem(z, S.h, lane);
     for (int k = lane; k < S.h && j0 + k < dst.dim; k += 32)
-      dst.store(i, j0 + k, __fmul_rn(z[k], inv_h));
+      out.store(j0 + k, __fmul_rn(z[k], inv_h));
     __syncwarp();
   }
 }

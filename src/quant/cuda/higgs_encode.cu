@@ -13,30 +13,75 @@ struct EncodeShape {
   size_t codes_bytes;
 };
 
-// Group g of vector i into registers (lane holds values lane*E .. lane*E+E of the group),
-// y = H x / s into y[0..h); returns s = ||x|| (canonical_sum_squares order).
-template <int E>
-__device__ float rotate_regs(const SourceRows& src, size_t i, size_t j0, float* y, int lane) {
-  float v[E];
-#pragma unroll
-  for (int k = 0; k < E; ++k) {
-    const size_t j = j0 + size_t(lane * E + k);
-    v[k] = j < src.dim ? src.at(i, j) : 0.0f;
+// What the search needs: grid points [npts, P] and half norms in shared memory, the table.
+struct SearchTables {
+  const float* pts;
+  const float* half_norms;
+  int npts;
+  NearestTableView table;
+};
+
+__device__ __forceinline__ void put_code(uint8_t* rec, const EncodeShape& S, int g, int t,
+                                         uint32_t c) {
+  const size_t idx = size_t(g) * S.T + t;
+  if (S.cb == 1) {
+    rec[idx] = uint8_t(c);
+  } else {
+    rec[2 * idx] = uint8_t(c & 0xff);
+    rec[2 * idx + 1] = uint8_t(c >> 8);
   }
+}
+
+// Codes of group g from the normalized rotated values y[0..T*P) in the warp's shared slice.
+template <int P>
+__device__ void code_from_smem(const float* y, const EncodeShape& S, const SearchTables& st, int g,
+                               uint8_t* rec, int lane) {
+  for (int t = lane; t < S.T; t += 32) {
+    float yt[P];
+#pragma unroll
+    for (int j = 0; j < P; ++j) yt[j] = y[t * P + j];
+    put_code(rec, S, g, t, nearest_pruned<P>(yt, st.pts, st.half_norms, st.npts, st.table));
+  }
+}
+
+// Group of h = 32*E values in registers (lane holds values lane*E .. lane*E+E): norm, rotation,
+// division by the norm, then the codes. When P divides E the lane's values are whole tuples
+// and are searched in place; otherwise they go through the shared slice y. Returns s.
+template <int E, int P>
+__device__ float encode_regs(const SourceRow& row, size_t dim, size_t j0, float* y,
+                             const EncodeShape& S, const SearchTables& st, int g, uint8_t* rec,
+                             int lane) {
+  float v[E];
+  row.load<E>(j0 + size_t(lane * E), dim, v);
   float acc = 0.0f;
 #pragma unroll
   for (int k = 0; k < E; ++k) acc = fmaf(v[k], v[k], acc);
   const float s = sqrtf(warp_sum_xor(acc));
   warp_hadamard<E>(v, lane);
 #pragma unroll
-  for (int k = 0; k < E; ++k) y[lane * E + k] = s > 0.0f ? v[k] / s : 0.0f;
+  for (int k = 0; k < E; ++k) v[k] = s > 0.0f ? v[k] / s : 0.0f;
+  if constexpr (E % P == 0) {
+#pragma unroll
+    for (int u = 0; u < E / P; ++u) {
+      float yt[P];
+#pragma unroll
+      for (int j = 0; j < P; ++j) yt[j] = v[u * P + j];
+      put_code(rec, S, g, lane * (E / P) + u,
+               nearest_pruned<P>(yt, st.pts, st.half_norms, st.npts, st.table));
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < E; ++k) y[lane * E + k] = v[k];
+    __syncwarp();
+    code_from_smem<P>(y, S, st, g, rec, lane);
+  }
   return s;
 }
 
 // Groups above 128 values go through the warp's shared-memory slice y.
-__device__ float rotate_smem(const SourceRows& src, size_t i, size_t j0, int h, float* y,
+__device__ float rotate_smem(const SourceRow& row, size_t dim, size_t j0, int h, float* y,
                              int lane) {
-  for (int k = lane; k < h; k += 32) y[k] = j0 + k < src.dim ? src.at(i, j0 + k) : 0.0f;
+  for (int k = lane; k < h; k += 32) y[k] = j0 + k < dim ? row.at(j0 + k) : 0.0f;
   __syncwarp();
   const int E = h / 32;
   float acc = 0.0f;
@@ -60,34 +105,26 @@ __global__ void higgs_encode_kernel(SourceRows src, size_t n, EncodeShape S, Rec
   for (int k = threadIdx.x; k < S.npts * P; k += blockDim.x) pts[k] = grid.points[k];
   for (int k = threadIdx.x; k < S.npts; k += blockDim.x) hn[k] = grid.half_norms[k];
   for (int k = S.h + lane; k < S.T * P; k += 32) y[k] = 0.0f;
+  const SearchTables st{pts, hn, S.npts, grid.table};
   __syncthreads();
   const size_t tasks = n * size_t(S.G);
   for (size_t task = size_t(blockIdx.x) * warps + warp; task < tasks;
        task += size_t(gridDim.x) * warps) {
-    const size_t i = task / S.G;
-    const int g = int(task % S.G);
+    size_t i;
+    int g;
+    split_task(task, S.G, i, g);
+    const SourceRow row = src.row(i);
     const size_t j0 = size_t(g) * S.h;
-    float s;
-    if (S.h == 64)
-      s = rotate_regs<2>(src, i, j0, y, lane);
-    else if (S.h == 128)
-      s = rotate_regs<4>(src, i, j0, y, lane);
-    else
-      s = rotate_smem(src, i, j0, S.h, y, lane);
-    __syncwarp();
     uint8_t* rec = out.at(i);
-    for (int t = lane; t < S.T; t += 32) {
-      float yt[P];
-#pragma unroll
-      for (int j = 0; j < P; ++j) yt[j] = y[t * P + j];
-      const uint32_t c = nearest_pruned<P>(yt, pts, hn, S.npts, grid.table);
-      const size_t idx = size_t(g) * S.T + t;
-      if (S.cb == 1) {
-        rec[idx] = uint8_t(c);
-      } else {
-        rec[2 * idx] = uint8_t(c & 0xff);
-        rec[2 * idx + 1] = uint8_t(c >> 8);
-      }
+    float s;
+    if (S.h == 64) {
+      s = encode_regs<2, P>(row, src.dim, j0, y, S, st, g, rec, lane);
+    } else if (S.h == 128) {
+      s = encode_regs<4, P>(row, src.dim, j0, y, S, st, g, rec, lane);
+    } else {
+      s = rotate_smem(row, src.dim, j0, S.h, y, lane);
+      __syncwarp();
+      code_from_smem<P>(y, S, st, g, rec, lane);
     }
     if (lane == 0) {
       store_f32(rec + S.codes_bytes + 4 * size_t(g), s);

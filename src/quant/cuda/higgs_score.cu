@@ -42,26 +42,29 @@ __device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// Leaves sum over lanes of acc[l] in lane l's acc[0].
+// Sums acc[k] over the lanes into lane k: each step hands half of the keys to the partner lane
+// and keeps the other half, so after 16, 8, 4, 2, 1 lane l holds key l in acc[0]. Offsets are
+// template constants so every index is static and acc stays in registers.
+template <int OFF>
 __device__ __forceinline__ float transpose_reduce(float (&acc)[32], int lane) {
+  const bool upper = lane & OFF;
 #pragma unroll
-  for (int off = 16; off >= 1; off >>= 1) {
-    const bool upper = lane & off;
-#pragma unroll
-    for (int i = 0; i < off; ++i) {
-      const float send = upper ? acc[i] : acc[i + off];
-      const float keep = upper ? acc[i + off] : acc[i];
-      acc[i] = keep + __shfl_xor_sync(kFullMask, send, off);
-    }
+  for (int i = 0; i < OFF; ++i) {
+    const float send = upper ? acc[i] : acc[i + OFF];
+    const float keep = upper ? acc[i + OFF] : acc[i];
+    acc[i] = keep + __shfl_xor_sync(kFullMask, send, OFF);
   }
-  return acc[0];
+  if constexpr (OFF > 1)
+    return transpose_reduce<OFF / 2>(acc, lane);
+  else
+    return acc[0];
 }
 
 // blockIdx.x: query (r * num_q_heads + hq), so the queries of one KV head run side by side and
 // share its keys in L2; blockIdx.y: a run of keys_per_block keys. LB: bytes per code load
 // (the lane's R codes in LB-byte words), CB: bytes per code.
 template <int LB, int CB>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
                        float* __restrict__ scores) {
@@ -102,19 +105,20 @@ __global__ void __launch_bounds__(kThreads)
     for (int c0 = 0; c0 < S.R; c0 += kCodesPerWord) {
       if (!active || first + c0 >= S.T) break;  // nothing (left) for this lane
       const uint8_t* base = head + kb * S.rec + size_t(first + c0) * CB;
+      // All 32 loads first, so they are in flight together; keys past the end read as code 0
+      // into sums that are never stored.
+      uint32_t w[32];
 #pragma unroll
-      for (int k = 0; k < 32; ++k) {
-        if (k < nk) {
-          const uint32_t w = load_word<LB>(base + size_t(k) * S.rec);
+      for (int k = 0; k < 32; ++k) w[k] = k < nk ? load_word<LB>(base + size_t(k) * S.rec) : 0u;
 #pragma unroll
-          for (int b = 0; b < kCodesPerWord; ++b) {
-            const uint32_t code = CB == 1 ? (w >> (8 * b)) & 0xffu : (w >> (16 * b)) & 0xffffu;
-            acc[k] += lut[code * S.TS + (c0 + b) * 32 + lane];
-          }
+      for (int b = 0; b < kCodesPerWord; ++b)
+#pragma unroll
+        for (int k = 0; k < 32; ++k) {
+          const uint32_t code = CB == 1 ? (w[k] >> (8 * b)) & 0xffu : (w[k] >> (16 * b)) & 0xffffu;
+          acc[k] += lut[code * S.TS + (c0 + b) * 32 + lane];
         }
-      }
     }
-    const float total = transpose_reduce(acc, lane);
+    const float total = transpose_reduce<16>(acc, lane);
     if (lane < nk) {
       const size_t key = kb + lane;
       const float s = load_f32(head + key * S.rec + S.codes_bytes);

@@ -6,15 +6,17 @@
 namespace kvo::quant::cuda {
 namespace {
 
+// One warp per block of m vectors, lanes along the vectors.
 __global__ void block_means_kernel(SourceRows src, size_t n, size_t m, float* means) {
-  const size_t blocks = (n + m - 1) / m, total = blocks * src.dim;
-  for (size_t e = size_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += size_t(gridDim.x) * blockDim.x) {
-    const size_t b = e / src.dim, j = e % src.dim;
+  const int lane = threadIdx.x % 32;
+  const size_t blocks = (n + m - 1) / m, warps = size_t(gridDim.x) * blockDim.x / 32;
+  for (size_t b = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; b < blocks; b += warps) {
     const size_t end = min(n, (b + 1) * m);
-    double s = 0.0;
-    for (size_t i = b * m; i < end; ++i) s += double(src.at(i, j));
-    means[e] = float(s / double(end - b * m));
+    for (size_t j = lane; j < src.dim; j += 32) {
+      double s = 0.0;
+      for (size_t i = b * m; i < end; ++i) s += double(src.row(i).at(j));
+      means[b * src.dim + j] = float(s / double(end - b * m));
+    }
   }
 }
 
@@ -23,9 +25,8 @@ __global__ void block_means_kernel(SourceRows src, size_t n, size_t m, float* me
 void block_means(const SourceRows& src, size_t n, size_t m, float* means, cudaStream_t stream) {
   if (n == 0) return;
   constexpr int threads = 256;
-  const size_t total = (n + m - 1) / m * src.dim;
-  const int blocks =
-      resident_blocks(block_means_kernel, threads, 0, (total + threads - 1) / threads);
+  const size_t warps = (n + m - 1) / m;
+  const int blocks = resident_blocks(block_means_kernel, threads, 0, (warps + 7) / 8);
   block_means_kernel<<<blocks, threads, 0, stream>>>(src, n, m, means);
   KVO_CUDA_CHECK(cudaGetLastError());
 }

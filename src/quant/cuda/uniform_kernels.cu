@@ -19,11 +19,12 @@ __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, 
   const uint32_t qmax = (1u << S.bits) - 1;
   for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
     uint8_t* rec = out.at(i);
+    const SourceRow row = src.row(i);
     for (int g = threadIdx.x; g < S.G; g += blockDim.x) {
       const size_t b = size_t(g) * S.group, e = min(src.dim, b + S.group);
-      float lo = src.at(i, b), hi = lo;
+      float lo = row.at(b), hi = lo;
       for (size_t j = b; j < e; ++j) {
-        const float v = src.at(i, j);
+        const float v = row.at(j);
         lo = v < lo ? v : lo;  // std::min / std::max, as on the CPU
         hi = hi < v ? v : hi;
       }
@@ -36,7 +37,7 @@ __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, 
     __syncthreads();
     for (size_t j = threadIdx.x; j < src.dim; j += blockDim.x) {
       const size_t g = j / S.group;
-      codes[j] = uint8_t(uniform_code(src.at(i, j), params[2 * g], params[2 * g + 1], qmax));
+      codes[j] = uint8_t(uniform_code(row.at(j), params[2 * g], params[2 * g + 1], qmax));
     }
     __syncthreads();
     // Word w holds bits [32w, 32w + 32): the values j with j*bits in (32w - bits, 32w + 32).
@@ -53,21 +54,23 @@ __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, 
   }
 }
 
+// One warp per row, lanes along the row.
 __global__ void uniform_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, UniformShape S,
                                       DestRows dst) {
-  const size_t total = n * dst.dim;
-  for (size_t e = size_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += size_t(gridDim.x) * blockDim.x) {
-    const size_t i = e / dst.dim, j = e % dst.dim;
+  const int lane = threadIdx.x % 32;
+  const size_t warps = size_t(gridDim.x) * blockDim.x / 32;
+  for (size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < n; i += warps) {
     const uint8_t* rec = in.at(sel(i));
-    uint32_t q = 0;
-    for (int k = 0; k < S.bits; ++k) {
-      const size_t bit = j * S.bits + k;
-      q |= uint32_t((rec[bit / 8] >> (bit % 8)) & 1u) << k;
+    const DestRow out = dst.row(i);
+    for (size_t j = lane; j < dst.dim; j += 32) {
+      uint32_t q = 0;
+      for (int k = 0; k < S.bits; ++k) {
+        const size_t bit = j * S.bits + k;
+        q |= uint32_t((rec[bit / 8] >> (bit % 8)) & 1u) << k;
+      }
+      const uint8_t* p = rec + S.codes_bytes + 8 * (j / S.group);
+      out.store(j, uniform_value(q, load_f32(p), load_f32(p + 4)));
     }
-    const size_t g = j / S.group;
-    const uint8_t* p = rec + S.codes_bytes + 8 * g;
-    dst.store(i, j, uniform_value(q, load_f32(p), load_f32(p + 4)));
   }
 }
 
@@ -92,8 +95,7 @@ void uniform_decode(const UniformQuantizer& q, const ConstRecordMap& in, const R
                     size_t n, const DestRows& dst, cudaStream_t stream) {
   if (n == 0) return;
   constexpr int threads = 256;
-  const int blocks =
-      resident_blocks(uniform_decode_kernel, threads, 0, (n * dst.dim + threads - 1) / threads);
+  const int blocks = resident_blocks(uniform_decode_kernel, threads, 0, (n + 7) / 8);
   uniform_decode_kernel<<<blocks, threads, 0, stream>>>(in, sel, n, shape_of(q, dst.dim), dst);
   KVO_CUDA_CHECK(cudaGetLastError());
 }

@@ -39,7 +39,7 @@ __device__ __forceinline__ void warp_hadamard(float (&v)[E], int lane) {
 __device__ __forceinline__ void warp_hadamard_smem(float* y, int h, int lane) {
   for (int st = 1; st < h; st <<= 1) {
     for (int b = lane; b < h / 2; b += 32) {
-      const int j = (b / st) * 2 * st + (b % st);
+      const int j = ((b & ~(st - 1)) << 1) | (b & (st - 1));  // (b / st) * 2st + b % st
       const float a = y[j], c = y[j + st];
       y[j] = a + c;
       y[j + st] = a - c;
