@@ -81,6 +81,16 @@ void run_bench(const BenchFlags& f) {
     fail("--roofline needs a CUDA build and --device cuda");
 #endif
   }
+  // Every length and batch is checked before anything runs.
+  std::vector<std::pair<int64_t, int64_t>> plan;  // (prompt tokens, batch) per requested length
+  for (int64_t requested : f.prompt_tokens) {
+    check(requested > 0, "--prompt-tokens must be positive");
+    // A prompt must leave room for the generated tokens inside the model's context.
+    const int64_t n = std::min<int64_t>(requested, c.max_context - f.gen);
+    check(n > 0, "--gen {} leaves no room for a prompt in a {}-token context", f.gen,
+          c.max_context);
+    plan.emplace_back(n, fitting_batch(runner, spec, n, f.gen, f.batch));
+  }
   if (!f.json) {
     std::printf("model %s (%s, %d layers, %s of weights), device %s, kv %s, %d generated tokens\n",
                 runner.source.c_str(), arch_name(c.arch), c.num_layers,
@@ -93,13 +103,9 @@ void run_bench(const BenchFlags& f) {
                 f.roofline ? "  roofline ms  % of roofline" : "");
   }
   nlohmann::json rows = nlohmann::json::array();
-  for (int64_t requested : f.prompt_tokens) {
-    check(requested > 0, "--prompt-tokens must be positive");
-    // A prompt must leave room for the generated tokens inside the model's context.
-    const int64_t n = std::min<int64_t>(requested, c.max_context - f.gen);
-    check(n > 0, "--gen {} leaves no room for a prompt in a {}-token context", f.gen,
-          c.max_context);
-    const int64_t B = fitting_batch(runner, spec, n, f.gen, f.batch);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const int64_t requested = f.prompt_tokens[i];
+    const auto [n, B] = plan[i];
     BatchResult best;  // the run with the fastest decode
     double best_prefill = 0;
     for (int rep = 0; rep < f.repeats; ++rep) {

@@ -25,9 +25,19 @@ Transformer::Transformer(Backend& backend, const ModelConfig& config, const Weig
     layers_.push_back(Layer{upload(lw.attn_norm), upload(lw.wq), upload(lw.wk), upload(lw.wv),
                             upload(lw.wo), upload(lw.bq), upload(lw.bk), upload(lw.bv),
                             upload(lw.bo), upload(lw.q_norm), upload(lw.k_norm),
-                            upload(lw.ffn_norm), upload(lw.w_gate), upload(lw.w_up),
-                            upload(lw.w_down)});
+                            upload(lw.ffn_norm), upload(lw.w_down),
+                            upload_stacked(lw.w_gate, lw.w_up)});
   }
+}
+
+DeviceArray Transformer::upload_stacked(const HostTensor& a, const HostTensor& b) {
+  const DeviceArray da = backend_.upload(a), db = backend_.upload(b);
+  const Tensor ta = da.tensor(), tb = db.tensor();
+  DeviceArray both = backend_.alloc(ta.rows + tb.rows, ta.cols);
+  backend_.copy(ta, both.tensor().row_range(0, ta.rows));
+  backend_.copy(tb, both.tensor().row_range(ta.rows, tb.rows));
+  weight_bytes_ += both.nbytes();
+  return both;
 }
 
 Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_rope_keys) {
@@ -43,8 +53,8 @@ Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_ro
   a.k = b.alloc(rows, kv_width);
   a.v = b.alloc(rows, kv_width);
   if (pre_rope_keys) a.k_pre = b.alloc(rows, kv_width);
-  a.gate = b.alloc(rows, c.intermediate_size);
-  a.up = b.alloc(rows, c.intermediate_size);
+  a.gate_up = b.alloc(rows, 2 * int64_t{c.intermediate_size});
+  a.ffn = b.alloc(rows, c.intermediate_size);
   a.normed = b.alloc(rows, c.hidden_size);
   return a;
 }
@@ -53,7 +63,7 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
   const ModelConfig& c = config_;
   const int64_t per_row = 3 * int64_t{c.hidden_size} + 2 * int64_t{c.num_heads} * c.head_dim +
                           3 * int64_t{c.num_kv_heads} * c.head_dim +
-                          2 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
+                          3 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
   return rows * per_row * int64_t(dtype_size(embedding_.tensor().dtype));
 }
 
@@ -130,7 +140,12 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   };
   const Tensor x = rows_of(a.x), h = rows_of(a.h), q = rows_of(a.q), k = rows_of(a.k),
                v = rows_of(a.v), k_pre = rows_of(a.k_pre), attn = rows_of(a.attn),
-               gate = rows_of(a.gate), up = rows_of(a.up);
+               gate_up = rows_of(a.gate_up), ffn = rows_of(a.ffn);
+  // Column views of gate_up: (T, intermediate) each, rows 2 * intermediate apart.
+  Tensor gate = gate_up, up = gate_up;
+  gate.cols = up.cols = c.intermediate_size;
+  up.data = static_cast<char*>(up.data) +
+            int64_t{c.intermediate_size} * int64_t(dtype_size(gate_up.dtype));
   auto rope = [&](const Tensor& t) {
     if (in.positions_at)
       b.rope_at(t, *in.positions_at, c.head_dim, rope_);
@@ -174,10 +189,9 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     b.add(x, h);
 
     b.rmsnorm(x, L.ffn_norm.tensor(), c.rms_norm_eps, h);
-    b.matmul(h, L.w_gate.tensor(), nullptr, gate);
-    b.matmul(h, L.w_up.tensor(), nullptr, up);
-    b.swiglu(gate, up, gate);
-    b.matmul(gate, L.w_down.tensor(), nullptr, h);
+    b.matmul(h, L.w_gate_up.tensor(), nullptr, gate_up);
+    b.swiglu(gate, up, ffn);
+    b.matmul(ffn, L.w_down.tensor(), nullptr, h);
     b.add(x, h);
   }
   if (logits.rows == 0) return;

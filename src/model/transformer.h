@@ -33,12 +33,13 @@ class Transformer {
 
   // Activations of `rows` tokens in flight.
   struct Activations {
-    DeviceArray x, h;      // (rows, hidden) residual stream; normed block input / block output
-    DeviceArray q, attn;   // (rows, heads * head_dim)
-    DeviceArray k, v;      // (rows, kv_heads * head_dim)
-    DeviceArray k_pre;     // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants
-    DeviceArray gate, up;  // (rows, intermediate)
-    DeviceArray normed;    // (rows, hidden) final-normed rows that get logits
+    DeviceArray x, h;     // (rows, hidden) residual stream; normed block input / block output
+    DeviceArray q, attn;  // (rows, heads * head_dim)
+    DeviceArray k, v;     // (rows, kv_heads * head_dim)
+    DeviceArray k_pre;    // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants
+    DeviceArray gate_up;  // (rows, 2 * intermediate) [gate | up] projections
+    DeviceArray ffn;      // (rows, intermediate) silu(gate) * up
+    DeviceArray normed;   // (rows, hidden) final-normed rows that get logits
   };
   // Backend state of batched decode steps, kept across steps so that a recorded step (CUDA
   // graph) stays valid: row b of every tensor belongs to sequence b.
@@ -70,8 +71,12 @@ class Transformer {
  private:
   struct Layer {
     DeviceArray attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm;
-    DeviceArray ffn_norm, w_gate, w_up, w_down;
+    DeviceArray ffn_norm, w_down;
+    DeviceArray w_gate_up;  // (2 * intermediate, hidden): w_gate rows, then w_up rows, so one
+                            // GEMM (one weight stream in decode) computes both projections
   };
+  // The rows of a and b stacked into one backend array.
+  DeviceArray upload_stacked(const HostTensor& a, const HostTensor& b);
   // Rows of one forward: token ids and positions from the host or from index tensors, split in
   // runs of consecutive rows that belong to one sequence.
   struct Run {

@@ -27,7 +27,7 @@ TEST(RandomWeights, SameSeedSameWeightsOtherSeedOthers) {
   EXPECT_FALSE(same_bytes(a.layers[1].wq, other.layers[1].wq));
   EXPECT_FALSE(same_bytes(a.layers[0].w_up, a.layers[1].w_up));  // every tensor its own stream
   EXPECT_EQ(a.layers[0].wq.dtype, DType::BF16);
-  ASSERT_EQ(a.layers[0].wk.shape, (std::vector<int64_t>{32, 64}));
+  ASSERT_EQ(a.layers[0].wk.shape, (std::vector<int64_t>{64, 64}));
   // Standard deviation 1/sqrt(fan_in).
   const std::vector<float> w = a.layers[0].w_down.to_f32();
   double sq = 0;

@@ -15,7 +15,7 @@ inline std::string tiny_config_json(const std::string& arch, int layers = 3) {
   return fmt::format(
       R"({{"architectures": ["{}"], "vocab_size": 97, "hidden_size": 64, "intermediate_size": 96,
           "num_hidden_layers": {}, "num_attention_heads": 4, "num_key_value_heads": 2,
-          "head_dim": 16, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5,
+          "head_dim": 32, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5,
           "rope_theta": 10000.0, "tie_word_embeddings": {}{}}})",
       arch, layers, llama ? "true" : "false",
       llama ? R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,

@@ -328,10 +328,11 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
     splits = force_splits;
   } else {
     const int64_t blocks = pl.n_row_tiles * a.num_kv_heads;
-    // Split long key ranges until ~2 blocks per SM, each split keeping >= 256 keys.
+    // Split long key ranges until ~2 blocks per SM, each split keeping >= 128 keys (two
+    // tiles: the decode step of one sequence then spreads over every SM).
     if (blocks < num_sms && a.kv_len >= 512) {
       const int64_t want = (2 * int64_t(num_sms) + blocks - 1) / blocks;
-      splits = int(std::min<int64_t>({want, (a.kv_len + 255) / 256, 256}));
+      splits = int(std::min<int64_t>({want, (a.kv_len + 127) / 128, 256}));
     }
   }
   pl.keys_per_split = ((kv + splits - 1) / splits + kKeys - 1) / kKeys * kKeys;

@@ -267,6 +267,12 @@ class CudaBackend final : public Backend {
       fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows, w.cols,
            out.rows, out.cols);
     if (x.rows == 0 || w.rows == 0) return;
+    if (cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols)) {
+      cuda::matvec(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride,
+                   bias && bias->data ? bf(*bias, "bias") : nullptr, bf(out, "matmul"), out.stride,
+                   x.rows, w.rows, x.cols, stream_);
+      return;
+    }
     float beta = 0.0f;
     if (bias && bias->data) {
       cuda::broadcast_rows(bf(*bias, "bias"), bf(out, "matmul"), out.stride, out.rows, out.cols,

@@ -206,6 +206,65 @@ struct BroadcastOp {
   }
 };
 
+// acc[r] += dot(8 weights in `w`, 8 elements of row r of x at chunk c).
+template <int M>
+__device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, const bf16* x,
+                                           int64_t xs, int64_t c) {
+  const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
+  float2 wf[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) wf[j] = __bfloat1622float2(wp[j]);
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    const uint4 xv = reinterpret_cast<const uint4*>(x + r * xs)[c];
+    const __nv_bfloat162* xp = reinterpret_cast<const __nv_bfloat162*>(&xv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 xf = __bfloat1622float2(xp[j]);
+      acc[r] = fmaf(wf[j].x, xf.x, fmaf(wf[j].y, xf.y, acc[r]));
+    }
+  }
+}
+
+// 8 warps per block, one output feature per warp; 4 weight loads per lane in flight.
+template <int M>
+__global__ void __launch_bounds__(256)
+    matvec_kernel(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
+                  int64_t os, int64_t n_out, int64_t k) {
+  const int lane = threadIdx.x % 32;
+  const int64_t n = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
+  if (n >= n_out) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(w + n * ws);
+  const int64_t chunks = k / 8;
+  float acc[M];
+#pragma unroll
+  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
+  int64_t c = lane;
+  for (; c + 96 < chunks; c += 128) {
+    uint4 wv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) wv[u] = __ldcs(wr + c + 32 * u);  // streamed: read once a step
+#pragma unroll
+    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u);
+  }
+  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c);
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    float v = warp_sum(acc[r]);
+    if (lane == 0) {
+      if (bias) v += __bfloat162float(bias[n]);
+      out[r * os + n] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
+template <int M>
+void launch_matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias,
+                   bf16* out, int64_t os, int64_t n, int64_t k, cudaStream_t stream) {
+  matvec_kernel<M>
+      <<<static_cast<unsigned>((n + 7) / 8), 256, 0, stream>>>(x, xs, w, ws, bias, out, os, n, k);
+}
+
 // One block per row.
 __global__ void copy_rows_at_kernel(const bf16* src, int64_t ss, bf16* dst, int64_t ds,
                                     int64_t cols, const int32_t* first) {
@@ -227,6 +286,42 @@ __global__ void read_sum_kernel(const uint4* data, int64_t n, uint32_t* out) {
 }
 
 }  // namespace
+
+bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k) {
+  return m >= 1 && m <= kMatvecRows && k % 8 == 0 && xs % 8 == 0 && ws % 8 == 0 && aligned(x, 16) &&
+         aligned(w, 16);
+}
+
+void matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
+            int64_t os, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+  switch (m) {
+    case 1:
+      launch_matvec<1>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 2:
+      launch_matvec<2>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 3:
+      launch_matvec<3>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 4:
+      launch_matvec<4>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 5:
+      launch_matvec<5>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 6:
+      launch_matvec<6>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    case 7:
+      launch_matvec<7>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+    default:
+      launch_matvec<8>(x, xs, w, ws, bias, out, os, n, k, stream);
+      break;
+  }
+  KVO_CUDA_LAUNCHED("matvec_kernel");
+}
 
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
                   const int32_t* first, cudaStream_t stream) {

@@ -47,6 +47,16 @@ void add(bf16* x, int64_t xs, const bf16* y, int64_t ys, int64_t rows, int64_t c
 void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64_t cols,
                     cudaStream_t stream);
 
+// out = x * w^T (+ bias) for a few rows of x (decode): x [m, k] stride xs, w [n, k] stride ws,
+// bias [n] or nullptr, out [m, n] stride os; m in 1..kMatvecRows, k, xs, ws multiples of 8 and
+// x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
+// with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
+// each weight once per step at close to the memory bandwidth.
+constexpr int kMatvecRows = 8;
+bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
+void matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
+            int64_t os, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+
 // dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
 // is one int32 in device memory, read when the kernel runs.
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
