@@ -42,36 +42,41 @@ __device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// Sums acc[k] over the lanes into lane k: each step hands half of the keys to the partner lane
-// and keeps the other half, so after 16, 8, 4, 2, 1 lane l holds key l in acc[0]. Offsets are
-// template constants so every index is static and acc stays in registers.
-template <int OFF>
-__device__ __forceinline__ float transpose_reduce(float (&acc)[32], int lane) {
+// Sums the 32 partial sums of each lane group (LPK = 32 / KPS lanes) transposed: each step
+// hands half of the values to the partner lane (xor OFF) and keeps the other half, so after the
+// steps OFF = LPK/2 .. 1 lane i of its group holds the totals of values i*V .. i*V+V-1 in
+// acc[0..V), V = 32 / LPK. OFF and V are template constants: every index is static and acc
+// stays in registers.
+template <int OFF, int V>
+__device__ __forceinline__ void transpose_reduce(float (&acc)[32], int lane) {
   const bool upper = lane & OFF;
 #pragma unroll
-  for (int i = 0; i < OFF; ++i) {
-    const float send = upper ? acc[i] : acc[i + OFF];
-    const float keep = upper ? acc[i + OFF] : acc[i];
+  for (int i = 0; i < V / 2; ++i) {
+    const float send = upper ? acc[i] : acc[i + V / 2];
+    const float keep = upper ? acc[i + V / 2] : acc[i];
     acc[i] = keep + __shfl_xor_sync(kFullMask, send, OFF);
   }
-  if constexpr (OFF > 1)
-    return transpose_reduce<OFF / 2>(acc, lane);
-  else
-    return acc[0];
+  if constexpr (OFF > 1) transpose_reduce<OFF / 2, V / 2>(acc, lane);
 }
 
 // blockIdx.x: query (r * num_q_heads + hq), so the queries of one KV head run side by side and
-// share its keys in L2; blockIdx.y: a run of keys_per_block keys. LB: bytes per code load
-// (the lane's R codes in LB-byte words), CB: bytes per code.
-template <int LB, int CB>
+// share its keys in L2; blockIdx.y: a run of keys_per_block keys.
+// KPS keys per warp step: lane group h = lane / LPK takes key kb + KPS*s + h at step s, its
+// lane i the tuples i*RL .. i*RL+RL-1 (RL = TS*KPS/32); the table keeps KPS copies side by
+// side, tuple i*RL+r of copy h in column r*32 + h*LPK + i, so a read is conflict-free. Two keys
+// per step halve the loads and the reduction per key. LB: bytes per code load (the lane's RL
+// codes in LB-byte words), CB: bytes per code.
+template <int LB, int CB, int KPS>
 __global__ void __launch_bounds__(kThreads, 2)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
                        float* __restrict__ scores) {
+  constexpr int LPK = 32 / KPS, V = KPS;  // lanes per key, totals per lane at the end
   extern __shared__ float smem[];
   float* qrot = smem;       // [h]
-  float* lut = smem + S.h;  // [npts][TS]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* lut = smem + S.h;  // [npts][W], W = 32 * RL columns
+  const int W = 32 * S.R;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, h = lane / LPK, li = lane % LPK;
   const int qi = blockIdx.x, r = qi / S.num_q_heads, hq = qi % S.num_q_heads;
   const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
   for (int k = threadIdx.x; k < S.h; k += kThreads)
@@ -79,11 +84,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   __syncthreads();
   if (warp == 0) warp_hadamard_smem(qrot, S.h, lane);
   __syncthreads();
-  for (int idx = threadIdx.x; idx < S.npts * S.TS; idx += kThreads) {
-    const int c = idx / S.TS, col = idx % S.TS;
-    const int t = S.t0 + (col % 32) * S.R + col / 32;
+  for (int idx = threadIdx.x; idx < S.npts * W; idx += kThreads) {
+    const int c = idx / W, col = idx % W;
+    const int t = S.t0 + (col % 32 % LPK) * S.R + col / 32;
     float acc = 0.0f;
-    if (t < S.T)
+    if (t < S.T && t < S.t0 + S.TS)
       for (int j = 0; j < S.p; ++j)
         if (t * S.p + j < S.h) acc = fmaf(pts[c * S.p + j], qrot[t * S.p + j], acc);
     lut[idx] = acc;
@@ -94,45 +99,49 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* out = scores + size_t(qi) * S.n_keys;
   const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
   const size_t end = min(S.n_keys, begin + S.keys_per_block);
-  const int first = S.t0 + lane * S.R;    // the lane's first tuple
-  const bool active = lane * S.R < S.TS;  // slices under 32 tuples leave lanes idle
+  const int first = S.t0 + li * S.R;    // the lane's first tuple
+  const bool active = li * S.R < S.TS;  // slices narrower than the lanes leave some idle
   constexpr int kCodesPerWord = LB / CB;
-  for (size_t kb = begin + size_t(warp) * 32; kb < end; kb += kWarps * 32) {
-    const int nk = int(min(size_t(32), end - kb));
+  for (size_t kb = begin + size_t(warp) * 32 * KPS; kb < end; kb += kWarps * 32 * KPS) {
+    const int nk = int(min(size_t(32 * KPS), end - kb));
     float acc[32];
 #pragma unroll
-    for (int k = 0; k < 32; ++k) acc[k] = 0.0f;
+    for (int s = 0; s < 32; ++s) acc[s] = 0.0f;
     for (int c0 = 0; c0 < S.R; c0 += kCodesPerWord) {
       if (!active || first + c0 >= S.T) break;  // nothing (left) for this lane
-      const uint8_t* base = head + kb * S.rec + size_t(first + c0) * CB;
+      const uint8_t* base = head + (kb + h) * S.rec + size_t(first + c0) * CB;
       // All 32 loads first, so they are in flight together; keys past the end read as code 0
       // into sums that are never stored.
       uint32_t w[32];
 #pragma unroll
-      for (int k = 0; k < 32; ++k) w[k] = k < nk ? load_word<LB>(base + size_t(k) * S.rec) : 0u;
+      for (int s = 0; s < 32; ++s)
+        w[s] = KPS * s + h < nk ? load_word<LB>(base + size_t(KPS * s) * S.rec) : 0u;
 #pragma unroll
       for (int b = 0; b < kCodesPerWord; ++b)
 #pragma unroll
-        for (int k = 0; k < 32; ++k) {
-          const uint32_t code = CB == 1 ? (w[k] >> (8 * b)) & 0xffu : (w[k] >> (16 * b)) & 0xffffu;
-          acc[k] += lut[code * S.TS + (c0 + b) * 32 + lane];
+        for (int s = 0; s < 32; ++s) {
+          const uint32_t code = CB == 1 ? (w[s] >> (8 * b)) & 0xffu : (w[s] >> (16 * b)) & 0xffffu;
+          acc[s] += lut[code * W + (c0 + b) * 32 + lane];
         }
     }
-    const float total = transpose_reduce<16>(acc, lane);
-    if (lane < nk) {
-      const size_t key = kb + lane;
-      const float s = load_f32(head + key * S.rec + S.codes_bytes);
-      const float v = total * s * S.factor;
-      out[key] = S.accumulate ? out[key] + v : v;
+    transpose_reduce<LPK / 2, 32>(acc, lane);
+#pragma unroll
+    for (int u = 0; u < V; ++u) {
+      const int s = li * V + u, k = KPS * s + h;
+      if (k < nk) {
+        const size_t key = kb + k;
+        const float v = acc[u] * load_f32(head + key * S.rec + S.codes_bytes) * S.factor;
+        out[key] = S.accumulate ? out[key] + v : v;
+      }
     }
   }
 }
 
-template <int LB, int CB>
+template <int LB, int CB, int KPS>
 void launch_slice(const uint16_t* d_q, const ScoreShape& S, size_t n_queries, const uint8_t* d_keys,
                   const float* pts, float* d_scores, cudaStream_t stream) {
-  const size_t smem = (size_t(S.h) + size_t(S.npts) * S.TS) * sizeof(float);
-  auto* kernel = higgs_score_kernel<LB, CB>;
+  const size_t smem = (size_t(S.h) + size_t(S.npts) * 32 * S.R) * sizeof(float);
+  auto* kernel = higgs_score_kernel<LB, CB, KPS>;
   const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
   // Enough key runs for two waves of resident blocks, each at least one pass of the warps.
   const size_t runs_wanted = std::max<size_t>(1, 2 * size_t(resident) / n_queries);
@@ -181,28 +190,31 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   S.q_stride = q_stride;
   S.factor = scale / float(S.h);
   const int cb = q.code_bytes();
-  // Slice width: the most tuples whose table fits, 32*R with R a power of two once >= 32.
+  // Slice width TS: the most tuples (a power of two) whose table fits. Two keys per warp step
+  // when two copies of the table fit and a key has at least 16 tuples to spread over 16 lanes.
   const size_t fit = std::max<size_t>(1, kLutBytes / (sizeof(float) * size_t(S.npts)));
   int TS = 1;
   while (size_t(TS) * 2 <= fit && TS < S.T) TS *= 2;
+  const int kps = TS >= 16 && size_t(2 * TS) <= fit ? 2 : 1;
   S.TS = TS;
-  S.R = std::max(1, TS / 32);
-  const int lane_bytes = S.R * cb, LB = std::min(lane_bytes, 4);
+  S.R = std::max(1, TS * kps / 32);  // tuples per lane
+  const int LB = std::min(S.R * cb, 4);
   const float* pts = device_grid(q.grid()).points;
   for (int t0 = 0; t0 < S.T; t0 += TS) {
     S.t0 = t0;
     S.accumulate = t0 > 0;
-    auto go = [&](auto lb, auto cbc) {
-      launch_slice<decltype(lb)::value, decltype(cbc)::value>(d_q, S, n_queries, d_keys, pts,
-                                                              d_scores, stream);
+    auto go = [&](auto lb, auto cbc, auto kpsc) {
+      launch_slice<decltype(lb)::value, decltype(cbc)::value, decltype(kpsc)::value>(
+          d_q, S, n_queries, d_keys, pts, d_scores, stream);
     };
     using I1 = std::integral_constant<int, 1>;
     using I2 = std::integral_constant<int, 2>;
     using I4 = std::integral_constant<int, 4>;
+    auto with_kps = [&](auto lb, auto cbc) { kps == 2 ? go(lb, cbc, I2{}) : go(lb, cbc, I1{}); };
     if (cb == 1)
-      LB == 1 ? go(I1{}, I1{}) : LB == 2 ? go(I2{}, I1{}) : go(I4{}, I1{});
+      LB == 1 ? with_kps(I1{}, I1{}) : LB == 2 ? with_kps(I2{}, I1{}) : with_kps(I4{}, I1{});
     else
-      LB == 2 ? go(I2{}, I2{}) : go(I4{}, I2{});
+      LB == 2 ? with_kps(I2{}, I2{}) : with_kps(I4{}, I2{});
   }
 }
 
