@@ -100,6 +100,19 @@ class Backend {
   // In place on x (tokens, heads * head_dim); token t has position positions[t].
   virtual void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
                     const RopeParams& rope) = 0;
+  // outs[i] = x * ws[i]^T (+ *biases[i], when not null): several projections of one input (q, k
+  // and v) that a backend may compute in one pass.
+  virtual void matmul_many(const Tensor& x, std::span<const Tensor> ws,
+                           std::span<const Tensor* const> biases, std::span<const Tensor> outs) {
+    for (size_t i = 0; i < ws.size(); ++i) matmul(x, ws[i], biases[i], outs[i]);
+  }
+  // x += y, then out = rmsnorm(x): a residual add and the next norm, fused where the backend can.
+  // out may alias y.
+  virtual void add_rmsnorm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps,
+                           const Tensor& out) {
+    add(x, y);
+    rmsnorm(x, weight, eps, out);
+  }
   // out = silu(gate) * up, element-wise.
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // x += y, element-wise.

@@ -157,13 +157,15 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     b.embedding_at(*in.ids_at, embedding_.tensor(), x);
   else
     b.embedding(in.ids, embedding_.tensor(), x);
+  b.rmsnorm(x, layers_[0].attn_norm.tensor(), c.rms_norm_eps, h);
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    b.rmsnorm(x, L.attn_norm.tensor(), c.rms_norm_eps, h);
     const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor(), bo = L.bo.tensor();
-    b.matmul(h, L.wq.tensor(), L.bq.empty() ? nullptr : &bq, q);
-    b.matmul(h, L.wk.tensor(), L.bk.empty() ? nullptr : &bk, k);
-    b.matmul(h, L.wv.tensor(), L.bv.empty() ? nullptr : &bv, v);
+    const Tensor qkv_w[3] = {L.wq.tensor(), L.wk.tensor(), L.wv.tensor()};
+    const Tensor* qkv_bias[3] = {L.bq.empty() ? nullptr : &bq, L.bk.empty() ? nullptr : &bk,
+                                 L.bv.empty() ? nullptr : &bv};
+    const Tensor qkv[3] = {q, k, v};
+    b.matmul_many(h, qkv_w, qkv_bias, qkv);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
       const Tensor qh = q.reshaped(T * c.num_heads, c.head_dim);
       const Tensor kh = k.reshaped(T * c.num_kv_heads, c.head_dim);
@@ -186,13 +188,15 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       r0 += r.rows;
     }
     b.matmul(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h);
-    b.add(x, h);
-
-    b.rmsnorm(x, L.ffn_norm.tensor(), c.rms_norm_eps, h);
+    b.add_rmsnorm(x, h, L.ffn_norm.tensor(), c.rms_norm_eps, h);
     b.matmul(h, L.w_gate_up.tensor(), nullptr, gate_up);
     b.swiglu(gate, up, ffn);
     b.matmul(ffn, L.w_down.tensor(), nullptr, h);
-    b.add(x, h);
+    // The residual add, fused with the next layer's attention norm.
+    if (l + 1 < c.num_layers)
+      b.add_rmsnorm(x, h, layers_[l + 1].attn_norm.tensor(), c.rms_norm_eps, h);
+    else
+      b.add(x, h);
   }
   if (logits.rows == 0) return;
   const Tensor normed = a.normed.tensor().row_range(0, logits.rows);

@@ -5,6 +5,7 @@
 // most splits empty, split a few keys each, or fill the bound. Skipped where no GPU is present.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -60,6 +61,70 @@ TEST(CudaStepOps, GatherRopeAndRowCopyMatchTheirHostForms) {
   b.copy(table.tensor().row_range(0, 3), dst1.tensor().row_range(31, 3));
   b.copy_rows_at(table.tensor().row_range(0, 3), dst2.tensor(), first.tensor());
   EXPECT_EQ(b.download(dst2.tensor()), b.download(dst1.tensor()));
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += double(got[i] - ref[i]) * (got[i] - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond) and add_rmsnorm
+// (with out aliasing y, as the forward pass calls it) against the CPU backend.
+TEST(CudaStepOps, FusedProjectionsAndAddNormMatchCpu) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  for (int64_t rows : {int64_t{1}, int64_t{6}, int64_t{20}}) {
+    const int64_t in = 512;
+    std::vector<std::vector<float>> results[2];
+    int side = 0;
+    for (Backend* b : {cpu.get(), cuda.get()}) {
+      // Same bf16 values on both sides: CUDA uploads round, download gives them back.
+      DeviceArray x = b->upload(HostTensor::owned_f32(
+          {rows, in}, cuda->download(random_device(*cuda, rows, in, 10).tensor())));
+      std::vector<DeviceArray> w, bias, out;
+      const int64_t features[3] = {256, 64, 72};
+      for (int i = 0; i < 3; ++i) {
+        w.push_back(b->upload(HostTensor::owned_f32(
+            {features[i], in},
+            cuda->download(random_device(*cuda, features[i], in, 11 + i).tensor()))));
+        bias.push_back(b->upload(HostTensor::owned_f32(
+            {features[i]}, cuda->download(random_device(*cuda, 1, features[i], 20 + i).tensor()))));
+        out.push_back(b->alloc(rows, features[i]));
+      }
+      const Tensor bias1 = bias[1].tensor();
+      const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
+      const Tensor* biases[3] = {nullptr, &bias1, nullptr};
+      const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
+      b->matmul_many(x.tensor(), ws, biases, outs);
+      for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
+      ++side;
+    }
+    for (int i = 0; i < 3; ++i)
+      EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2) << rows << " rows, weight " << i;
+  }
+  for (int64_t cols : {int64_t{4096}, int64_t{12}}) {
+    const int64_t rows = 5;
+    std::vector<float> xs[2], outs[2];
+    int side = 0;
+    for (Backend* b : {cpu.get(), cuda.get()}) {
+      auto host = [&](uint64_t seed, int64_t r) {
+        return HostTensor::owned_f32({r, cols},
+                                     cuda->download(random_device(*cuda, r, cols, seed).tensor()));
+      };
+      DeviceArray x = b->upload(host(30, rows)), y = b->upload(host(31, rows)),
+                  w = b->upload(host(32, 1));
+      b->add_rmsnorm(x.tensor(), y.tensor(), w.tensor(), 1e-5f, y.tensor());
+      xs[side] = b->download(x.tensor());
+      outs[side++] = b->download(y.tensor());
+    }
+    EXPECT_LE(rel_l2(xs[1], xs[0]), 1e-2) << cols;
+    EXPECT_LE(rel_l2(outs[1], outs[0]), 1e-2) << cols;
+  }
 }
 
 TEST(CudaStepOps, AttentionAtDevicePositionMatchesAttentionAtThatLength) {

@@ -268,9 +268,8 @@ class CudaBackend final : public Backend {
            out.rows, out.cols);
     if (x.rows == 0 || w.rows == 0) return;
     if (cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols)) {
-      cuda::matvec(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride,
-                   bias && bias->data ? bf(*bias, "bias") : nullptr, bf(out, "matmul"), out.stride,
-                   x.rows, w.rows, x.cols, stream_);
+      const cuda::MatvecPart part = matvec_part(w, bias, out);
+      cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, stream_);
       return;
     }
     float beta = 0.0f;
@@ -285,6 +284,30 @@ class CudaBackend final : public Backend {
                             int(x.cols), &alpha, bf(w, "matmul"), CUDA_R_16BF, int(w.stride),
                             bf(x, "matmul"), CUDA_R_16BF, int(x.stride), &beta, bf(out, "matmul"),
                             CUDA_R_16BF, int(out.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  void matmul_many(const Tensor& x, std::span<const Tensor> ws,
+                   std::span<const Tensor* const> biases, std::span<const Tensor> outs) override {
+    bool one_launch = ws.size() <= size_t(cuda::kMatvecParts);
+    for (size_t i = 0; i < ws.size() && one_launch; ++i)
+      one_launch = x.cols == ws[i].cols && outs[i].rows == x.rows && outs[i].cols == ws[i].rows &&
+                   cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(ws[i], "matmul"), ws[i].stride,
+                                     x.rows, x.cols);
+    if (!one_launch) return Backend::matmul_many(x, ws, biases, outs);
+    cuda::MatvecPart parts[cuda::kMatvecParts];
+    for (size_t i = 0; i < ws.size(); ++i) parts[i] = matvec_part(ws[i], biases[i], outs[i]);
+    cuda::matvec(bf(x, "matmul"), x.stride, parts, int(ws.size()), x.rows, x.cols, stream_);
+  }
+
+  void add_rmsnorm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps,
+                   const Tensor& out) override {
+    check_same_shape(x, y, "add_rmsnorm");
+    check_same_shape(x, out, "add_rmsnorm");
+    if (!cuda::add_rmsnorm_fits(bf(x, "add"), x.stride, bf(y, "add"), y.stride,
+                                bf(weight, "rmsnorm"), bf(out, "rmsnorm"), out.stride, x.cols))
+      return Backend::add_rmsnorm(x, y, weight, eps, out);
+    cuda::add_rmsnorm(bf(x, "add"), x.stride, bf(y, "add"), y.stride, bf(weight, "rmsnorm"), eps,
+                      bf(out, "rmsnorm"), out.stride, x.rows, x.cols, stream_);
   }
 
   void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
@@ -423,6 +446,11 @@ class CudaBackend final : public Backend {
     size_t capacity = 0;
     cudaEvent_t done = nullptr;
   };
+
+  static cuda::MatvecPart matvec_part(const Tensor& w, const Tensor* bias, const Tensor& out) {
+    return {bf(w, "matmul"),   w.stride,   bias && bias->data ? bf(*bias, "bias") : nullptr,
+            bf(out, "matmul"), out.stride, w.rows};
+  }
 
   static int32_t* i32(const Tensor& t) {
     if (t.dtype != DType::I32) fail("internal: expected an index (I32) tensor");

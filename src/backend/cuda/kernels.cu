@@ -226,15 +226,23 @@ __device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, cons
   }
 }
 
+struct MatvecArgs {
+  MatvecPart parts[kMatvecParts];
+  int64_t first_block[kMatvecParts + 1];  // part i owns blocks [first_block[i], first_block[i+1])
+  int count;
+};
+
 // 8 warps per block, one output feature per warp; 4 weight loads per lane in flight.
 template <int M>
 __global__ void __launch_bounds__(256)
-    matvec_kernel(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
-                  int64_t os, int64_t n_out, int64_t k) {
+    matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
+  int part = 0;
+  while (part + 1 < args.count && blockIdx.x >= args.first_block[part + 1]) ++part;
+  const MatvecPart& p = args.parts[part];
   const int lane = threadIdx.x % 32;
-  const int64_t n = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
-  if (n >= n_out) return;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + n * ws);
+  const int64_t n = (int64_t(blockIdx.x) - args.first_block[part]) * 8 + threadIdx.x / 32;
+  if (n >= p.n) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(p.w + n * p.ws);
   const int64_t chunks = k / 8;
   float acc[M];
 #pragma unroll
@@ -252,17 +260,58 @@ __global__ void __launch_bounds__(256)
   for (int r = 0; r < M; ++r) {
     float v = warp_sum(acc[r]);
     if (lane == 0) {
-      if (bias) v += __bfloat162float(bias[n]);
-      out[r * os + n] = __float2bfloat16_rn(v);
+      if (p.bias) v += __bfloat162float(p.bias[n]);
+      p.out[r * p.os + n] = __float2bfloat16_rn(v);
     }
   }
 }
 
 template <int M>
-void launch_matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias,
-                   bf16* out, int64_t os, int64_t n, int64_t k, cudaStream_t stream) {
+void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
+                   cudaStream_t stream) {
   matvec_kernel<M>
-      <<<static_cast<unsigned>((n + 7) / 8), 256, 0, stream>>>(x, xs, w, ws, bias, out, os, n, k);
+      <<<static_cast<unsigned>(args.first_block[args.count]), 256, 0, stream>>>(x, xs, k, args);
+}
+
+// One warp per row: pass 1 adds (rounding x to bf16) and sums squares, pass 2 normalizes the
+// same elements (so out may alias y).
+__global__ void add_rmsnorm_kernel(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
+                                   float eps, bf16* out, int64_t os, int64_t rows, int64_t cols) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  uint4* xr = reinterpret_cast<uint4*>(x + r * xs);
+  const uint4* yr = reinterpret_cast<const uint4*>(y + r * ys);
+  float sum = 0.0f;
+  for (int64_t i = lane; i < cols / 8; i += 32) {
+    uint4 a = xr[i];
+    const uint4 b = yr[i];
+    __nv_bfloat162* pa = reinterpret_cast<__nv_bfloat162*>(&a);
+    const __nv_bfloat162* pb = reinterpret_cast<const __nv_bfloat162*>(&b);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 fa = __bfloat1622float2(pa[j]), fb = __bfloat1622float2(pb[j]);
+      pa[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
+      const float2 s = __bfloat1622float2(pa[j]);
+      sum += s.x * s.x + s.y * s.y;
+    }
+    xr[i] = a;
+  }
+  sum = warp_sum(sum);
+  const float inv = rsqrtf(sum / float(cols) + eps);
+  uint4* orow = reinterpret_cast<uint4*>(out + r * os);
+  for (int64_t i = lane; i < cols / 8; i += 32) {
+    uint4 a = xr[i];
+    const uint4 wv = reinterpret_cast<const uint4*>(w)[i];
+    __nv_bfloat162* pa = reinterpret_cast<__nv_bfloat162*>(&a);
+    const __nv_bfloat162* pw = reinterpret_cast<const __nv_bfloat162*>(&wv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(pa[j]), g = __bfloat1622float2(pw[j]);
+      pa[j] = __floats2bfloat162_rn(f.x * inv * g.x, f.y * inv * g.y);
+    }
+    orow[i] = a;
+  }
 }
 
 // One block per row.
@@ -292,35 +341,57 @@ bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m
          aligned(w, 16);
 }
 
-void matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
-            int64_t os, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
+void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
+            cudaStream_t stream) {
+  MatvecArgs args{};
+  args.count = count;
+  for (int i = 0; i < count; ++i) {
+    args.parts[i] = parts[i];
+    args.first_block[i + 1] = args.first_block[i] + (parts[i].n + 7) / 8;
+  }
+  if (args.first_block[count] == 0) return;
   switch (m) {
     case 1:
-      launch_matvec<1>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<1>(x, xs, k, args, stream);
       break;
     case 2:
-      launch_matvec<2>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<2>(x, xs, k, args, stream);
       break;
     case 3:
-      launch_matvec<3>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<3>(x, xs, k, args, stream);
       break;
     case 4:
-      launch_matvec<4>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<4>(x, xs, k, args, stream);
       break;
     case 5:
-      launch_matvec<5>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<5>(x, xs, k, args, stream);
       break;
     case 6:
-      launch_matvec<6>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<6>(x, xs, k, args, stream);
       break;
     case 7:
-      launch_matvec<7>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<7>(x, xs, k, args, stream);
       break;
     default:
-      launch_matvec<8>(x, xs, w, ws, bias, out, os, n, k, stream);
+      launch_matvec<8>(x, xs, k, args, stream);
       break;
   }
   KVO_CUDA_LAUNCHED("matvec_kernel");
+}
+
+bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
+                      const bf16* out, int64_t os, int64_t cols) {
+  return cols % 8 == 0 && xs % 8 == 0 && ys % 8 == 0 && os % 8 == 0 && aligned(x, 16) &&
+         aligned(y, 16) && aligned(w, 16) && aligned(out, 16);
+}
+
+void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, float eps,
+                 bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows == 0) return;
+  const int warps = 8;
+  add_rmsnorm_kernel<<<static_cast<unsigned>((rows + warps - 1) / warps), warps * 32, 0, stream>>>(
+      x, xs, y, ys, w, eps, out, os, rows, cols);
+  KVO_CUDA_LAUNCHED("add_rmsnorm_kernel");
 }
 
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,

@@ -52,10 +52,27 @@ void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64
 // x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
 // with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
 // each weight once per step at close to the memory bandwidth.
+// Up to kMatvecParts weights of one input (q, k, v) go in one launch.
 constexpr int kMatvecRows = 8;
+constexpr int kMatvecParts = 3;
+struct MatvecPart {
+  const bf16* w = nullptr;  // [n, k] stride ws
+  int64_t ws = 0;
+  const bf16* bias = nullptr;  // [n] or nullptr
+  bf16* out = nullptr;         // [m, n] stride os
+  int64_t os = 0;
+  int64_t n = 0;
+};
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
-void matvec(const bf16* x, int64_t xs, const bf16* w, int64_t ws, const bf16* bias, bf16* out,
-            int64_t os, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
+            cudaStream_t stream);
+
+// x += y (rounded to bf16, as add), then out = rmsnorm(x) * w; out may alias y. One warp per
+// row, 16-byte accesses (cols, strides multiples of 8, rows 16-byte aligned: add_rmsnorm_fits).
+bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
+                      const bf16* out, int64_t os, int64_t cols);
+void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, float eps,
+                 bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
 // is one int32 in device memory, read when the kernel runs.
