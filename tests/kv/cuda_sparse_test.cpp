@@ -95,15 +95,17 @@ std::vector<std::vector<float>> run(Backend& backend, KvPolicy& kv, const ModelC
   return outs;
 }
 
-std::vector<std::vector<Inputs>> make_steps(const ModelConfig& c, int64_t T, int decode_steps,
-                                            uint64_t seed) {
+// The prompt (T tokens), then decode steps of 1, 2 (a multi-token step: causal among the new
+// tokens), 1 tokens; capacity T + 4.
+std::vector<std::vector<Inputs>> make_steps(const ModelConfig& c, int64_t T, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::vector<Inputs>> steps;
-  for (int s = 0; s <= decode_steps; ++s) {
+  int64_t start = 0;
+  for (int64_t n : {T, int64_t{1}, int64_t{2}, int64_t{1}}) {
     std::vector<Inputs> layers;
-    for (int l = 0; l < c.num_layers; ++l)
-      layers.push_back(s == 0 ? make_inputs(c, 0, T, rng) : make_inputs(c, T + s - 1, 1, rng));
+    for (int l = 0; l < c.num_layers; ++l) layers.push_back(make_inputs(c, start, n, rng));
     steps.push_back(std::move(layers));
+    start += n;
   }
   return steps;
 }
@@ -121,6 +123,10 @@ struct Case {
   const char* spec;
   int head_dim;
   double out_tol;  // relative L2 error of a layer's output against the CPU reference
+  // Share of (step, layer, head) selections allowed to differ. Near-ties of fp32 sums: 5%.
+  // Landmark quantizers without rotated-domain scoring (residual) are decoded to bf16 on the
+  // GPU before the dot products but to fp32 on the CPU: scores differ by ~2^-9 relative.
+  double differing_share = 0.05;
 };
 
 class CudaSparse : public ::testing::TestWithParam<Case> {};
@@ -130,8 +136,8 @@ TEST_P(CudaSparse, MatchesCpuReference) {
   if (!gpu) GTEST_SKIP() << "no CUDA GPU";
   const Case tc = GetParam();
   const ModelConfig c = small_config(tc.head_dim);
-  const int64_t T = 700, steps = 3, cap = T + steps;
-  const auto inputs = make_steps(c, T, int(steps), 7);
+  const int64_t T = 700, cap = T + 4;
+  const auto inputs = make_steps(c, T, 7);
   auto cpu = make_cpu_backend(0);
   const KvSpec spec = KvSpec::parse(tc.spec).resolved();
   auto ref = make_kv_policy(*cpu, c, spec, cap);
@@ -175,7 +181,7 @@ TEST_P(CudaSparse, MatchesCpuReference) {
   }
   std::printf("%s: %d of %d (step, layer, head) selections differ (near-ties)\n", tc.spec,
               differing, heads);
-  EXPECT_LE(differing, std::max(1, heads / 20));
+  EXPECT_LE(differing, std::max(1, int(heads * tc.differing_share)));
   EXPECT_GT(compared, 0);
 
   // Accounting: the host stores are the layout's; PCIe bytes actually moved stay within it.
@@ -195,7 +201,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"yakv", 64, 3e-2}, Case{"yakv", 128, 3e-2},
         Case{"yakv:kv-store=fp8,landmarks=bf16,chunk=2,outliers=3,sinks=3", 64, 3e-2},
         Case{"yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256,budget=40", 128,
-             3e-2},
+             3e-2, 0.25},
         Case{"yakv:kv-store=higgs:d=2,n=256,group=64,budget=0.1,group-agg=mean", 64, 3e-2},
         Case{"shadowkv:rank=96,budget=64", 64, 6e-2},
         Case{"shadowkv:outliers=4,sinks=8", 128, 6e-2}, Case{"quest:page=8,budget=64", 64, 2e-2},
@@ -206,8 +212,8 @@ TEST(CudaSparseFullBudget, YakvEqualsDense) {
   auto gpu = cuda_or_null();
   if (!gpu) GTEST_SKIP() << "no CUDA GPU";
   const ModelConfig c = small_config(128);
-  const int64_t T = 300, steps = 3, cap = T + steps;
-  const auto inputs = make_steps(c, T, int(steps), 11);
+  const int64_t T = 300, cap = T + 4;
+  const auto inputs = make_steps(c, T, 11);
   auto dense = make_kv_policy(*gpu, c, KvSpec::parse("dense"), cap);
   auto yakv =
       make_kv_policy(*gpu, c, KvSpec::parse("yakv:budget=1.0,kv-store=bf16,landmarks=bf16"), cap);
@@ -237,9 +243,17 @@ TEST(CudaSparseBench, DecodeStepLlama8B32K) {
   DeviceArray q1 = gpu->upload(HostTensor::owned_f32({1, Wq}, bf16_values(size_t(Wq), rng, 2.0f)));
   DeviceArray k1 = gpu->upload(HostTensor::owned_f32({1, W}, bf16_values(size_t(W), rng)));
   DeviceArray out_prompt = gpu->alloc(T / 64, Wq), out1 = gpu->alloc(1, Wq);
-  // yakv:budget=16 shows the selection's cost without the PCIe fetch.
-  for (const char* text :
-       {"dense", "yakv", "yakv:budget=16", "yakv:kv-store=fp8", "shadowkv", "quest"}) {
+  // yakv:budget=16 shows the selection's cost without the PCIe fetch; group=128 stores per-head
+  // records (a selected (token, head) fetches 68 bytes instead of the token's 516).
+  std::vector<std::string> specs = {"dense",
+                                    "yakv",
+                                    "yakv:budget=16",
+                                    "yakv:kv-store=higgs:d=2,n=256,group=128",
+                                    "yakv:kv-store=fp8",
+                                    "shadowkv",
+                                    "quest"};
+  if (const char* only = std::getenv("KVO_CUDA_BENCH_KV")) specs = {only};
+  for (const std::string& text : specs) {
     auto kv = make_kv_policy(*gpu, c, KvSpec::parse(text), cap);
     // Prefill in 64 chunks of T/64 tokens reusing the same keys (contents do not matter here).
     for (int64_t p = 0; p < T; p += T / 64)
@@ -264,7 +278,7 @@ TEST(CudaSparseBench, DecodeStepLlama8B32K) {
     std::printf(
         "bench %-20s T=%lld: %.3f ms/step, gpu KV %.1f MiB, cpu %.1f MiB, pcie %.2f MB/step "
         "(%.1f GB/s)\n",
-        text, (long long)T, ms, m.gpu_bytes / 1048576.0, m.cpu_bytes / 1048576.0,
+        text.c_str(), (long long)T, ms, m.gpu_bytes / 1048576.0, m.cpu_bytes / 1048576.0,
         m.pcie_bytes_per_step / 1e6, m.pcie_bytes_per_step / 1e6 / ms);
     EXPECT_GT(ms, 0.0);
   }

@@ -104,15 +104,25 @@ __global__ void __launch_bounds__(kTopKBlock)
         atomicAdd(&hist[bin], __popc(peers));
     }
     __syncthreads();
-    if (tid == 0) {
-      int64_t above = 0;
-      int d = 255;
-      for (; d > 0; --d) {
-        if (above + hist[d] >= remaining) break;
+    // The digit d of the k-th largest: hist[d+1..255] < remaining <= hist[d..255]. Warp 0, lane l
+    // owns bins [8l, 8l + 8); a suffix sum over the lanes gives the counts above each lane's bins.
+    if (tid < 32) {
+      uint32_t own = 0;
+      for (int j = 0; j < 8; ++j) own += hist[tid * 8 + j];
+      uint32_t suffix = own;  // own + every higher lane
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t up = __shfl_down_sync(0xffffffffu, suffix, o);
+        if (tid + o < 32) suffix += up;
+      }
+      int64_t above = int64_t(suffix) - own;
+      for (int j = 7; j >= 0; --j) {
+        const int d = tid * 8 + j;
+        if (above < remaining && above + hist[d] >= remaining) {
+          sh_prefix = prefix | (uint32_t(d) << shift);
+          sh_remaining = remaining - above;
+        }
         above += hist[d];
       }
-      sh_prefix = prefix | (uint32_t(d) << shift);
-      sh_remaining = remaining - above;
     }
     __syncthreads();
     prefix = sh_prefix;
