@@ -39,6 +39,10 @@
 // unless the quantizer is HIGGS with a group wider than a head: then one record per token,
 // R = Q.encoded_bytes(1, W), and a selected (token, head) costs the whole record over PCIe
 // (r = R; the static figure assumes no two heads select the same token).
+// The CUDA policies (kv/cuda) keep every item above except the gather buffers: they assemble one
+// layer's attended K/V, (exact prompt + (O + k) * C + capacity - T) * W * b * 2, and hold fetch
+// scratch (staging and decoded records, scores); their memory() reports those allocations, and
+// as PCIe bytes the records the latest step fetched (a spanning record once per selected token).
 #pragma once
 #include <cstdint>
 #include <string>
