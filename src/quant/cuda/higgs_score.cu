@@ -1,13 +1,13 @@
 // HIGGS scores on CUDA in the rotated domain (higgs.h): per query a table lut[t][c] =
 // grid[c] . (H q)_t in shared memory, then each key costs one table read per tuple.
 //
-// Lanes split a key's tuples, not the keys: lane l owns tuples l*R .. l*R+R-1 of the slice and
-// the table stores tuple l*R+r in column r*32+l, so the 32 lanes of a read always hit 32
-// different banks whatever the codes (a key per lane would hit random banks). A warp takes 32
-// keys at a time, keeps 32 per-key partial sums per lane, and a transposing butterfly leaves
-// key l's total in lane l (31 shuffles per 32 keys), which also makes the score stores
-// coalesced. Tables above kLutBytes are split into tuple slices, one launch each, the later
-// ones adding to the scores in slice order (deterministic).
+// Lanes split a key's tuples, not the keys: a lane owns R consecutive tuples of a key and the
+// table stores them in columns chosen so that the 32 lanes of a read always hit 32 different
+// banks whatever the codes (a key per lane would hit random banks). A warp takes 32 steps of
+// one or two keys at a time, keeps one partial sum per step in each lane, and a transposing
+// butterfly leaves each key's total in one lane (31 or 30 shuffles per 32 steps). Tables above
+// kLutBytes are split into tuple slices, one launch each, the later ones adding to the scores
+// in slice order (deterministic).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -27,7 +27,7 @@ constexpr int kThreads = 256, kWarps = kThreads / 32;
 
 struct ScoreShape {
   int h, p, T, npts;  // group, tuple size, tuples per record, grid points
-  int t0, TS, R;      // this slice: first tuple, tuples (table columns), per lane
+  int t0, TS, R, W;   // this slice: first tuple, tuples, tuples per lane, table columns
   size_t dim, rec, codes_bytes, head_bytes, n_keys, keys_per_block;
   int num_q_heads, group;
   int64_t q_stride;
@@ -74,8 +74,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   constexpr int LPK = 32 / KPS, V = KPS;  // lanes per key, totals per lane at the end
   extern __shared__ float smem[];
   float* qrot = smem;       // [h]
-  float* lut = smem + S.h;  // [npts][W], W = 32 * RL columns
-  const int W = 32 * S.R;
+  float* lut = smem + S.h;  // [npts][W]
+  const int W = S.W;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, h = lane / LPK, li = lane % LPK;
   const int qi = blockIdx.x, r = qi / S.num_q_heads, hq = qi % S.num_q_heads;
   const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 template <int LB, int CB, int KPS>
 void launch_slice(const uint16_t* d_q, const ScoreShape& S, size_t n_queries, const uint8_t* d_keys,
                   const float* pts, float* d_scores, cudaStream_t stream) {
-  const size_t smem = (size_t(S.h) + size_t(S.npts) * 32 * S.R) * sizeof(float);
+  const size_t smem = (size_t(S.h) + size_t(S.npts) * S.W) * sizeof(float);
   auto* kernel = higgs_score_kernel<LB, CB, KPS>;
   const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
   // Enough key runs for two waves of resident blocks, each at least one pass of the warps.
@@ -198,6 +198,9 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   const int kps = TS >= 16 && size_t(2 * TS) <= fit ? 2 : 1;
   S.TS = TS;
   S.R = std::max(1, TS * kps / 32);  // tuples per lane
+  // 32 * R columns keep every read conflict-free; a slice narrower than the lanes (grids of
+  // thousands of points) keeps just its TS columns, read by lanes 0..TS-1.
+  S.W = TS * kps >= 32 ? 32 * S.R : TS;
   const int LB = std::min(S.R * cb, 4);
   const float* pts = device_grid(q.grid()).points;
   for (int t0 = 0; t0 < S.T; t0 += TS) {
