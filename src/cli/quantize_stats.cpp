@@ -14,9 +14,8 @@
 #include "quant/spec.h"
 #include "util/error.h"
 #ifdef KVO_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include "quant/cuda/bench.h"
+#include "quant/cuda/device_buffer.h"
 #include "quant/cuda/device_quantizer.h"
 #endif
 
@@ -45,20 +44,10 @@ std::vector<uint8_t> encode_on_device(const quant::Quantizer& q, const std::vect
                                       size_t n, size_t dim) {
   std::vector<uint16_t> bits(x.size());
   for (size_t i = 0; i < x.size(); ++i) bits[i] = quant::float_to_bf16(x[i]);
-  std::vector<uint8_t> bytes(q.encoded_bytes(n, dim));
-  uint16_t* dx = nullptr;
-  uint8_t* dout = nullptr;
-  auto ok = [](cudaError_t e) {
-    check(e == cudaSuccess, "quantize-stats: CUDA error: {}", cudaGetErrorString(e));
-  };
-  ok(cudaMalloc(&dx, bits.size() * 2));
-  ok(cudaMalloc(&dout, bytes.size()));
-  ok(cudaMemcpy(dx, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice));
-  quant::cuda::encode_bf16(q, dx, int64_t(dim), n, dim, dout, nullptr);
-  ok(cudaMemcpy(bytes.data(), dout, bytes.size(), cudaMemcpyDeviceToHost));
-  cudaFree(dx);
-  cudaFree(dout);
-  return bytes;
+  const quant::cuda::DeviceBuffer<uint16_t> dx(bits);
+  const quant::cuda::DeviceBuffer<uint8_t> out(q.encoded_bytes(n, dim));
+  quant::cuda::encode_bf16(q, dx.get(), int64_t(dim), n, dim, out.get(), nullptr);
+  return out.download();
 }
 #endif
 

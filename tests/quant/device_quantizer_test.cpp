@@ -18,6 +18,7 @@
 #ifdef KVO_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "quant/cuda/device_buffer.h"
 #include "quant/cuda/device_quantizer.h"
 #endif
 
@@ -65,26 +66,7 @@ const std::vector<std::pair<std::string, size_t>> kSpecs = {
 };
 
 #ifdef KVO_HAVE_CUDA
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  size_t count = 0;
-  explicit DeviceBuffer(size_t n) : count(n) {
-    EXPECT_EQ(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
-  }
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
-    EXPECT_EQ(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  std::vector<T> download() const {
-    std::vector<T> host(count);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr, count * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return host;
-  }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using cuda::DeviceBuffer;
 
 // x: (n, dim) bf16-representable values, uploaded with rows `stride` elements apart.
 std::vector<uint8_t> encode_on_device(const Quantizer& q, const std::vector<float>& x, size_t n,
@@ -94,7 +76,7 @@ std::vector<uint8_t> encode_on_device(const Quantizer& q, const std::vector<floa
     for (size_t j = 0; j < dim; ++j) bits[i * stride + j] = float_to_bf16(x[i * dim + j]);
   DeviceBuffer<uint16_t> dx(bits);
   DeviceBuffer<uint8_t> out(q.encoded_bytes(n, dim));
-  cuda::encode_bf16(q, dx.ptr, int64_t(stride), n, dim, out.ptr, nullptr);
+  cuda::encode_bf16(q, dx.get(), int64_t(stride), n, dim, out.get(), nullptr);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return out.download();
 }
@@ -207,7 +189,7 @@ void expect_rows_decoded(const Quantizer& q, const std::vector<uint8_t>& cpu_byt
   DeviceBuffer<int32_t> drows(rows);
   const size_t stride = dim + 4;
   DeviceBuffer<uint16_t> out(rows.size() * stride);
-  cuda::decode_rows_bf16(q, records, n, drows.ptr, rows.size(), dim, out.ptr, int64_t(stride),
+  cuda::decode_rows_bf16(q, records, n, drows.get(), rows.size(), dim, out.get(), int64_t(stride),
                          nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
   const auto got = out.download();
@@ -229,7 +211,7 @@ TEST(DeviceQuantizer, DecodeRowsEqualCpu) {
     const auto x = bf16_normal(n, dim, 43);
     const auto bytes = q->encode(x.data(), n, dim);
     DeviceBuffer<uint8_t> dbytes(bytes);
-    expect_rows_decoded(*q, bytes, dbytes.ptr, n, dim, spec);
+    expect_rows_decoded(*q, bytes, dbytes.get(), n, dim, spec);
   }
 #endif
 }
@@ -276,8 +258,8 @@ TEST(DeviceQuantizer, ScoreHeadsEqualsDotWithCpuDecode) {
       DeviceBuffer<uint16_t> dq(qbits);
       DeviceBuffer<uint8_t> dk(codes);
       DeviceBuffer<float> ds(n_rows * heads * n_keys);
-      cuda::score_heads(q, dq.ptr, int64_t(heads * dim), n_rows, heads, gqa, dk.ptr, n_keys, dim,
-                        scale, ds.ptr, nullptr);
+      cuda::score_heads(q, dq.get(), int64_t(heads * dim), n_rows, heads, gqa, dk.get(), n_keys,
+                        dim, scale, ds.get(), nullptr);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const auto got = ds.download();
       size_t bad = 0;

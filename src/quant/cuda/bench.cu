@@ -5,22 +5,12 @@
 #include <vector>
 
 #include "quant/cuda/bench.h"
+#include "quant/cuda/device_buffer.h"
 #include "quant/cuda/device_quantizer.h"
 #include "quant/cuda/launch.cuh"
 
 namespace kvo::quant::cuda {
 namespace {
-
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  explicit DeviceBuffer(size_t count) {
-    KVO_CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, count) * sizeof(T)));
-  }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
 
 // The bandwidth ceiling: 16-byte loads summed into a register, nothing written.
 __global__ void read_kernel(const uint4* __restrict__ p, size_t n16, unsigned* out) {
@@ -89,20 +79,20 @@ BenchResult bench_quantizer(const Quantizer& q, size_t n_encode, size_t n_score,
   DeviceBuffer<uint16_t> dx(values), dout(values);
   DeviceBuffer<uint8_t> dcodes(q.encoded_bytes(n_encode, dim));
   DeviceBuffer<unsigned> sink(1);
-  fill_normal_bf16_kernel<<<4096, 256>>>(dx.ptr, values, 1234u);
+  fill_normal_bf16_kernel<<<4096, 256>>>(dx.get(), values, 1234u);
   KVO_CUDA_CHECK(cudaGetLastError());
   const double in_bytes = double(values) * sizeof(uint16_t);
 
   r.read_ms = time_ms(reps, [&] {
-    read_kernel<<<sm_count() * 8, 512>>>(reinterpret_cast<const uint4*>(dx.ptr),
-                                         values * sizeof(uint16_t) / 16, sink.ptr);
+    read_kernel<<<sm_count() * 8, 512>>>(reinterpret_cast<const uint4*>(dx.get()),
+                                         values * sizeof(uint16_t) / 16, sink.get());
   });
   r.read_gbs = in_bytes / (r.read_ms * 1e6);
   r.encode_ms = time_ms(
-      reps, [&] { encode_bf16(q, dx.ptr, int64_t(dim), n_encode, dim, dcodes.ptr, nullptr); });
+      reps, [&] { encode_bf16(q, dx.get(), int64_t(dim), n_encode, dim, dcodes.get(), nullptr); });
   r.encode_gbs = in_bytes / (r.encode_ms * 1e6);
   r.decode_ms = time_ms(reps, [&] {
-    decode_rows_bf16(q, dcodes.ptr, n_encode, nullptr, n_encode, dim, dout.ptr, int64_t(dim),
+    decode_rows_bf16(q, dcodes.get(), n_encode, nullptr, n_encode, dim, dout.get(), int64_t(dim),
                      nullptr);
   });
   r.decode_gbs = double(q.encoded_bytes(n_encode, dim)) / (r.decode_ms * 1e6);
@@ -113,23 +103,22 @@ BenchResult bench_quantizer(const Quantizer& q, size_t n_encode, size_t n_score,
   for (size_t done = 0; done < n_score; done += n_encode) {
     const size_t k = std::min(n_encode, n_score - done);
     KVO_CUDA_CHECK(
-        cudaMemcpy(dkeys.ptr + done * rec, dcodes.ptr, k * rec, cudaMemcpyDeviceToDevice));
+        cudaMemcpy(dkeys.get() + done * rec, dcodes.get(), k * rec, cudaMemcpyDeviceToDevice));
   }
   constexpr int kGqa = 8;
   std::vector<uint16_t> query(kGqa * dim);
   for (size_t j = 0; j < query.size(); ++j) query[j] = float_to_bf16(std::sin(0.37f * j + 0.1f));
-  DeviceBuffer<uint16_t> dq(query.size());
+  const DeviceBuffer<uint16_t> dq(query);
   DeviceBuffer<float> dscores(kGqa * n_score);
-  KVO_CUDA_CHECK(cudaMemcpy(dq.ptr, query.data(), query.size() * 2, cudaMemcpyHostToDevice));
   const double key_bytes = double(n_score) * rec;
   r.score_ms = time_ms(reps, [&] {
-    score_heads(*higgs, dq.ptr, int64_t(dim), 1, 1, 1, dkeys.ptr, n_score, dim, 1.0f, dscores.ptr,
-                nullptr);
+    score_heads(*higgs, dq.get(), int64_t(dim), 1, 1, 1, dkeys.get(), n_score, dim, 1.0f,
+                dscores.get(), nullptr);
   });
   r.score_gbs = key_bytes / (r.score_ms * 1e6);
   r.score_gqa8_ms = time_ms(reps, [&] {
-    score_heads(*higgs, dq.ptr, int64_t(kGqa * dim), 1, kGqa, kGqa, dkeys.ptr, n_score, dim, 1.0f,
-                dscores.ptr, nullptr);
+    score_heads(*higgs, dq.get(), int64_t(kGqa * dim), 1, kGqa, kGqa, dkeys.get(), n_score, dim,
+                1.0f, dscores.get(), nullptr);
   });
   r.score_gqa8_gbs = key_bytes / (r.score_gqa8_ms * 1e6);
   return r;
