@@ -139,6 +139,7 @@ TEST(DeviceQuantizer, EncodeBytesEqualCpu) {
 #ifdef KVO_HAVE_CUDA
   for (const auto& [spec, dim] : kSpecs) {
     const QuantizerPtr q = parse_quantizer(spec);
+    cuda::prepare(*q);
     const size_t n = 1001;
     const auto x = bf16_normal(n, dim, 41);
     const auto gpu = encode_on_device(*q, x, n, dim, dim + 8);

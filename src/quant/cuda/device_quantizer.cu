@@ -2,6 +2,7 @@
 // residual quantizer from its meta and res kernels, with the CPU's operation order.
 #include "quant/bf16.h"
 #include "quant/cuda/device_quantizer.h"
+#include "quant/cuda/grid_tables.cuh"
 #include "quant/cuda/kernels.cuh"
 #include "quant/cuda/launch.cuh"
 #include "quant/device.h"
@@ -88,6 +89,16 @@ bool device_supported(const Quantizer& q) {
   if (const auto* r = as<ResidualQuantizer>(q))
     return base_supported(r->meta()) && base_supported(r->res());
   return base_supported(q);
+}
+
+void prepare(const Quantizer& q) {
+  check_supported(q);
+  if (const auto* r = as<ResidualQuantizer>(q)) {
+    prepare(r->meta());
+    prepare(r->res());
+  } else if (const auto* h = as<HiggsQuantizer>(q)) {
+    device_grid(h->grid());
+  }
 }
 
 void encode_bf16(const Quantizer& q, const uint16_t* d_x, int64_t x_stride, size_t n, size_t dim,

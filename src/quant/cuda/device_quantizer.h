@@ -21,6 +21,11 @@ namespace kvo::quant::cuda {
 // and residual whose meta and res quantizers are among those (not residual again).
 bool device_supported(const Quantizer& q);
 
+// Uploads the grid tables `q` needs to the current device (built on the CPU the first time:
+// up to a second for d=4). Optional: the first encode/decode/score does it otherwise, and that
+// upload synchronizes, so call this before capturing kernels into a CUDA graph.
+void prepare(const Quantizer& q);
+
 // x: (n, dim) bf16 bits on the device, rows x_stride elements apart -> d_out: the exact bytes
 // q.encode_into(float(x), n, dim, out) writes on the CPU (q.encoded_bytes(n, dim) bytes).
 void encode_bf16(const Quantizer& q, const uint16_t* d_x, int64_t x_stride, size_t n, size_t dim,
