@@ -62,9 +62,9 @@ __device__ __forceinline__ void transpose_reduce(float (&acc)[32], int lane) {
 // blockIdx.x: query (r * num_q_heads + hq), so the queries of one KV head run side by side and
 // share its keys in L2; blockIdx.y: a run of keys_per_block keys.
 // KPS keys per warp step: lane group h = lane / LPK takes key kb + KPS*s + h at step s, its
-// lane i the tuples i*RL .. i*RL+RL-1 (RL = TS*KPS/32); the table keeps KPS copies side by
-// side, tuple i*RL+r of copy h in column r*32 + h*LPK + i, so a read is conflict-free. Two keys
-// per step halve the loads and the reduction per key. LB: bytes per code load (the lane's RL
+// lane i the tuples i*R .. i*R+R-1 (R = TS*KPS/32); the table keeps KPS copies side by
+// side, tuple i*R+r of copy h in column r*32 + h*LPK + i, so a read is conflict-free. Two keys
+// per step halve the loads and the reduction per key. LB: bytes per code load (the lane's R
 // codes in LB-byte words), CB: bytes per code.
 template <int LB, int CB, int KPS>
 __global__ void __launch_bounds__(kThreads, 2)
