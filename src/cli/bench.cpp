@@ -48,9 +48,13 @@ std::string gib(int64_t bytes) {
 // can still allocate, less a reserve for cuBLAS and the attention/sampling workspaces.
 int64_t fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int gen,
                       int64_t requested) {
-  const int value_bytes = int(dtype_size(r.backend->alloc(1, 1).tensor().dtype));
-  const int64_t kv = plan_kv_layout(spec, r.config, n, n + gen, value_bytes).gpu_bytes();
-  const int64_t per_sequence = kv + r.transformer->activation_bytes(1) +
+  const int64_t kv =
+      plan_kv_layout(spec, r.config, n, n + gen, r.transformer->value_bytes()).gpu_bytes();
+  // Device blocks are rounded up to 2 MiB: dense holds two blocks (all keys, all values); allow
+  // two per layer for the sparse policies' per-layer arrays.
+  const int64_t blocks = spec.method == "dense" ? 2 : 2 * int64_t{r.config.num_layers};
+  const int64_t per_sequence = kv + blocks * (int64_t{2} << 20) +
+                               r.transformer->activation_bytes(1) +
                                int64_t(r.config.vocab_size) * 4;  // + sampling scratch
   const int64_t reserve = r.transformer->activation_bytes(512) + (int64_t{1} << 30);
   const int64_t available = r.backend->available_bytes();

@@ -1,6 +1,5 @@
 // The dense KV cache: the accuracy and speed baseline every sparse policy is compared with.
 #include <cmath>
-#include <vector>
 
 #include "kv/kv_policy.h"
 #include "util/error.h"
@@ -12,11 +11,11 @@ class DensePolicy final : public KvPolicy {
  public:
   DensePolicy(Backend& backend, const ModelConfig& config, int64_t capacity)
       : backend_(backend), config_(config), capacity_(capacity) {
+    // One block each for every layer's keys and values: device allocations are rounded up to
+    // 2 MiB, which per layer would waste up to 12% of a short cache (and of a full batch).
     const int64_t width = int64_t{config.num_kv_heads} * config.head_dim;
-    for (int l = 0; l < config.num_layers; ++l) {
-      keys_.push_back(backend.alloc(capacity, width));    // (tokens, kv_heads * head_dim)
-      values_.push_back(backend.alloc(capacity, width));  // (tokens, kv_heads * head_dim)
-    }
+    keys_ = backend.alloc(config.num_layers * capacity, width);    // (layer * tokens, kv width)
+    values_ = backend.alloc(config.num_layers * capacity, width);  // (layer * tokens, kv width)
   }
 
   std::string name() const override { return "dense"; }
@@ -26,7 +25,7 @@ class DensePolicy final : public KvPolicy {
     const int64_t n = q.rows;
     check(start + n <= capacity_, "the sequence needs {} tokens but the KV cache holds {}",
           start + n, capacity_);
-    Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
+    const Tensor keys = layer_rows(keys_, layer), values = layer_rows(values_, layer);
     backend_.copy(k, keys.row_range(start, n));
     backend_.copy(v, values.row_range(start, n));
     backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n),
@@ -38,7 +37,7 @@ class DensePolicy final : public KvPolicy {
 
   void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& /*k_pre*/,
                  const Tensor& k, const Tensor& v, const Tensor& out) override {
-    Tensor keys = keys_[layer].tensor(), values = values_[layer].tensor();
+    const Tensor keys = layer_rows(keys_, layer), values = layer_rows(values_, layer);
     backend_.copy_rows_at(k, keys, position);
     backend_.copy_rows_at(v, values, position);
     backend_.attention_at(q, keys, values, shape(q.rows, 0, capacity_), position, out);
@@ -56,8 +55,7 @@ class DensePolicy final : public KvPolicy {
   KvMemoryReport memory() const override {
     KvMemoryReport r;
     r.tokens = length_;
-    for (size_t l = 0; l < keys_.size(); ++l)
-      r.gpu_bytes += keys_[l].nbytes() + values_[l].nbytes();
+    r.gpu_bytes = keys_.nbytes() + values_.nbytes();
     return r;
   }
 
@@ -72,11 +70,16 @@ class DensePolicy final : public KvPolicy {
             1.0f / std::sqrt(float(config_.head_dim))};
   }
 
+  // (capacity, kv width) rows of one layer.
+  Tensor layer_rows(const DeviceArray& all, int layer) const {
+    return all.tensor().row_range(int64_t{layer} * capacity_, capacity_);
+  }
+
   Backend& backend_;
   ModelConfig config_;
   int64_t capacity_;
   int64_t length_ = 0;
-  std::vector<DeviceArray> keys_, values_;
+  DeviceArray keys_, values_;
 };
 
 }  // namespace

@@ -64,7 +64,7 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
   const int64_t per_row = 3 * int64_t{c.hidden_size} + 2 * int64_t{c.num_heads} * c.head_dim +
                           3 * int64_t{c.num_kv_heads} * c.head_dim +
                           3 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
-  return rows * per_row * int64_t(dtype_size(embedding_.tensor().dtype));
+  return rows * per_row * value_bytes();
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,

@@ -65,6 +65,8 @@ class Transformer {
   int64_t decode_weight_bytes() const {
     return weight_bytes_ - (tied_ ? 0 : int64_t(embedding_.nbytes()));
   }
+  // Bytes of one value in the backend's compute dtype (weights, activations, KV).
+  int value_bytes() const { return int(dtype_size(embedding_.tensor().dtype)); }
   // Backend bytes of the activations of `rows` tokens in flight (make_activations).
   int64_t activation_bytes(int64_t rows) const;
 

@@ -16,18 +16,6 @@
 namespace kvo {
 namespace {
 
-std::vector<std::vector<int32_t>> prompts_for(int vocab, std::initializer_list<int> lengths) {
-  std::vector<std::vector<int32_t>> prompts;
-  int salt = 0;
-  for (int n : lengths) {
-    std::vector<int32_t> p(n);
-    for (int i = 0; i < n; ++i) p[i] = int32_t((i * 31 + salt * 17 + 5) % vocab);
-    prompts.push_back(p);
-    ++salt;
-  }
-  return prompts;
-}
-
 // Greedy tokens of one sequence, one Transformer::forward per token.
 std::vector<int32_t> single_greedy(Transformer& model, const KvSpec& spec,
                                    const std::vector<int32_t>& prompt, int new_tokens) {
@@ -66,7 +54,7 @@ TEST(BatchGenerator, GreedyBatchMatchesSeparateRunsForEveryArchitecture) {
     const ModelConfig c = testing::tiny_config(arch);
     auto backend = make_backend("cpu", 0);
     Transformer model(*backend, c, random_weights(c, 3));
-    const auto prompts = prompts_for(c.vocab_size, {5, 19, 1, 12});
+    const auto prompts = testing::tiny_prompts(c.vocab_size, {5, 19, 1, 12});
     const int new_tokens = 12;
     for (bool record : {true, false}) {
       const BatchResult r = batched(model, dense, prompts, new_tokens, record);
@@ -84,7 +72,7 @@ TEST(BatchGenerator, SparsePolicyBatchMatchesSeparateRuns) {
   auto backend = make_backend("cpu", 0);
   Transformer model(*backend, c, random_weights(c, 4));
   const KvSpec quest = KvSpec::parse("quest:budget=32,page=8,local=8").resolved();
-  const auto prompts = prompts_for(c.vocab_size, {120, 90});
+  const auto prompts = testing::tiny_prompts(c.vocab_size, {120, 90});
   const BatchResult r = batched(model, quest, prompts, 8, true);
   for (size_t b = 0; b < prompts.size(); ++b)
     EXPECT_EQ(r.tokens[b], single_greedy(model, quest, prompts[b], 8)) << "sequence " << b;
@@ -94,7 +82,7 @@ TEST(BatchGenerator, SeededSamplingIsReproducibleAndPerSequence) {
   const ModelConfig c = testing::tiny_config("Qwen3ForCausalLM");
   auto backend = make_backend("cpu", 0);
   Transformer model(*backend, c, random_weights(c, 5));
-  const auto prompts = prompts_for(c.vocab_size, {7, 7});
+  const auto prompts = testing::tiny_prompts(c.vocab_size, {7, 7});
   auto run = [&] {
     std::vector<std::unique_ptr<KvPolicy>> owned;
     std::vector<KvPolicy*> kvs;
@@ -120,7 +108,8 @@ TEST(BatchGenerator, TooSmallCacheIsOneClearError) {
   KvPolicy* kvs[1] = {kv.get()};
   BatchOptions options;
   options.max_new_tokens = 8;
-  EXPECT_THROW(generate_batch(model, kvs, prompts_for(c.vocab_size, {5}), options), Error);
+  EXPECT_THROW(generate_batch(model, kvs, testing::tiny_prompts(c.vocab_size, {5}), options),
+               Error);
 }
 
 }  // namespace

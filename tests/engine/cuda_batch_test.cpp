@@ -20,18 +20,6 @@ std::unique_ptr<Backend> cuda_or_null() {
   return b->name() == "cuda" ? std::move(b) : nullptr;
 }
 
-std::vector<std::vector<int32_t>> prompts_for(int vocab, std::initializer_list<int> lengths) {
-  std::vector<std::vector<int32_t>> prompts;
-  int salt = 0;
-  for (int n : lengths) {
-    std::vector<int32_t> p(n);
-    for (int i = 0; i < n; ++i) p[i] = int32_t((i * 31 + salt * 17 + 5) % vocab);
-    prompts.push_back(p);
-    ++salt;
-  }
-  return prompts;
-}
-
 BatchResult run(Transformer& model, const std::vector<std::vector<int32_t>>& prompts,
                 int new_tokens, bool record, int64_t capacity) {
   std::vector<std::unique_ptr<KvPolicy>> owned;
@@ -52,7 +40,7 @@ TEST(CudaBatchDecode, RecordedStepsGiveTheTokensOfEagerSteps) {
   for (const std::string& arch : testing::tiny_archs()) {
     const ModelConfig c = testing::tiny_config(arch);
     Transformer model(*cuda, c, random_weights(c, 3));
-    const auto prompts = prompts_for(c.vocab_size, {5, 40, 1, 77});
+    const auto prompts = testing::tiny_prompts(c.vocab_size, {5, 40, 1, 77});
     const BatchResult graph = run(model, prompts, 24, true, 200);
     const BatchResult eager = run(model, prompts, 24, false, 200);
     EXPECT_TRUE(graph.recorded) << arch;

@@ -3,6 +3,8 @@
 #pragma once
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,20 @@ inline const std::vector<std::string>& tiny_archs() {
   static const std::vector<std::string> archs = {"LlamaForCausalLM", "Qwen2ForCausalLM",
                                                  "Qwen3ForCausalLM"};
   return archs;
+}
+
+// Prompts of the given lengths, each a different deterministic id pattern.
+inline std::vector<std::vector<int32_t>> tiny_prompts(int vocab,
+                                                      std::initializer_list<int> lengths) {
+  std::vector<std::vector<int32_t>> prompts;
+  int salt = 0;
+  for (int n : lengths) {
+    std::vector<int32_t> p(n);
+    for (int i = 0; i < n; ++i) p[i] = int32_t((i * 31 + salt * 17 + 5) % vocab);
+    prompts.push_back(p);
+    ++salt;
+  }
+  return prompts;
 }
 
 inline ModelConfig tiny_config(const std::string& arch, int layers = 3) {
