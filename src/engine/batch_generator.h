@@ -1,10 +1,6 @@
 // B sequences generated together (kvoffload bench --batch): the prompts are prefilled one after
-// another, then every decode step runs all B sequences through one forward (matmuls over B rows,
-// attention per sequence through its own KvPolicy) and samples on the device. The step is
-// recorded once and replayed (CUDA graphs) when the backend can record and every policy is
-// recordable, else queued eagerly each step; either way the only wait per token is reading the
-// sampled ids. Every sequence generates max_new_tokens (no stop tokens): a benchmark and test
-// driver, no text.
+// another, then every decode step runs all B sequences at once (engine/decoder.h). Every
+// sequence generates max_new_tokens (no stop tokens): a benchmark and test driver, no text.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -33,7 +29,7 @@ struct BatchResult {
   double decode_step_seconds() const;        // one batched step
 };
 
-// kvs[b] holds sequence b (empty policies with capacity >= prompt + max_new_tokens).
+// kvs[b] holds sequence b (empty policies with capacity >= prompt + max_new_tokens - 1).
 BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
                            const std::vector<std::vector<int32_t>>& prompts,
                            const BatchOptions& options);

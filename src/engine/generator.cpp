@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/decoder.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -50,8 +51,8 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
 
   GenerationResult result;
   result.prompt_tokens = static_cast<int64_t>(prompt.size());
-  Sampler sampler(options.sampling);
-  StreamingDecoder decoder(tokenizer);
+  Decoder decoder(model, {&kv}, options.sampling);
+  StreamingDecoder text_decoder(tokenizer);
   std::string text;  // all generated text so far
   size_t shown = 0;  // bytes of `text` already passed to on_text
   auto show_up_to = [&](size_t end) {
@@ -62,18 +63,16 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   auto t0 = Clock::now();
   constexpr int64_t kChunk = 512;
   ProgressBar prefill_bar("prefill", result.prompt_tokens, "tok");
-  std::vector<float> logits = model.forward(prompt, 0, kv, 1, kChunk, [&](int64_t done, int64_t) {
+  int32_t id = decoder.prefill(0, prompt, [&](int64_t done, int64_t) {
     if (options.prefill_progress && result.prompt_tokens > 4 * kChunk) prefill_bar.update(done);
   });
   prefill_bar.finish();
-  kv.finish_prefill();
   result.prefill_seconds = seconds_since(t0);
 
   int64_t position = result.prompt_tokens;
   auto t_decode = Clock::now();
   result.stop_reason = "length";
   for (int step = 0; step < options.max_new_tokens; ++step) {
-    const int32_t id = sampler.sample(logits);
     const bool is_stop =
         std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
     if (is_stop && !options.ignore_eos) {
@@ -81,7 +80,7 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
       break;
     }
     result.tokens.push_back(id);
-    text += decoder.push(id);
+    text += text_decoder.push(id);
     bool stopped = false;
     for (const std::string& s : options.stop_strings) {
       size_t at = text.find(s, shown > s.size() ? shown - s.size() : 0);
@@ -101,12 +100,11 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
       break;
     }
     if (step == 0) t_decode = Clock::now();  // decode speed excludes the first sample
-    const int32_t next[1] = {id};
-    logits = model.forward(next, position, kv, 1);
+    id = decoder.step()[0];
     ++position;
   }
   if (result.tokens.size() > 1) result.decode_seconds = seconds_since(t_decode);
-  if (result.stop_reason != "stop_string") text += decoder.flush();
+  if (result.stop_reason != "stop_string") text += text_decoder.flush();
   show_up_to(text.size());
   result.text = std::move(text);
   result.kv = kv.memory();

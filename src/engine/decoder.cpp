@@ -1,0 +1,81 @@
+#include "engine/decoder.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace kvo {
+namespace {
+
+bool any_wants_pre_rope_keys(const std::vector<KvPolicy*>& kvs) {
+  return std::any_of(kvs.begin(), kvs.end(),
+                     [](const KvPolicy* kv) { return kv->wants_pre_rope_keys(); });
+}
+
+}  // namespace
+
+Decoder::Decoder(Transformer& model, std::vector<KvPolicy*> kvs, const SamplingParams& sampling,
+                 bool record)
+    : model_(model),
+      kvs_(std::move(kvs)),
+      sampling_(sampling),
+      record_(record && std::all_of(kvs_.begin(), kvs_.end(),
+                                    [](const KvPolicy* kv) { return kv->recordable(); })),
+      batch_(model.make_decode_batch(int64_t(kvs_.size()), any_wants_pre_rope_keys(kvs_))),
+      uniforms_(kvs_.size()),
+      positions_(kvs_.size(), 0),
+      step_positions_(kvs_.size()) {
+  check(!kvs_.empty(), "internal: a decoder needs at least one sequence");
+  validate(sampling);
+  for (size_t b = 0; b < kvs_.size(); ++b) {
+    SamplingParams p = sampling;
+    p.seed += uint64_t(b);
+    samplers_.emplace_back(p);
+  }
+}
+
+std::vector<int32_t> Decoder::sample(int64_t first, int64_t count) {
+  for (int64_t b = first; b < first + count; ++b) uniforms_[b] = float(samplers_[b].next_uniform());
+  const Tensor ids = batch_.ids.tensor().row_range(first, count);
+  model_.backend().sample(batch_.logits.tensor().row_range(first, count), sampling_.temperature,
+                          sampling_.top_k, sampling_.top_p,
+                          std::span(uniforms_).subspan(first, count), ids);
+  return model_.backend().read_ints(ids);
+}
+
+int32_t Decoder::prefill(int64_t b, std::span<const int32_t> prompt,
+                         const std::function<void(int64_t, int64_t)>& on_chunk) {
+  check(b >= 0 && b < int64_t(kvs_.size()), "internal: no sequence {} in the decoder", b);
+  check(!prompt.empty(), "the prompt is empty");
+  model_.prefill(prompt, *kvs_[b], batch_.logits.tensor().row_range(b, 1), 512, on_chunk);
+  kvs_[b]->finish_prefill();
+  positions_[b] = int64_t(prompt.size());
+  return sample(b, 1)[0];
+}
+
+std::vector<int32_t> Decoder::step() {
+  Backend& backend = model_.backend();
+  for (size_t b = 0; b < kvs_.size(); ++b) {
+    check(positions_[b] + 1 <= kvs_[b]->capacity(),
+          "sequence {} needs {} tokens but its KV cache holds {}", b, positions_[b] + 1,
+          kvs_[b]->capacity());
+    step_positions_[b] = int32_t(positions_[b]);
+  }
+  backend.write_ints(batch_.positions.tensor(), step_positions_);
+  if (record_) {
+    // The first step records (a backend that cannot record queues every step instead).
+    if (!recording_)
+      recording_ = backend.record([&] { model_.queue_decode_step(batch_, kvs_, {}, true); });
+    if (recording_)
+      recording_->replay();
+    else
+      model_.queue_decode_step(batch_, kvs_, {}, true);
+    for (size_t b = 0; b < kvs_.size(); ++b) kvs_[b]->recorded_step_done(positions_[b] + 1);
+  } else {
+    model_.queue_decode_step(batch_, kvs_, positions_, false);
+  }
+  for (int64_t& p : positions_) ++p;
+  return sample(0, int64_t(kvs_.size()));
+}
+
+}  // namespace kvo

@@ -1,0 +1,53 @@
+// The device side of decoding, shared by generate() (one sequence; text and stop rules on the
+// host) and generate_batch() (B sequences): each prompt is prefilled into its sequence's row of
+// the logits, tokens are sampled on the device (Backend::sample, the rule of sampler.h), and each
+// decode step runs every sequence through one forward (matmuls over B rows, attention per
+// sequence through its own KvPolicy). The step is recorded once and replayed (CUDA graphs) when
+// the backend can record and every policy is recordable, else queued eagerly each time; either
+// way the only wait per token is reading the sampled ids back.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "kv/kv_policy.h"
+#include "model/transformer.h"
+
+namespace kvo {
+
+class Decoder {
+ public:
+  // kvs[b] holds sequence b; sequence b samples with sampling.seed + b. record = false queues
+  // every step eagerly even where it could be recorded (for comparisons).
+  Decoder(Transformer& model, std::vector<KvPolicy*> kvs, const SamplingParams& sampling,
+          bool record = true);
+
+  // Prefills sequence b's prompt (from position 0) and returns its first token.
+  int32_t prefill(int64_t b, std::span<const int32_t> prompt,
+                  const std::function<void(int64_t, int64_t)>& on_chunk = {});
+  // Feeds every sequence its latest token and returns the next one of each. kvo::Error when a
+  // sequence's KV cache is full.
+  std::vector<int32_t> step();
+  // Whether the steps so far were replayed from a recording.
+  bool recorded() const { return recording_ != nullptr; }
+
+ private:
+  // Samples logits rows [first, first + count) and reads the ids back.
+  std::vector<int32_t> sample(int64_t first, int64_t count);
+
+  Transformer& model_;
+  std::vector<KvPolicy*> kvs_;
+  SamplingParams sampling_;
+  bool record_;
+  Transformer::DecodeBatch batch_;
+  std::vector<Sampler> samplers_;
+  std::vector<float> uniforms_;
+  std::vector<int64_t> positions_;  // per sequence: the position its latest token goes to
+  std::vector<int32_t> step_positions_;
+  std::unique_ptr<Recording> recording_;  // last: destroyed first, before the buffers it uses
+};
+
+}  // namespace kvo
