@@ -66,12 +66,33 @@ void ModelOptions::add_to(CLI::App& cmd, bool with_random_weights) {
   cmd.add_option("--device", device, "Where to run: cpu, cuda or auto (cuda when present)")
       ->capture_default_str();
   cmd.add_option("--threads,-t", threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd.add_option("--context", context,
+                 "Context length in tokens (default: the model's own). Longer than the model was "
+                 "trained for runs RoPE past its training range (a warning says so); quality may "
+                 "drop")
+      ->check(CLI::NonNegativeNumber);
   add_kv_options(cmd, kv_method, kv_knobs);
 }
+
+namespace {
+
+// --context N replaces the trained context length, as llama.cpp's --ctx-size does.
+void apply_context(const ModelOptions& options, ModelConfig& config) {
+  if (options.context <= 0) return;
+  if (options.context > config.max_context)
+    fmt::print(stderr,
+               "warning: --context {} is longer than the {} tokens the model was trained on; "
+               "quality may drop past {}\n",
+               options.context, config.max_context, config.max_context);
+  config.max_context = options.context;
+}
+
+}  // namespace
 
 LoadedRunner load_runner(const ModelOptions& options) {
   LoadedRunner r{load_model(options.model_path), make_backend(options.device, options.threads),
                  nullptr};
+  apply_context(options, r.model.config);
   r.transformer = std::make_unique<Transformer>(*r.backend, r.model.config, r.model.weights);
   return r;
 }
@@ -90,6 +111,7 @@ WeightsRunner load_weights_runner(const ModelOptions& options) {
     loaded = load_random_model(options.random_weights);
     r.source = "random weights from " + options.random_weights;
   }
+  apply_context(options, loaded.config);
   r.config = loaded.config;
   r.transformer = std::make_unique<Transformer>(*r.backend, loaded.config, loaded.weights);
   r.backend->synchronize();  // the uploads have read the host weights, which go now

@@ -37,6 +37,7 @@ struct ModelOptions {
   std::string random_weights;  // config path, when the command takes --random-weights
   std::string device = "auto";
   int threads = 0;
+  int64_t context = 0;  // --context: overrides the model's context length when > 0
   std::string kv_method = "dense";
   std::map<std::string, std::string> kv_knobs;
 

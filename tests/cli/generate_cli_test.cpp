@@ -70,10 +70,25 @@ TEST_F(GenerateCli, PromptLongerThanTheContextIsAClearError) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
 }
 
+TEST_F(GenerateCli, ContextFlagShortensOrExtendsTheModelContext) {
+  // Shorter than the prompt: the usual clear error, naming the new context.
+  auto short_ctx = run_kvoffload("generate --model " + model_ + " --prompt 'one two three four' " +
+                                 "--context 3 --max-new-tokens 2");
+  EXPECT_EQ(short_ctx.exit_code, 1);
+  EXPECT_NE(short_ctx.err.find("3 tokens"), std::string::npos) << short_ctx.err;
+  // Longer than trained (8192 for SmolLM2): a warning, then it runs.
+  auto long_ctx = run_kvoffload("generate --model " + model_ +
+                                " --prompt hi --context 9000 --max-new-tokens 2 --json");
+  ASSERT_EQ(long_ctx.exit_code, 0) << long_ctx.err;
+  EXPECT_NE(long_ctx.err.find("warning: --context 9000 is longer than the 8192"), std::string::npos)
+      << long_ctx.err;
+}
+
 TEST(GenerateCliErrors, BadInputEndsInOneErrorLine) {
   for (const char* args :
        {"generate --model /nonexistent.gguf --prompt hi", "generate --bogus-flag",
-        "generate --model x", "no-such-command", "generate --model x --prompt hi --top-p 2"}) {
+        "generate --model x", "no-such-command", "generate --model x --prompt hi --top-p 2",
+        "generate --model x --prompt hi --context -5"}) {
     auto r = run_kvoffload(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << ": " << r.err;
