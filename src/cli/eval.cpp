@@ -19,6 +19,7 @@ namespace {
 struct EvalFlags {
   std::string model, device = "auto", kv = "dense", tasks, data, data_dir, lengths, out;
   int threads = 0;
+  int64_t context = 0;
   int max_new_tokens = 0;
   size_t limit = 0;
   bool no_dense = false, quiet = false;
@@ -28,8 +29,8 @@ struct EvalFlags {
 
 // Flags of ModelOptions that are not method knobs.
 bool is_base_flag(const std::string& name) {
-  return name == "--model" || name == "--device" || name == "--threads" || name == "--kv" ||
-         name == "--help";
+  return name == "--model" || name == "--device" || name == "--threads" || name == "--context" ||
+         name == "--kv" || name == "--help";
 }
 
 // The KV flags ModelOptions registers ("--budget" -> description), for help and errors.
@@ -67,9 +68,11 @@ ModelOptions options_for(const EvalFlags& f, const KvMethodSpec& spec) {
   CLI::App app{"kv options"};
   ModelOptions o;
   o.add_to(app);
-  std::vector<std::string> args = {"--model", f.model,     "--device",
-                                   f.device,  "--threads", std::to_string(f.threads),
-                                   "--kv",    spec.method};
+  std::vector<std::string> args = {"--model",   f.model,
+                                   "--device",  f.device,
+                                   "--threads", std::to_string(f.threads),
+                                   "--context", std::to_string(f.context),
+                                   "--kv",      spec.method};
   for (const auto& [name, value] : spec.knobs) {
     args.push_back("--" + name);
     if (!value.empty()) args.push_back(value);
@@ -186,6 +189,10 @@ std::function<void()> make_eval(CLI::App& app) {
   cmd->add_option("--model,-m", f->model, "Model: a .gguf file or an HF folder")->required();
   cmd->add_option("--device", f->device, "cpu, cuda or auto")->capture_default_str();
   cmd->add_option("--threads,-t", f->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--context", f->context,
+                  "Context length in tokens (default: the model's own; longer than trained prints "
+                  "a warning). Samples whose prompt + answer do not fit are skipped")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--task", f->tasks,
                   "Shipped tasks, comma list: text2json, niah_multikey, niah_multivalue, "
                   "variable_tracking, frequent_words, json_kv");
