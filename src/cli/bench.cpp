@@ -1,7 +1,11 @@
 // `kvoffload bench`: prefill and decode throughput at several prompt lengths, for one sequence or
-// a batch of B sequences decoded together (engine/batch_generator.h), with --roofline the decode
-// step against the device's read bandwidth.
+// a batch of B sequences decoded together (engine/batch_generator.h), with where each sequence's
+// KV cache lives (device, pinned host) and what a decode step moves over PCIe; with --roofline
+// the decode step against the device's read bandwidth.
+#include <unistd.h>
+
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -23,6 +27,7 @@ struct BenchFlags {
   int gen = 64;
   int repeats = 1;
   int batch = 1;
+  bool shared_prompt = false;
   bool eager = false;
   bool roofline = false;
   bool json = false;
@@ -42,32 +47,41 @@ std::string gib(int64_t bytes) {
                                        : fmt::format("{:.1f} MiB", b / double(1 << 20));
 }
 
+// Pinned host memory the KV stores of a batch may take: 80% of physical memory, the rest left to
+// the process and the system.
+int64_t host_kv_limit() {
+  return int64_t(double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) * 0.8);
+}
+
 // The batch for prompts of n tokens: `requested`, or the largest that fits when 0. Checked
-// before anything is allocated: each sequence's KV cache (plan_kv_layout, the policies' own
-// sizing) and decode activations, on top of the prefill activations, must fit what the backend
-// can still allocate, less a reserve for cuBLAS and the attention/sampling workspaces.
+// before anything is allocated, from what each sequence's policy allocates (plan_kv_footprint):
+// the device must hold B sequences' KV caches and decode activations plus one prefill's staging,
+// on top of the prefill activations and a reserve for cuBLAS and the attention/sampling
+// workspaces; pinned host memory must hold B sequences' offloaded stores.
 int64_t fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int gen,
                       int64_t requested) {
-  const int64_t kv =
-      plan_kv_layout(spec, r.config, n, n + gen, r.transformer->value_bytes()).gpu_bytes();
-  // Device blocks are rounded up to 2 MiB: dense holds two blocks (all keys, all values); allow
-  // two per layer for the sparse policies' per-layer arrays.
-  const int64_t blocks = spec.method == "dense" ? 2 : 2 * int64_t{r.config.num_layers};
-  const int64_t per_sequence = kv + blocks * (int64_t{2} << 20) +
-                               r.transformer->activation_bytes(1) +
-                               int64_t(r.config.vocab_size) * 4;  // + sampling scratch
-  const int64_t reserve = r.transformer->activation_bytes(512) + (int64_t{1} << 30);
-  const int64_t available = r.backend->available_bytes();
-  const int64_t fits = std::max<int64_t>(0, (available - reserve) / per_sequence);
-  check(fits > 0,
-        "a {}-token sequence does not fit: its KV cache takes {} and {} is available (with {} "
-        "kept for activations and workspaces)",
-        n + gen, gib(kv), gib(available), gib(reserve));
-  check(
-      requested <= fits,
-      "--batch {} does not fit at {} prompt tokens: each sequence needs {} ({} of KV) and {} is "
-      "available (with {} kept for activations and workspaces); the largest batch that fits is {}",
-      requested, n, gib(per_sequence), gib(kv), gib(available), gib(reserve), fits);
+  const KvFootprint kv = plan_kv_footprint(spec, r.config, n, n + gen, r.transformer->value_bytes(),
+                                           r.backend->name() == "cuda");
+  const int64_t per_sequence =
+      kv.gpu_bytes + r.transformer->activation_bytes(1) + int64_t(r.config.vocab_size) * 4;
+  const int64_t reserve =
+      r.transformer->activation_bytes(512) + kv.prefill_gpu_bytes + (int64_t{1} << 30);
+  const int64_t available = r.backend->available_bytes(), host = host_kv_limit();
+  const int64_t device_fits = std::max<int64_t>(0, (available - reserve) / per_sequence);
+  const int64_t host_fits =
+      kv.cpu_bytes > 0 ? host / kv.cpu_bytes : std::numeric_limits<int64_t>::max();
+  const int64_t fits = std::min(device_fits, host_fits);
+  const std::string needs = fmt::format(
+      "each sequence needs {} of device memory ({} of KV) and {} of pinned host memory; the device "
+      "has {} available ({} kept for activations, workspaces and one prefill's staging) and the "
+      "host allows {} (80% of its memory)",
+      gib(per_sequence), gib(kv.gpu_bytes), gib(kv.cpu_bytes), gib(available), gib(reserve),
+      gib(host));
+  check(fits > 0, "a {}-token sequence does not fit: {}", n + gen, needs);
+  check(requested <= fits,
+        "--batch {} does not fit at {} prompt tokens: {}; the largest batch that fits is {} "
+        "(limited by {} memory)",
+        requested, n, needs, fits, device_fits <= host_fits ? "device" : "host");
   return requested > 0 ? requested : fits;
 }
 
@@ -102,8 +116,14 @@ void run_bench(const BenchFlags& f) {
                 spec.to_string().c_str(), f.gen);
     if (f.roofline)
       std::printf("read bandwidth (plain reduction, 4 GiB): %.1f GB/s\n", bandwidth / 1e9);
-    std::printf("%9s %8s %6s %14s %14s %14s %10s %9s%s\n", "requested", "prompt", "batch",
-                "prefill tok/s", "decode tok/s", "per-seq tok/s", "step ms", "graphs",
+    if (f.shared_prompt)
+      std::printf(
+          "shared prompt: each length's prompt is prefilled once and its KV state copied "
+          "into the other sequences of the batch (prompt prefilled once, KV copied); "
+          "prefill tok/s is that one prefill\n");
+    std::printf("%9s %8s %6s %14s %14s %14s %10s %9s %11s %11s %12s %10s%s\n", "requested",
+                "prompt", "batch", "prefill tok/s", "decode tok/s", "per-seq tok/s", "step ms",
+                "graphs", "KV GPU/seq", "KV CPU/seq", "PCIe MB/step", "PCIe GB/s",
                 f.roofline ? "  roofline ms  % of roofline" : "");
   }
   nlohmann::json rows = nlohmann::json::array();
@@ -112,6 +132,7 @@ void run_bench(const BenchFlags& f) {
     const auto [n, B] = plan[i];
     BatchResult best;  // the run with the fastest decode
     double best_prefill = 0;
+    KvMemoryReport kv_per_sequence;  // of the best run: sequence means; PCIe of its last step
     for (int rep = 0; rep < f.repeats; ++rep) {
       std::vector<std::unique_ptr<KvPolicy>> owned;
       std::vector<KvPolicy*> kvs;
@@ -119,17 +140,30 @@ void run_bench(const BenchFlags& f) {
       for (int64_t b = 0; b < B; ++b) {
         owned.push_back(make_kv_policy(backend, c, spec, n + f.gen));
         kvs.push_back(owned.back().get());
-        prompts.push_back(synthetic_prompt(n, c.vocab_size, 1234 + rep * 1000 + b));
+        prompts.push_back(
+            synthetic_prompt(n, c.vocab_size, 1234 + rep * 1000 + (f.shared_prompt ? 0 : b)));
       }
       BatchOptions options;
       options.max_new_tokens = f.gen;
       options.record = !f.eager;
+      options.shared_prompt = f.shared_prompt;
       BatchResult r = generate_batch(*runner.transformer, kvs, prompts, options);
       best_prefill = std::max(best_prefill, r.prefill_tokens_per_second());
-      if (rep == 0 || r.decode_tokens_per_second() > best.decode_tokens_per_second())
+      if (rep == 0 || r.decode_tokens_per_second() > best.decode_tokens_per_second()) {
         best = std::move(r);
+        kv_per_sequence = KvMemoryReport();
+        for (const KvPolicy* kv : kvs) {
+          const KvMemoryReport m = kv->memory();
+          kv_per_sequence.gpu_bytes += m.gpu_bytes / B;
+          kv_per_sequence.cpu_bytes += m.cpu_bytes / B;
+          kv_per_sequence.pcie_bytes_per_step += m.pcie_bytes_per_step / B;
+        }
+      }
     }
     const double step = best.decode_step_seconds();
+    // PCIe throughput of the whole batch: every sequence's fetch in one step.
+    const double pcie_gbps =
+        step > 0 ? double(B * kv_per_sequence.pcie_bytes_per_step) / step / 1e9 : 0.0;
     // Bytes one step reads: the weights once, and each sequence's KV at its mean decode length.
     const int64_t kv_read = B * (n + f.gen / 2) * c.kv_bytes_per_token(2);
     const double roofline = double(runner.transformer->decode_weight_bytes() + kv_read) / bandwidth;
@@ -141,7 +175,13 @@ void run_bench(const BenchFlags& f) {
                           {"decode_tokens_per_second", best.decode_tokens_per_second()},
                           {"decode_tokens_per_second_per_sequence", step > 0 ? 1.0 / step : 0.0},
                           {"decode_step_ms", step * 1e3},
-                          {"recorded", best.recorded}};
+                          {"recorded", best.recorded},
+                          {"shared_prompt", f.shared_prompt},
+                          {"kv_copy_seconds", best.copy_seconds},
+                          {"kv_gpu_bytes_per_sequence", kv_per_sequence.gpu_bytes},
+                          {"kv_cpu_bytes_per_sequence", kv_per_sequence.cpu_bytes},
+                          {"pcie_bytes_per_step_per_sequence", kv_per_sequence.pcie_bytes_per_step},
+                          {"pcie_gbps", pcie_gbps}};
     if (f.roofline) {
       row["bytes_per_step"] = runner.transformer->decode_weight_bytes() + kv_read;
       row["read_bandwidth_gbps"] = bandwidth / 1e9;
@@ -150,9 +190,12 @@ void run_bench(const BenchFlags& f) {
     }
     rows.push_back(row);
     if (!f.json) {
-      std::printf("%9lld %8lld %6lld %14.1f %14.1f %14.2f %10.3f %9s", (long long)requested,
-                  (long long)n, (long long)B, best_prefill, best.decode_tokens_per_second(),
-                  step > 0 ? 1.0 / step : 0.0, step * 1e3, best.recorded ? "yes" : "no");
+      std::printf("%9lld %8lld %6lld %14.1f %14.1f %14.2f %10.3f %9s %11s %11s %12.1f %10.2f",
+                  (long long)requested, (long long)n, (long long)B, best_prefill,
+                  best.decode_tokens_per_second(), step > 0 ? 1.0 / step : 0.0, step * 1e3,
+                  best.recorded ? "yes" : "no", gib(kv_per_sequence.gpu_bytes).c_str(),
+                  gib(kv_per_sequence.cpu_bytes).c_str(),
+                  double(kv_per_sequence.pcie_bytes_per_step) / 1e6, pcie_gbps);
       if (f.roofline) std::printf("  %11.3f  %13.1f", roofline * 1e3, 100.0 * roofline / step);
       std::printf("\n");
       std::fflush(stdout);
@@ -185,6 +228,10 @@ std::function<void()> make_bench(CLI::App& app) {
                   "Sequences decoded together; 0 = the largest batch that fits the device memory")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--shared-prompt", f->shared_prompt,
+                "Prefill one prompt per length and copy its KV state into every other sequence of "
+                "the batch (the same prompt for all), so large batches at long prompts can be "
+                "decoded without B prefills");
   cmd->add_option("--repeats", f->repeats, "Runs per length; the best is reported")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -37,6 +37,9 @@ BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
   const int64_t B = static_cast<int64_t>(prompts.size());
   check(B > 0 && int64_t(kvs.size()) == B, "internal: generate_batch needs one policy per prompt");
   check(options.max_new_tokens >= 1, "the batch must generate at least one token");
+  check(!options.shared_prompt || std::all_of(prompts.begin(), prompts.end(),
+                                              [&](const auto& p) { return p == prompts[0]; }),
+        "internal: a shared prompt must be every sequence's prompt");
   for (int64_t b = 0; b < B; ++b)
     check(int64_t(prompts[b].size()) + options.max_new_tokens - 1 <= kvs[b]->capacity(),
           "sequence {} needs {} tokens but its KV cache holds {}", b,
@@ -45,11 +48,16 @@ BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
                   options.record);
   BatchResult result;
   result.tokens.resize(B);
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = 0; b < (options.shared_prompt ? 1 : B); ++b) {
     const auto t0 = Clock::now();
     result.tokens[b].push_back(decoder.prefill(b, prompts[b]));
     result.prefill_seconds.push_back(seconds_since(t0));
     result.prompt_tokens.push_back(int64_t(prompts[b].size()));
+  }
+  if (options.shared_prompt) {
+    const auto t0 = Clock::now();
+    for (int64_t b = 1; b < B; ++b) result.tokens[b].push_back(decoder.copy_prefilled(b, 0));
+    result.copy_seconds = seconds_since(t0);
   }
   const auto t_decode = Clock::now();
   for (int step = 1; step < options.max_new_tokens; ++step) {

@@ -1,5 +1,6 @@
 // B sequences generated together (kvoffload bench --batch): the prompts are prefilled one after
-// another, then every decode step runs all B sequences at once (engine/decoder.h). Every
+// another (or, with shared_prompt, the first one is and its KV state is copied into the others),
+// then every decode step runs all B sequences at once (engine/decoder.h). Every
 // sequence generates max_new_tokens (no stop tokens): a benchmark and test driver, no text.
 #pragma once
 #include <cstdint>
@@ -16,15 +17,19 @@ struct BatchOptions {
   int max_new_tokens = 64;
   SamplingParams sampling;  // sequence b samples with seed + b
   bool record = true;       // false: queue every step eagerly even when it could be recorded
+  // Every sequence has the same prompt: it is prefilled once and the other sequences copy its KV
+  // state (KvPolicy::copy_from).
+  bool shared_prompt = false;
 };
 
 struct BatchResult {
   std::vector<std::vector<int32_t>> tokens;  // per sequence, max_new_tokens ids
-  std::vector<int64_t> prompt_tokens;        // per sequence
-  std::vector<double> prefill_seconds;       // per sequence, including its first sample
+  std::vector<int64_t> prompt_tokens;        // per prefilled sequence (shared_prompt: one)
+  std::vector<double> prefill_seconds;       // per prefilled sequence, including its first sample
+  double copy_seconds = 0;                   // shared_prompt: the B - 1 copies of its KV state
   double decode_seconds = 0;                 // the max_new_tokens - 1 batched decode steps
   bool recorded = false;                     // whether the steps were replayed from a recording
-  double prefill_tokens_per_second() const;  // all prompt tokens / all prefill time
+  double prefill_tokens_per_second() const;  // all prefilled tokens / all prefill time
   double decode_tokens_per_second() const;   // aggregate: B * steps / decode_seconds
   double decode_step_seconds() const;        // one batched step
 };

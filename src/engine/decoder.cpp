@@ -53,6 +53,17 @@ int32_t Decoder::prefill(int64_t b, std::span<const int32_t> prompt,
   return sample(b, 1)[0];
 }
 
+int32_t Decoder::copy_prefilled(int64_t b, int64_t from) {
+  check(b >= 0 && b < int64_t(kvs_.size()) && from >= 0 && from < int64_t(kvs_.size()) &&
+            b != from && positions_[from] > 0,
+        "internal: sequence {} cannot copy sequence {}", b, from);
+  kvs_[b]->copy_from(*kvs_[from]);
+  model_.backend().copy(batch_.logits.tensor().row_range(from, 1),
+                        batch_.logits.tensor().row_range(b, 1));
+  positions_[b] = positions_[from];
+  return sample(b, 1)[0];
+}
+
 std::vector<int32_t> Decoder::step() {
   Backend& backend = model_.backend();
   for (size_t b = 0; b < kvs_.size(); ++b) {

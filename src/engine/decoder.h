@@ -28,6 +28,9 @@ class Decoder {
   // Prefills sequence b's prompt (from position 0) and returns its first token.
   int32_t prefill(int64_t b, std::span<const int32_t> prompt,
                   const std::function<void(int64_t, int64_t)>& on_chunk = {});
+  // Sequence b continues from sequence `from`'s prefilled prompt: its KV state is copied
+  // (KvPolicy::copy_from) and its first token sampled from the same logits with its own seed.
+  int32_t copy_prefilled(int64_t b, int64_t from);
   // Feeds every sequence its latest token and returns the next one of each. kvo::Error when a
   // sequence's KV cache is full.
   std::vector<int32_t> step();

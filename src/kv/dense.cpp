@@ -33,6 +33,20 @@ class DensePolicy final : public KvPolicy {
     if (layer == config_.num_layers - 1) length_ = start + n;
   }
 
+  void copy_from(const KvPolicy& prefilled) override {
+    const auto* src = dynamic_cast<const DensePolicy*>(&prefilled);
+    check(src && src->capacity_ == capacity_ && length_ == 0,
+          "internal: a fresh dense cache of capacity {} cannot copy a '{}' cache of capacity {}",
+          capacity_, prefilled.name(), prefilled.capacity());
+    for (int l = 0; l < config_.num_layers; ++l) {
+      backend_.copy(layer_rows(src->keys_, l).row_range(0, src->length_),
+                    layer_rows(keys_, l).row_range(0, src->length_));
+      backend_.copy(layer_rows(src->values_, l).row_range(0, src->length_),
+                    layer_rows(values_, l).row_range(0, src->length_));
+    }
+    length_ = src->length_;
+  }
+
   bool recordable() const override { return true; }
 
   void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& /*k_pre*/,

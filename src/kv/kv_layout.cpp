@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kv/kv_store.h"
+#include "quant/higgs.h"
 #include "util/error.h"
 
 namespace kvo {
@@ -91,6 +92,64 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
     fail("internal: no layout for KV method '{}'", spec.method);
   }
   return lay;
+}
+
+namespace {
+
+int64_t rounded(int64_t bytes) {
+  const int64_t block = int64_t{2} << 20;
+  return bytes > 0 ? (bytes + block - 1) / block * block : 0;
+}
+
+}  // namespace
+
+KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t T, int64_t capacity,
+                              int b, bool cuda_policy) {
+  const KvLayout lay = plan_kv_layout(spec, c, T, capacity, b);
+  const int64_t L = c.num_layers, H = c.num_kv_heads, Hq = c.num_heads, D = c.head_dim, W = H * D;
+  KvFootprint f;
+  f.cpu_bytes = lay.cpu_bytes();
+  if (spec.method == "dense") {  // one block for all keys, one for all values
+    f.gpu_bytes = 2 * rounded(capacity * W * b * L);
+    return f;
+  }
+  const bool quest = spec.method == "quest";
+  f.prefill_gpu_bytes = (quest ? 2 : 3) * capacity * W * b * L;
+  if (!cuda_policy) {
+    f.gpu_bytes = lay.gpu_bytes();
+    return f;
+  }
+  // Per layer (cuda_sparse_policy.cpp's Layer).
+  const int64_t C = lay.chunk, m = lay.landmark_chunks, k = lay.selected_chunks;
+  const int64_t O = quest ? 0 : lay.outlier_chunks, S = O + k, mid = lay.middle_tokens();
+  const int64_t exact_rows = quest ? capacity : lay.exact_prompt_tokens() + capacity - T;
+  int64_t layer = 2 * rounded(exact_rows * W * b) + 2 * rounded(H * O * C * D * b);
+  if (O > 0) layer += rounded(H * O * 4) + rounded(H * m * 4);
+  if (quest) layer += rounded(m * 2 * W * b);
+  if (spec.method == "shadowkv")
+    layer += rounded(H * m * D * b) + rounded(mid * lay.rank * b) + rounded(lay.rank * W * b);
+  if (spec.method == "yakv") layer += rounded(lay.item("landmarks") / L);
+  f.gpu_bytes = L * layer;
+  // Shared by the layers: the attention buffers, selection and fetch scratch.
+  const int64_t attn_rows = lay.exact_prompt_tokens() + S * C + capacity - T;
+  int64_t shared = 2 * rounded(attn_rows * W * b) + rounded(Hq * m * 4) + rounded(H * m * 4) +
+                   3 * rounded(H * std::max(k, S) * 4);
+  if (!quest && k > 0) {
+    const int64_t fetched = lay.store_spans_heads ? std::min(H * k * C, mid) : H * k * C;
+    const int64_t dim = lay.store_spans_heads ? W : D;
+    const int64_t tensors = spec.method == "yakv" ? 2 : 1;
+    shared += rounded(fetched * 4) +
+              tensors * (rounded(fetched * lay.store_record_bytes) + rounded(fetched * dim * 2));
+    if (lay.store_spans_heads) shared += 3 * rounded(mid * 4);  // flags, positions, scan
+    if (spec.method == "shadowkv")
+      shared +=
+          rounded(H * k * C * lay.rank * 2) + rounded(H * k * C * D * 4) + (int64_t{32} << 20);
+    if (spec.method == "yakv" && !dynamic_cast<const quant::HiggsQuantizer*>(
+                                     make_store_quantizer(spec.landmarks, head_group(D)).get()))
+      shared += rounded(H * m * D * 2);
+  }
+  f.gpu_bytes += shared;
+  return f;
 }
 
 }  // namespace kvo

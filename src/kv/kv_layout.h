@@ -85,4 +85,16 @@ struct KvLayout {
 KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& config, int64_t prompt_tokens,
                         int64_t capacity, int device_value_bytes);
 
+// What one sequence's policy allocates where it runs, for sizing a batch before anything is
+// allocated (kvoffload bench --batch 0). cuda_policy: the CUDA policies (kv/cuda: attention
+// buffers and fetch scratch instead of the gather buffers, each device allocation rounded up to
+// the 2 MiB the CUDA allocators hand out); else the layout as it is.
+struct KvFootprint {
+  int64_t gpu_bytes = 0;          // held on the device after finish_prefill
+  int64_t prefill_gpu_bytes = 0;  // more held during the prefill (exact staging of every layer)
+  int64_t cpu_bytes = 0;          // pinned host memory
+};
+KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& config, int64_t prompt_tokens,
+                              int64_t capacity, int device_value_bytes, bool cuda_policy);
+
 }  // namespace kvo

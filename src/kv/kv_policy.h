@@ -42,6 +42,11 @@ class KvPolicy {
   virtual KvMemoryReport memory() const = 0;
   // Whether `attend` needs pre-RoPE keys (lets the forward pass skip a copy when not).
   virtual bool wants_pre_rope_keys() const { return false; }
+  // Makes this policy, fresh from make_kv_policy with the same spec and capacity, hold what
+  // `prefilled` holds after its finish_prefill. The state is copied, not shared: both decode
+  // independently and memory() counts each (kvoffload bench --shared-prompt prefills one
+  // sequence for a whole batch). kvo::Error when the two policies differ.
+  virtual void copy_from(const KvPolicy& prefilled) = 0;
 
   // Recorded decode steps (CUDA graphs; Backend::record). A recordable policy's `attend_at`
   // queues the work of attend(layer, start, ...) for one new token whose position `start` it

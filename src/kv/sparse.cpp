@@ -112,6 +112,25 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
 
   void finish_prefill() override;
 
+  void copy_from(const KvPolicy& prefilled) override {
+    const auto* src = dynamic_cast<const SparsePolicy*>(&prefilled);
+    check(src && src->spec_.to_string() == spec_.to_string() && src->capacity_ == capacity_ &&
+              src->finished_ && length_ == 0 && !diag_enabled_,
+          "internal: a fresh '{}' cache of capacity {} cannot copy a '{}' cache of capacity {}",
+          spec_.to_string(), capacity_, prefilled.name(), prefilled.capacity());
+    st_k_.clear();
+    st_v_.clear();
+    st_kpre_.clear();
+    layers_ = src->layers_;
+    gather_k_ = src->gather_k_;
+    gather_v_ = src->gather_v_;
+    layout_ = src->layout_;
+    store_rec_ = src->store_rec_;
+    length_ = src->length_;
+    prompt_ = src->prompt_;
+    finished_ = true;
+  }
+
   KvMemoryReport memory() const override {
     KvMemoryReport r;
     r.tokens = length_;

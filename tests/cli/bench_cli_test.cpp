@@ -41,6 +41,30 @@ TEST(BenchCli, RandomWeightsBatchReportsAggregateAndPerSequenceSpeed) {
   std::filesystem::remove(cfg);
 }
 
+TEST(BenchCli, SharedPromptBatchReportsWhereTheKvLivesAndWhatCrossesPcie) {
+  const std::string cfg = write_tiny_config();
+  const std::string args = "bench --random-weights " + cfg +
+                           " --device cpu --kv yakv --budget 8 --prompt-tokens 200 --gen 4 "
+                           "--batch 3 --shared-prompt";
+  auto r = run_kvoffload(args + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto row = nlohmann::json::parse(r.out)["results"][0];
+  EXPECT_EQ(row["batch"], 3);
+  EXPECT_TRUE(row["shared_prompt"].get<bool>());
+  EXPECT_GT(row["kv_gpu_bytes_per_sequence"].get<int64_t>(), 0);
+  EXPECT_GT(row["kv_cpu_bytes_per_sequence"].get<int64_t>(), 0);
+  EXPECT_GT(row["pcie_bytes_per_step_per_sequence"].get<int64_t>(), 0);
+  EXPECT_NEAR(row["pcie_gbps"].get<double>(),
+              3.0 * row["pcie_bytes_per_step_per_sequence"].get<double>() /
+                  row["decode_step_ms"].get<double>() / 1e6,
+              1e-6 * row["pcie_gbps"].get<double>());
+  auto text = run_kvoffload(args);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("prefilled once"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("PCIe GB/s"), std::string::npos) << text.out;
+  std::filesystem::remove(cfg);
+}
+
 TEST(BenchCli, ImpossibleBatchNamesTheLargestThatFits) {
   const std::string cfg = write_tiny_config();
   auto r = run_kvoffload("bench --random-weights " + cfg +

@@ -19,104 +19,21 @@
 #include "backend/cpu/cpu_backend.h"
 #include "kv/kv_layout.h"
 #include "kv/kv_policy.h"
-#include "model/rope.h"
+#include "kv/policy_steps.h"
 
 namespace kvo {
 namespace {
 
+using testing::bf16_values;
+using testing::Inputs;
+using testing::make_steps;
+using testing::rel_error;
+using testing::run;
+using testing::small_config;
+
 std::unique_ptr<Backend> cuda_or_null() {
   auto b = make_backend("auto", 0);
   return b->name() == "cuda" ? std::move(b) : nullptr;
-}
-
-ModelConfig small_config(int head_dim) {
-  ModelConfig c;
-  c.num_layers = 4;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = head_dim;
-  c.hidden_size = c.num_heads * head_dim;
-  c.rope_theta = 10000.0f;
-  return c;
-}
-
-std::vector<float> bf16_values(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = bf16_to_f32(f32_to_bf16(dist(rng)));
-  return v;
-}
-
-// One attend() call's inputs, host-side; k = bf16(RoPE(k_pre)) so re-RoPE'd keys match.
-struct Inputs {
-  int64_t start = 0, n = 0;
-  std::vector<float> q, k_pre, k, v;
-};
-
-Inputs make_inputs(const ModelConfig& c, int64_t start, int64_t n, std::mt19937_64& rng) {
-  const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
-  Inputs in;
-  in.start = start;
-  in.n = n;
-  in.q = bf16_values(size_t(n * Wq), rng, 2.0f);  // sharp attention, as in real models
-  in.k_pre = bf16_values(size_t(n * W), rng);
-  in.v = bf16_values(size_t(n * W), rng);
-  auto cpu = make_cpu_backend(1);
-  DeviceArray k = cpu->upload(HostTensor::owned_f32({n, W}, in.k_pre));
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(start + i);
-  cpu->rope(k.tensor(), pos, c.head_dim, make_rope_params(c));
-  in.k = cpu->download(k.tensor());
-  for (float& x : in.k) x = bf16_to_f32(f32_to_bf16(x));
-  return in;
-}
-
-// Runs `kv` on `backend` over the steps (per step, every layer gets its own inputs);
-// returns the outputs of every decode step and layer, downloaded to floats.
-std::vector<std::vector<float>> run(Backend& backend, KvPolicy& kv, const ModelConfig& c,
-                                    const std::vector<std::vector<Inputs>>& steps,
-                                    std::vector<std::vector<KvHeadDiagnostics>>* diag) {
-  const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
-  std::vector<std::vector<float>> outs;
-  for (size_t s = 0; s < steps.size(); ++s) {
-    for (int l = 0; l < c.num_layers; ++l) {
-      const Inputs& in = steps[s][size_t(l)];
-      DeviceArray q = backend.upload(HostTensor::owned_f32({in.n, Wq}, in.q));
-      DeviceArray kp = backend.upload(HostTensor::owned_f32({in.n, W}, in.k_pre));
-      DeviceArray k = backend.upload(HostTensor::owned_f32({in.n, W}, in.k));
-      DeviceArray v = backend.upload(HostTensor::owned_f32({in.n, W}, in.v));
-      DeviceArray out = backend.alloc(in.n, Wq);
-      kv.attend(l, in.start, q.tensor(), kp.tensor(), k.tensor(), v.tensor(), out.tensor());
-      if (s > 0) outs.push_back(backend.download(out.tensor()));
-    }
-    if (s == 0) kv.finish_prefill();
-    if (s > 0 && diag) diag->push_back(dynamic_cast<KvDiagnosable&>(kv).diagnostics());
-  }
-  return outs;
-}
-
-// The prompt (T tokens), then decode steps of 1, 2 (a multi-token step: causal among the new
-// tokens), 1 tokens; capacity T + 4.
-std::vector<std::vector<Inputs>> make_steps(const ModelConfig& c, int64_t T, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::vector<Inputs>> steps;
-  int64_t start = 0;
-  for (int64_t n : {T, int64_t{1}, int64_t{2}, int64_t{1}}) {
-    std::vector<Inputs> layers;
-    for (int l = 0; l < c.num_layers; ++l) layers.push_back(make_inputs(c, start, n, rng));
-    steps.push_back(std::move(layers));
-    start += n;
-  }
-  return steps;
-}
-
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double e = 0, r = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    e += double(got[i] - want[i]) * (got[i] - want[i]);
-    r += double(want[i]) * want[i];
-  }
-  return std::sqrt(e / std::max(r, 1e-30));
 }
 
 struct Case {
@@ -220,6 +137,69 @@ TEST(CudaSparseFullBudget, YakvEqualsDense) {
   const auto want = run(*gpu, *dense, c, inputs, nullptr);
   const auto got = run(*gpu, *yakv, c, inputs, nullptr);
   for (size_t i = 0; i < want.size(); ++i) EXPECT_LE(rel_error(got[i], want[i]), 1e-2) << i;
+}
+
+// Decode steps recorded once (attend_at, CUDA graphs; the position read from device memory when
+// a replay runs) equal the eager steps at every position, and fetch the same records.
+TEST(CudaSparseRecorded, ReplayedStepsEqualEagerSteps) {
+  auto gpu = cuda_or_null();
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU";
+  const ModelConfig c = small_config(64);
+  const int64_t T = 300, steps_n = 4, cap = T + steps_n;
+  const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
+  std::mt19937_64 rng(13);
+  std::vector<std::vector<Inputs>> steps;
+  for (int64_t s = 0; s <= steps_n; ++s) {
+    std::vector<Inputs> layers;
+    for (int l = 0; l < c.num_layers; ++l)
+      layers.push_back(testing::make_inputs(c, s == 0 ? 0 : T + s - 1, s == 0 ? T : 1, rng));
+    steps.push_back(std::move(layers));
+  }
+  const std::span<const std::vector<Inputs>> all(steps);
+  for (const char* text : {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=64,budget=0.1",
+                           "shadowkv:rank=96,budget=64", "quest:page=8,budget=64"}) {
+    const KvSpec spec = KvSpec::parse(text).resolved();
+    auto eager = make_kv_policy(*gpu, c, spec, cap), recorded = make_kv_policy(*gpu, c, spec, cap);
+    ASSERT_TRUE(recorded->recordable()) << text;
+    run(*gpu, *eager, c, all.first(1), nullptr);
+    run(*gpu, *recorded, c, all.first(1), nullptr);
+    const auto want = run(*gpu, *eager, c, all.subspan(1), nullptr);
+    // One recording over fixed per-layer buffers, refilled before each replay.
+    std::vector<DeviceArray> q, kp, k, v, out;
+    for (int l = 0; l < c.num_layers; ++l) {
+      q.push_back(gpu->alloc(1, Wq));
+      kp.push_back(gpu->alloc(1, W));
+      k.push_back(gpu->alloc(1, W));
+      v.push_back(gpu->alloc(1, W));
+      out.push_back(gpu->alloc(1, Wq));
+    }
+    DeviceArray position = gpu->alloc_ints(1);
+    auto recording = gpu->record([&] {
+      for (int l = 0; l < c.num_layers; ++l)
+        recorded->attend_at(l, position.tensor(), q[l].tensor(), kp[l].tensor(), k[l].tensor(),
+                            v[l].tensor(), out[l].tensor());
+    });
+    ASSERT_TRUE(recording) << text;
+    std::vector<std::vector<float>> got;
+    for (int64_t s = 1; s <= steps_n; ++s) {
+      for (int l = 0; l < c.num_layers; ++l) {
+        const Inputs& in = steps[size_t(s)][size_t(l)];
+        gpu->copy(gpu->upload(HostTensor::owned_f32({1, Wq}, in.q)).tensor(), q[l].tensor());
+        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.k_pre)).tensor(), kp[l].tensor());
+        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.k)).tensor(), k[l].tensor());
+        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.v)).tensor(), v[l].tensor());
+      }
+      gpu->write_ints(position.tensor(), std::vector<int32_t>{int32_t(T + s - 1)});
+      recording->replay();
+      recorded->recorded_step_done(T + s);
+      for (int l = 0; l < c.num_layers; ++l) got.push_back(gpu->download(out[size_t(l)].tensor()));
+    }
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_LE(rel_error(got[i], want[i]), 1e-6) << text << " step/layer " << i;
+    EXPECT_EQ(recorded->length(), eager->length());
+    EXPECT_EQ(recorded->memory().pcie_bytes_per_step, eager->memory().pcie_bytes_per_step) << text;
+  }
 }
 
 // ms per decode step of the policy alone (every layer, random q/k/v) at the Llama-3.1-8B shape.

@@ -19,6 +19,7 @@
 #include <cusolverDn.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "backend/cuda/cuda_backend.h"
@@ -85,12 +86,9 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
     if (method_ != Method::Quest)
       store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
     if (method_ == Method::YAKV) landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
-    for (int l = 0; l < config.num_layers; ++l) {
-      st_k_.push_back(backend.alloc(capacity, W_));
-      st_v_.push_back(backend.alloc(capacity, W_));
-      if (method_ != Method::Quest) st_kpre_.push_back(backend.alloc(capacity, W_));
-    }
     layers_.resize(size_t(config.num_layers));
+    step_index_ = backend.alloc_ints(1);
+    shifted_index_ = backend.alloc_ints(2);
     inv_freq_ = DeviceBuffer<float>(rope_.inv_freq.size());
     KVO_CUDA(cudaMemcpy(inv_freq_.get(), rope_.inv_freq.data(), inv_freq_.nbytes(),
                         cudaMemcpyHostToDevice));
@@ -100,6 +98,10 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
     if (method_ == Method::ShadowKV) {
       check_cublas(cublasCreate(&cublas_), "cublasCreate");
       check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+      // An own workspace: cuBLAS must not allocate while a decode step is being recorded.
+      cublas_ws_ = DeviceBuffer<uint8_t>(size_t{32} << 20);
+      check_cublas(cublasSetWorkspace(cublas_, cublas_ws_.get(), cublas_ws_.size()),
+                   "cublasSetWorkspace");
     }
   }
 
@@ -114,6 +116,9 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
 
   std::string name() const override { return spec_.method; }
   bool wants_pre_rope_keys() const override { return method_ != Method::Quest; }
+  // Every decode launch has a size fixed at finish_prefill; the step's position comes from
+  // device memory. Diagnostics read results back on the host per step, so they run eagerly.
+  bool recordable() const override { return !diag_enabled_; }
   int64_t length() const override { return length_; }
   int64_t capacity() const override { return capacity_; }
 
@@ -134,14 +139,34 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
     const int64_t n = q.rows;
     check(start + n <= capacity_, "the sequence needs {} tokens but the KV cache holds {}",
           start + n, capacity_);
-    if (!finished_)
+    if (!finished_) {
       prefill_attend(layer, start, q, k_pre, k, v, out);
-    else
-      decode_attend(layer, start, q, k, v, out);
+    } else {
+      check(start >= prompt_, "internal: a prompt token after finish_prefill");
+      if (start != step_index_start_) {
+        backend_.write_ints(step_index_.tensor(), std::vector<int32_t>{int32_t(start)});
+        step_index_start_ = start;
+      }
+      decode_attend(layer, step_index_.tensor(), q, k, v, out);
+      if (diag_enabled_) record_diagnostics(layer, start, q, k, v, out);
+    }
     if (layer == cfg_.num_layers - 1) length_ = start + n;
   }
 
+  void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& /*k_pre*/,
+                 const Tensor& k, const Tensor& v, const Tensor& out) override {
+    check(finished_, "internal: a recorded step before finish_prefill");
+    decode_attend(layer, position, q, k, v, out);
+  }
+
+  void recorded_step_done(int64_t length) override {
+    check(length <= capacity_, "the sequence needs {} tokens but the KV cache holds {}", length,
+          capacity_);
+    length_ = length;
+  }
+
   void finish_prefill() override;
+  void copy_from(const KvPolicy& prefilled) override;
   KvMemoryReport memory() const override;
 
  private:
@@ -162,12 +187,27 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   void prefill_attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
                       const Tensor& k, const Tensor& v, const Tensor& out) {
     const int64_t n = q.rows;
-    Tensor keys = st_k_[layer].tensor(), values = st_v_[layer].tensor();
+    if (st_k_.empty()) allocate_staging();
+    Tensor keys = staging_rows(st_k_[layer]), values = staging_rows(st_v_[layer]);
     backend_.copy(k, keys.row_range(start, n));
     backend_.copy(v, values.row_range(start, n));
-    if (!st_kpre_.empty()) backend_.copy(k_pre, st_kpre_[layer].tensor().row_range(start, n));
+    if (!st_kpre_.empty()) backend_.copy(k_pre, staging_rows(st_kpre_[layer]).row_range(start, n));
     const AttentionShape shape{Hq_, H_, D_, n, start, start + n, scale()};
     backend_.attention(q, keys.row_range(0, start + n), values.row_range(0, start + n), shape, out);
+  }
+
+  // The prefill's exact K/V (and pre-RoPE keys), `capacity` rows per layer, allocated by the first
+  // prompt token (a copied policy never holds them) and outside the backend's caching allocator,
+  // so that finish_prefill hands the memory back to the device for the other sequences.
+  void allocate_staging() {
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      st_k_.emplace_back(size_t(capacity_ * W_));
+      st_v_.emplace_back(size_t(capacity_ * W_));
+      if (method_ != Method::Quest) st_kpre_.emplace_back(size_t(capacity_ * W_));
+    }
+  }
+  Tensor staging_rows(const DeviceBuffer<bf16>& b) const {
+    return {b.get(), DType::BF16, capacity_, W_, W_};
   }
 
   float scale() const { return 1.0f / std::sqrt(float(D_)); }
@@ -187,8 +227,9 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   // Fetches the selected records of `store` into `decoded` on stream s.
   void fetch(const MappedHostBuffer& store, int layer, DeviceBuffer<uint8_t>& staging,
              DeviceBuffer<bf16>& decoded, cudaStream_t s);
-  void decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k, const Tensor& v,
-                     const Tensor& out);
+  // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
+  void decode_attend(int layer, const Tensor& position, const Tensor& q, const Tensor& k,
+                     const Tensor& v, const Tensor& out);
   void record_diagnostics(int layer, int64_t start, const Tensor& q, const Tensor& k,
                           const Tensor& v, const Tensor& out);
 
@@ -201,10 +242,11 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   cudaStream_t stream_, side_ = nullptr;
   cudaEvent_t selected_ = nullptr, values_ready_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  DeviceBuffer<uint8_t> cublas_ws_;
   int H_ = 0, D_ = 0, Hq_ = 0, G_ = 1;
   int64_t W_ = 0;
   quant::QuantizerPtr store_, landmark_q_;
-  std::vector<DeviceArray> st_k_, st_v_, st_kpre_;
+  std::vector<DeviceBuffer<bf16>> st_k_, st_v_, st_kpre_;  // (capacity, W) per layer
   std::vector<Layer> layers_;
   DeviceBuffer<float> inv_freq_;
   KvLayout lay_;
@@ -224,6 +266,10 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   DeviceBuffer<bf16> lm_decoded_;             // yakv non-HIGGS landmarks (H * m, D)
   DeviceBuffer<bf16> u_sel_;                  // shadowkv (H * k * C, r)
   DeviceBuffer<float> rebuilt_;               // shadowkv (H * k * C, D)
+  DeviceArray step_index_;                    // (1, 1): the position of an eager step
+  int64_t step_index_start_ = -1;             // what step_index_ holds
+  DeviceArray shifted_index_;  // (2, 1): the row the new tokens go to in `keys`, the attention's
+                               // q_start in the assembled buffers
   bool stepped_ = false;
 
   bool diag_enabled_ = false;
@@ -234,6 +280,7 @@ void CudaSparsePolicy::finish_prefill() {
   if (finished_) return;
   prompt_ = length_;
   lay_ = plan_kv_layout(spec_, cfg_, prompt_, capacity_, 2);
+  if (st_k_.empty()) allocate_staging();
   for (int l = 0; l < cfg_.num_layers; ++l) build_layer(l);
   KVO_CUDA(cudaStreamSynchronize(stream_));  // the staging may go only after its last reader
   st_k_.clear();
@@ -248,21 +295,23 @@ void CudaSparsePolicy::build_layer(int l) {
   const int64_t T = prompt_, C = lay_.chunk, M = lay_.middle_chunks, m = lay_.landmark_chunks;
   const int64_t O = outliers_per_head(), s_end = lay_.sink_end, mid = lay_.middle_tokens();
   const int64_t gen = capacity_ - T;
-  const bf16* K = rows_of(st_k_[size_t(l)]);
+  const bf16* K = st_k_[size_t(l)].get();
   if (diag_enabled_) {
-    L.diag_k = T ? backend_.download(st_k_[size_t(l)].tensor().row_range(0, T)) : L.diag_k;
-    L.diag_v = T ? backend_.download(st_v_[size_t(l)].tensor().row_range(0, T)) : L.diag_v;
+    L.diag_k = T ? backend_.download(staging_rows(st_k_[size_t(l)]).row_range(0, T)) : L.diag_k;
+    L.diag_v = T ? backend_.download(staging_rows(st_v_[size_t(l)]).row_range(0, T)) : L.diag_v;
     L.diag_k.resize(size_t(capacity_ * W_));
     L.diag_v.resize(size_t(capacity_ * W_));
   }
-  if (method_ == Method::Quest) {  // the staging is the whole cache
-    L.keys = std::move(st_k_[size_t(l)]);
-    L.values = std::move(st_v_[size_t(l)]);
+  if (method_ == Method::Quest) {  // the whole cache stays
+    L.keys = backend_.alloc(capacity_, W_);
+    L.values = backend_.alloc(capacity_, W_);
+    backend_.copy(staging_rows(st_k_[size_t(l)]), L.keys.tensor());
+    backend_.copy(staging_rows(st_v_[size_t(l)]), L.values.tensor());
     L.lm = backend_.alloc(m, 2 * W_);
     cuda::page_bounds(rows_of(L.keys), s_end, m, int(C), W_, rows_of(L.lm), stream_);
     return;
   }
-  const bf16* V = rows_of(st_v_[size_t(l)]);
+  const bf16* V = st_v_[size_t(l)].get();
   const int64_t n_exact = lay_.exact_prompt_tokens();
   L.keys = backend_.alloc(n_exact + gen, W_);
   L.values = backend_.alloc(n_exact + gen, W_);
@@ -314,9 +363,8 @@ void CudaSparsePolicy::build_layer(int l) {
     KVO_CUDA(cudaStreamSynchronize(stream_));  // `enc` is freed on return
   };
   offload(V, L.store_v);
-  if (method_ == Method::YAKV) offload(rows_of(st_kpre_[size_t(l)]), L.store_k);
-  if (method_ == Method::ShadowKV && mid > 0)
-    build_shadowkv_factors(L, rows_of(st_kpre_[size_t(l)]));
+  if (method_ == Method::YAKV) offload(st_kpre_[size_t(l)].get(), L.store_k);
+  if (method_ == Method::ShadowKV && mid > 0) build_shadowkv_factors(L, st_kpre_[size_t(l)].get());
   KVO_CUDA(cudaStreamSynchronize(stream_));  // the chunk statistics are freed on return
 }
 
@@ -380,6 +428,12 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     for (int h = 0; h < H_; ++h) std::iota(all.begin() + h * m, all.begin() + (h + 1) * m, 0);
     KVO_CUDA(cudaMemcpy(selected_idx_.get(), all.data(), all.size() * 4, cudaMemcpyHostToDevice));
   }
+  if (k < m) {  // one token's scores; a recorded step must not allocate
+    logits_ = DeviceBuffer<float>(size_t(Hq_ * m));
+    stats_ = DeviceBuffer<float2>(size_t(Hq_));
+  }
+  for (const quant::Quantizer* q : {store_.get(), landmark_q_.get()})
+    if (q) qc::prepare(*q);
   fetched_ = DeviceBuffer<int32_t>(size_t(cfg_.num_layers));
   KVO_CUDA(cudaMemset(fetched_.get(), 0, size_t(fetched_.nbytes())));
   if (method_ == Method::Quest || k == 0) return;
@@ -454,19 +508,29 @@ void CudaSparsePolicy::fetch(const MappedHostBuffer& store, int layer,
                        reinterpret_cast<uint16_t*>(decoded.get()), dim, s);
 }
 
-void CudaSparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k,
-                                     const Tensor& v, const Tensor& out) {
+void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Tensor& q,
+                                     const Tensor& k, const Tensor& v, const Tensor& out) {
   Layer& L = layers_[size_t(layer)];
   const int64_t n = q.rows, T = prompt_, C = lay_.chunk, s_end = lay_.sink_end;
   const int64_t kk = lay_.selected_chunks, O = outliers_per_head(), S = slots();
-  check(start >= T, "internal: a prompt token after finish_prefill");
   const bool quest = method_ == Method::Quest;
-  // 1. The new tokens join the exact store.
+  // The assembled buffers: [sinks | S * C middle rows | tail], the tail being the exact rows from
+  // `tail_src` on (local + generated; quest: every token from the local window on). Sizes are
+  // those of a full cache, so every launch is the same at every position; the attention reads
+  // the real length from shifted_index_.
   const int64_t n_exact = lay_.exact_prompt_tokens();
-  const int64_t at = quest ? start : n_exact + (start - T);
-  backend_.copy(k, L.keys.tensor().row_range(at, n));
-  backend_.copy(v, L.values.tensor().row_range(at, n));
-  const int64_t gen_len = start + n - T;
+  const int64_t tail_src = quest ? lay_.local_start : s_end;
+  const int64_t tail_rows = quest ? capacity_ - lay_.local_start : n_exact - s_end + capacity_ - T;
+  const int64_t tail_dst = s_end + S * C;
+  // 1. The new tokens join the exact store at row position + append_shift; the queries sit at
+  // position + query_shift of the assembled buffers.
+  const int64_t append_shift = quest ? 0 : n_exact - T;
+  const int64_t query_shift = tail_dst - tail_src + append_shift;
+  const Tensor shifted = shifted_index_.tensor();
+  cuda::shift_index(static_cast<const int32_t*>(position.data), int32_t(append_shift),
+                    int32_t(query_shift), static_cast<int32_t*>(shifted.data), stream_);
+  backend_.copy_rows_at(k, L.keys.tensor(), shifted.row_range(0, 1));
+  backend_.copy_rows_at(v, L.values.tensor(), shifted.row_range(0, 1));
   // 2. Selection, then the records to fetch (shared by the key and value streams).
   select(L, q);
   const bool offloaded = !quest && kk > 0;
@@ -485,10 +549,7 @@ void CudaSparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q, 
     }
   }
   KVO_CUDA(cudaEventRecord(selected_, stream_));
-  // 3. The attention buffers: [sinks | S * C middle rows | local + generated].
-  const int64_t tail_src = quest ? lay_.local_start : s_end;
-  const int64_t tail_rows = quest ? start + n - lay_.local_start : n_exact - s_end + gen_len;
-  const int64_t tail_dst = s_end + S * C;
+  // 3. The attention buffers.
   auto selected_source = [&](const void* rows, bool f32, int64_t stride, bool keys) {
     cuda::SelectedSource src;
     src.rows = rows;
@@ -537,13 +598,63 @@ void CudaSparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q, 
   cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
                         rows_of(L.out_k), key_src, rows_of(attn_k_), stream_);
   if (offloaded) KVO_CUDA(cudaStreamWaitEvent(stream_, values_ready_, 0));
-  // 4. Attention over the assembled keys.
-  const int64_t n_keys = tail_dst + tail_rows;
-  const AttentionShape shape{Hq_, H_, D_, n, n_keys - n, n_keys, scale()};
-  backend_.attention(q, attn_k_.tensor().row_range(0, n_keys),
-                     attn_v_.tensor().row_range(0, n_keys), shape, out);
+  // 4. Attention over the assembled keys, up to the queries' own.
+  const int64_t attn_rows = attn_k_.tensor().rows;
+  const AttentionShape shape{Hq_, H_, D_, n, 0, attn_rows, scale()};
+  backend_.attention_at(q, attn_k_.tensor(), attn_v_.tensor(), shape, shifted.row_range(1, 1), out);
   stepped_ = true;
-  if (diag_enabled_) record_diagnostics(layer, start, q, k, v, out);
+}
+
+// Copies of the prefilled state (copy_from): device arrays on the backend's stream, host stores
+// by the CPU (the source's are complete once its finish_prefill returned).
+template <typename T>
+DeviceBuffer<T> clone(const DeviceBuffer<T>& src, cudaStream_t s) {
+  DeviceBuffer<T> c(src.size());
+  if (src.size())
+    KVO_CUDA(
+        cudaMemcpyAsync(c.get(), src.get(), size_t(src.nbytes()), cudaMemcpyDeviceToDevice, s));
+  return c;
+}
+
+MappedHostBuffer clone(const MappedHostBuffer& src) {
+  MappedHostBuffer c(size_t(src.nbytes()));
+  if (src.nbytes()) std::memcpy(c.host(), src.host(), size_t(src.nbytes()));
+  return c;
+}
+
+void CudaSparsePolicy::copy_from(const KvPolicy& prefilled) {
+  const auto* src = dynamic_cast<const CudaSparsePolicy*>(&prefilled);
+  check(src && src->spec_.to_string() == spec_.to_string() && src->capacity_ == capacity_ &&
+            src->finished_ && !finished_ && length_ == 0 && !diag_enabled_,
+        "internal: a fresh '{}' cache of capacity {} cannot copy a '{}' cache of capacity {}",
+        spec_.to_string(), capacity_, prefilled.name(), prefilled.capacity());
+  auto clone_array = [&](const DeviceArray& a) {
+    if (a.empty()) return DeviceArray();
+    DeviceArray c = backend_.alloc(a.tensor().rows, a.tensor().cols);
+    backend_.copy(a.tensor(), c.tensor());
+    return c;
+  };
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& from = src->layers_[l];
+    Layer& to = layers_[l];
+    to.keys = clone_array(from.keys);
+    to.values = clone_array(from.values);
+    to.out_k = clone_array(from.out_k);
+    to.out_v = clone_array(from.out_v);
+    to.lm = clone_array(from.lm);
+    to.u = clone_array(from.u);
+    to.vt = clone_array(from.vt);
+    to.outliers = clone(from.outliers, stream_);
+    to.cand = clone(from.cand, stream_);
+    to.lm_q = clone(from.lm_q, stream_);
+    to.store_k = clone(from.store_k);
+    to.store_v = clone(from.store_v);
+  }
+  lay_ = src->lay_;
+  prompt_ = src->prompt_;
+  length_ = src->length_;
+  allocate_decode_buffers();
+  finished_ = true;
 }
 
 void CudaSparsePolicy::record_diagnostics(int layer, int64_t start, const Tensor& q_t,
@@ -589,7 +700,7 @@ KvMemoryReport CudaSparsePolicy::memory() const {
   r.tokens = length_;
   if (!finished_) {
     for (const auto* arrays : {&st_k_, &st_v_, &st_kpre_})
-      for (const DeviceArray& a : *arrays) r.gpu_bytes += int64_t(a.nbytes());
+      for (const auto& a : *arrays) r.gpu_bytes += a.nbytes();
     return r;
   }
   for (const Layer& L : layers_) {

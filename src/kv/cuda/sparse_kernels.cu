@@ -41,6 +41,11 @@ __device__ float block_max(float x, float* shared) {
   return total;
 }
 
+__global__ void shift_index_kernel(const int32_t* position, int32_t a, int32_t b, int32_t* out) {
+  out[0] = *position + a;
+  out[1] = *position + b;
+}
+
 // One block of D threads (rounded up to a warp multiple) per (head, chunk).
 __global__ void chunk_means_kernel(const bf16* keys, int64_t s_end, int64_t M, int C, int H, int D,
                                    float* means, float* min_cos) {
@@ -454,6 +459,11 @@ __global__ void top_eigenvectors_kernel(const float* evecs, int64_t W, int64_t r
 }
 
 }  // namespace
+
+void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, cudaStream_t stream) {
+  shift_index_kernel<<<1, 1, 0, stream>>>(position, a, b, out);
+  KVO_CUDA_LAUNCHED("shift_index");
+}
 
 void chunk_means(const bf16* keys, int64_t s_end, int64_t M, int C, int H, int D, float* means,
                  float* min_cos, cudaStream_t stream) {

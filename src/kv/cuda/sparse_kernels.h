@@ -16,6 +16,10 @@ namespace kvo::cuda {
 
 using bf16 = __nv_bfloat16;
 
+// out (2) = {*position + a, *position + b}: the rows a recorded decode step writes and attends
+// at, from the position the step reads when it runs.
+void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, cudaStream_t stream);
+
 // Per head and middle chunk j: means (H, M, D) = mean of the chunk's post-RoPE keys; min_cos
 // (H, M) = the lowest cosine similarity of a key of the chunk to that mean (skipped when null).
 // keys (tokens, W), chunk j covers tokens s_end + j*C .. + C.
