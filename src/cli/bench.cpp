@@ -58,8 +58,13 @@ int64_t host_kv_limit() {
 // the device must hold B sequences' KV caches and decode activations plus one prefill's staging,
 // on top of the prefill activations and a reserve for cuBLAS and the attention/sampling
 // workspaces; pinned host memory must hold B sequences' offloaded stores.
-int64_t fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int gen,
-                      int64_t requested) {
+struct BatchFit {
+  int64_t batch = 0;
+  std::string why;  // the largest batch that fits and what limits it
+};
+
+BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int gen,
+                       int64_t requested) {
   const KvFootprint kv = plan_kv_footprint(spec, r.config, n, n + gen, r.transformer->value_bytes(),
                                            r.backend->name() == "cuda");
   const int64_t per_sequence =
@@ -78,11 +83,14 @@ int64_t fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int
       gib(per_sequence), gib(kv.gpu_bytes), gib(kv.cpu_bytes), gib(available), gib(reserve),
       gib(host));
   check(fits > 0, "a {}-token sequence does not fit: {}", n + gen, needs);
+  const std::string limit = device_fits <= host_fits ? "device" : "host";
   check(requested <= fits,
         "--batch {} does not fit at {} prompt tokens: {}; the largest batch that fits is {} "
         "(limited by {} memory)",
-        requested, n, needs, fits, device_fits <= host_fits ? "device" : "host");
-  return requested > 0 ? requested : fits;
+        requested, n, needs, fits, limit);
+  return {requested > 0 ? requested : fits,
+          fmt::format("the largest batch that fits is {}, limited by {} memory: {}", fits, limit,
+                      needs)};
 }
 
 void run_bench(const BenchFlags& f) {
@@ -100,7 +108,7 @@ void run_bench(const BenchFlags& f) {
 #endif
   }
   // Every length and batch is checked before anything runs.
-  std::vector<std::pair<int64_t, int64_t>> plan;  // (prompt tokens, batch) per requested length
+  std::vector<std::pair<int64_t, BatchFit>> plan;  // (prompt tokens, batch) per requested length
   for (int64_t requested : f.prompt_tokens) {
     check(requested > 0, "--prompt-tokens must be positive");
     // A prompt must leave room for the generated tokens inside the model's context.
@@ -129,7 +137,12 @@ void run_bench(const BenchFlags& f) {
   nlohmann::json rows = nlohmann::json::array();
   for (size_t i = 0; i < plan.size(); ++i) {
     const int64_t requested = f.prompt_tokens[i];
-    const auto [n, B] = plan[i];
+    const int64_t n = plan[i].first, B = plan[i].second.batch;
+    if (!f.json) {
+      std::printf("prompt %lld, batch %lld: %s\n", (long long)n, (long long)B,
+                  plan[i].second.why.c_str());
+      std::fflush(stdout);
+    }
     BatchResult best;  // the run with the fastest decode
     double best_prefill = 0;
     KvMemoryReport kv_per_sequence;  // of the best run: sequence means; PCIe of its last step
