@@ -124,6 +124,42 @@ TEST(KvLayout, Qwen3_8B_32K) {
 }
 
 // memory() of real policies equals the layout at the backend's 4 bytes per value.
+// plan_kv_footprint (kvoffload bench --batch 0) at the 8B shape and 128K: dense is its two
+// 2 MiB-rounded blocks; a sparse prefill also holds 3 (quest: 2) exact (capacity, W) stagings per
+// layer; the CPU reference holds its layout, the CUDA policies the layout without the gather
+// buffers but with their attention buffers (and scratch, well under a GiB).
+TEST(KvFootprint, Llama31_8B_128K) {
+  const ModelConfig c = bench_config("llama-3.1-8b.json");
+  const int64_t T = 131064, cap = T + 8, W = 1024, L = 32, b = 2;
+  const int64_t block = int64_t{2} << 20;
+  const KvFootprint dense =
+      plan_kv_footprint(KvSpec::parse("dense").resolved(), c, T, cap, b, /*cuda_policy=*/true);
+  EXPECT_EQ(dense.gpu_bytes, 2 * ((cap * W * b * L + block - 1) / block * block));
+  EXPECT_EQ(dense.prefill_gpu_bytes, 0);
+  EXPECT_EQ(dense.cpu_bytes, 0);
+  for (const char* text :
+       {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=128", "shadowkv", "quest"}) {
+    SCOPED_TRACE(text);
+    const KvSpec spec = KvSpec::parse(text).resolved();
+    const KvLayout lay = plan_kv_layout(spec, c, T, cap, b);
+    const KvFootprint ref = plan_kv_footprint(spec, c, T, cap, b, false);
+    const KvFootprint gpu = plan_kv_footprint(spec, c, T, cap, b, true);
+    const int64_t stagings = spec.method == "quest" ? 2 : 3;
+    EXPECT_EQ(ref.gpu_bytes, lay.gpu_bytes());
+    EXPECT_EQ(ref.cpu_bytes, lay.cpu_bytes());
+    EXPECT_EQ(ref.prefill_gpu_bytes, stagings * cap * W * b * L);
+    EXPECT_EQ(gpu.prefill_gpu_bytes, ref.prefill_gpu_bytes);
+    EXPECT_EQ(gpu.cpu_bytes, lay.cpu_bytes());
+    const int64_t outliers = spec.method == "quest" ? 0 : lay.outlier_chunks;
+    const int64_t attention_buffers =
+        2 * (lay.exact_prompt_tokens() + (outliers + lay.selected_chunks) * lay.chunk + cap - T) *
+        W * b;
+    const int64_t held = lay.gpu_bytes() - lay.item("gather buffers") + attention_buffers;
+    EXPECT_GE(gpu.gpu_bytes, held);
+    EXPECT_LT(gpu.gpu_bytes, held + (int64_t{1} << 30));
+  }
+}
+
 TEST(KvLayout, PoliciesReportTheirLayout) {
   LoadedModel m = load_hf_checkpoint(std::string(KVO_TEST_DATA_DIR) + "/fixtures/models/qwen3");
   auto backend = make_cpu_backend(0);

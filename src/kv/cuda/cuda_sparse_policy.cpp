@@ -12,6 +12,9 @@
 //   -> values on a second stream: gather over PCIe, decode, scatter; keys on the main stream:
 //   gather, decode (shadowkv: rebuild U x SV^T), re-RoPE, scatter -> attention over
 //   [sinks, outliers + selected, local, generated].
+// Every launch of a decode step has a size fixed at finish_prefill and reads the step's position
+// from device memory (the attention its key count too), so the engine records a step once and
+// replays it (attend_at, CUDA graphs); an eager attend() writes its position there first.
 #ifdef KVO_HAVE_CUDA
 #include "kv/cuda/cuda_sparse_policy.h"
 
@@ -709,12 +712,12 @@ KvMemoryReport CudaSparsePolicy::memory() const {
     r.gpu_bytes += L.outliers.nbytes() + L.cand.nbytes() + L.lm_q.nbytes();
     r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
   }
-  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + logits_.nbytes() + stats_.nbytes() +
-                 agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
-                 slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
-                 fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
-                 decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
-                 u_sel_.nbytes() + rebuilt_.nbytes();
+  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + cublas_ws_.nbytes() +
+                 logits_.nbytes() + stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() +
+                 slot_chunk_.nbytes() + slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() +
+                 list_.nbytes() + fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() +
+                 staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() +
+                 lm_decoded_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
   if (!stepped_ || method_ == Method::Quest) {
     r.pcie_bytes_per_step = method_ == Method::Quest ? 0 : lay_.pcie_bytes_per_step;
