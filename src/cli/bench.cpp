@@ -60,7 +60,9 @@ int64_t host_kv_limit() {
 // workspaces; pinned host memory must hold B sequences' offloaded stores.
 struct BatchFit {
   int64_t batch = 0;
-  std::string why;  // the largest batch that fits and what limits it
+  int64_t largest = 0;
+  std::string limit;  // "device" or "host": the memory that bounds `largest`
+  std::string why;    // the largest batch, what limits it and the sizes behind it, in words
 };
 
 BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, int gen,
@@ -88,7 +90,7 @@ BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, in
         "--batch {} does not fit at {} prompt tokens: {}; the largest batch that fits is {} "
         "(limited by {} memory)",
         requested, n, needs, fits, limit);
-  return {requested > 0 ? requested : fits,
+  return {requested > 0 ? requested : fits, fits, limit,
           fmt::format("the largest batch that fits is {}, limited by {} memory: {}", fits, limit,
                       needs)};
 }
@@ -183,6 +185,8 @@ void run_bench(const BenchFlags& f) {
     nlohmann::json row = {{"requested_prompt_tokens", requested},
                           {"prompt_tokens", n},
                           {"batch", B},
+                          {"largest_batch", plan[i].second.largest},
+                          {"batch_limited_by", plan[i].second.limit},
                           {"generated_tokens", f.gen},
                           {"prefill_tokens_per_second", best_prefill},
                           {"decode_tokens_per_second", best.decode_tokens_per_second()},
@@ -211,6 +215,9 @@ void run_bench(const BenchFlags& f) {
                   double(kv_per_sequence.pcie_bytes_per_step) / 1e6, pcie_gbps);
       if (f.roofline) std::printf("  %11.3f  %13.1f", roofline * 1e3, 100.0 * roofline / step);
       std::printf("\n");
+      if (f.shared_prompt && B > 1)
+        std::printf("    (the prompt's KV state copied %lld times in %.1f s)\n", (long long)(B - 1),
+                    best.copy_seconds);
       std::fflush(stdout);
     }
   }

@@ -51,6 +51,8 @@ TEST(BenchCli, SharedPromptBatchReportsWhereTheKvLivesAndWhatCrossesPcie) {
   const auto row = nlohmann::json::parse(r.out)["results"][0];
   EXPECT_EQ(row["batch"], 3);
   EXPECT_TRUE(row["shared_prompt"].get<bool>());
+  EXPECT_GE(row["largest_batch"].get<int64_t>(), 3);
+  EXPECT_EQ(row["batch_limited_by"], "device");  // the tiny model's offloaded stores are small
   EXPECT_GT(row["kv_gpu_bytes_per_sequence"].get<int64_t>(), 0);
   EXPECT_GT(row["kv_cpu_bytes_per_sequence"].get<int64_t>(), 0);
   EXPECT_GT(row["pcie_bytes_per_step_per_sequence"].get<int64_t>(), 0);
