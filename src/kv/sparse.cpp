@@ -36,6 +36,7 @@
 #include "kv/kv_store.h"
 #include "kv/low_rank.h"
 #include "kv/selection.h"
+#include "kv/sparse_setup.h"
 #include "model/rope.h"
 #include "quant/higgs.h"
 #include "util/error.h"
@@ -43,30 +44,15 @@
 namespace kvo {
 namespace {
 
-enum class Method { ShadowKV, YAKV, Quest };
-
-class SparsePolicy final : public KvPolicy, public KvDiagnosable {
+class SparsePolicy final : public KvPolicy, public KvDiagnosable, private SparseSetup {
  public:
   SparsePolicy(Backend& backend, const ModelConfig& config, const KvSpec& spec, int64_t capacity)
-      : backend_(backend),
+      : SparseSetup(config, spec),
+        backend_(backend),
         cfg_(config),
         spec_(spec),
         capacity_(capacity),
         rope_(make_rope_params(config)) {
-    method_ = spec.method == "shadowkv" ? Method::ShadowKV
-              : spec.method == "yakv"   ? Method::YAKV
-                                        : Method::Quest;
-    H_ = config.num_kv_heads;
-    D_ = config.head_dim;
-    W_ = int64_t(H_) * D_;
-    Hq_ = config.num_heads;
-    G_ = Hq_ / H_;
-    if (method_ == Method::ShadowKV)
-      check(spec.rank <= W_, "--rank {} is larger than kv_heads * head_dim = {} of this model",
-            spec.rank, W_);
-    if (method_ != Method::Quest)
-      store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
-    if (method_ == Method::YAKV) landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
     {
       DeviceArray probe = backend.alloc(1, 1);
       dev_bytes_ = int(dtype_size(probe.tensor().dtype));
@@ -74,27 +60,20 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
     for (int l = 0; l < config.num_layers; ++l) {
       st_k_.push_back(backend.alloc(capacity, W_));
       st_v_.push_back(backend.alloc(capacity, W_));
-      if (method_ != Method::Quest) st_kpre_.push_back(backend.alloc(capacity, W_));
+      if (method_ != SparseMethod::Quest) st_kpre_.push_back(backend.alloc(capacity, W_));
     }
     layers_.resize(size_t(config.num_layers));
   }
 
   std::string name() const override { return spec_.method; }
-  bool wants_pre_rope_keys() const override { return method_ != Method::Quest; }
+  bool wants_pre_rope_keys() const override { return method_ != SparseMethod::Quest; }
   int64_t length() const override { return length_; }
   int64_t capacity() const override { return capacity_; }
 
   void enable_diagnostics() override { diag_enabled_ = true; }
   const std::vector<KvHeadDiagnostics>& diagnostics() const override { return diag_; }
   std::string layout_summary() const override {
-    if (!finished_) return "";
-    return fmt::format(
-        "{}: prompt {} tokens, sinks [0,{}), {} middle chunks of {} ({} outliers, {} with "
-        "landmarks, {} selected), local [{},{}){}",
-        spec_.to_string(), prompt_, layout_.sink_end, layout_.middle_chunks, layout_.chunk,
-        layout_.outlier_chunks, layout_.landmark_chunks, layout_.selected_chunks,
-        layout_.local_start, prompt_,
-        method_ == Method::ShadowKV ? fmt::format(", rank {}", layout_.rank) : std::string());
+    return finished_ ? describe(spec_, layout_, prompt_) : "";
   }
 
   void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre, const Tensor& k,
@@ -212,13 +191,9 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable {
   Backend& backend_;
   ModelConfig cfg_;
   KvSpec spec_;
-  Method method_;
   int64_t capacity_;
   RopeParams rope_;
-  int H_ = 0, D_ = 0, Hq_ = 0, G_ = 1;
-  int64_t W_ = 0;
   int dev_bytes_ = 4;
-  quant::QuantizerPtr store_, landmark_q_;
   std::vector<DeviceArray> st_k_, st_v_, st_kpre_;
   std::vector<Layer> layers_;
   std::vector<float> gather_k_, gather_v_;  // 2 x (k * C) x W, double-buffered by layer parity
@@ -250,7 +225,7 @@ void SparsePolicy::finish_prefill() {
   st_k_.clear();
   st_v_.clear();
   st_kpre_.clear();
-  if (method_ != Method::Quest) {
+  if (method_ != SparseMethod::Quest) {
     const size_t g = size_t(2 * layout_.selected_chunks * layout_.chunk * W_);
     gather_k_.assign(g, 0.0f);
     gather_v_.assign(g, 0.0f);
@@ -270,7 +245,7 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
     L.diag_v = V;
   }
   const int64_t gen = capacity_ - T;
-  if (method_ == Method::Quest) {
+  if (method_ == SparseMethod::Quest) {
     L.all_k.assign(size_t(capacity_ * W_), 0.0f);
     L.all_v.assign(size_t(capacity_ * W_), 0.0f);
     std::copy(K.begin(), K.end(), L.all_k.begin());
@@ -361,7 +336,7 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
       const int64_t j = L.cand_chunks[size_t(h * m + i)];
       std::memcpy(&lm[size_t((h * m + i) * D_)], &means[size_t((h * M + j) * D_)], D_ * 4);
     }
-  if (method_ == Method::ShadowKV) {
+  if (method_ == SparseMethod::ShadowKV) {
     L.lm = std::move(lm);
   } else {
     const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
@@ -384,8 +359,8 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
     }
   };
   encode_middle(V, L.store_v);
-  if (method_ == Method::YAKV) encode_middle(Kpre, L.store_k);
-  if (method_ == Method::ShadowKV && mid > 0) {
+  if (method_ == SparseMethod::YAKV) encode_middle(Kpre, L.store_k);
+  if (method_ == SparseMethod::ShadowKV && mid > 0) {
     const int64_t r = layout_.rank;
     LowRank lr = low_rank_factorize(Kpre.data(), T, W_, r);
     L.u.assign(lr.u.begin() + s_end * r, lr.u.begin() + (s_end + mid) * r);
@@ -399,7 +374,7 @@ void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_
   const float scale = 1.0f / std::sqrt(float(D_));
   const int64_t qs = int64_t(Hq_) * D_;
   auto qrow = [&](int g, int64_t t) { return q + t * qs + int64_t(h * G_ + g) * D_; };
-  if (method_ == Method::Quest) {
+  if (method_ == SparseMethod::Quest) {
     for (int g = 0; g < G_; ++g)
       for (int64_t t = 0; t < n; ++t) {
         const float* qr = qrow(g, t);
@@ -416,12 +391,12 @@ void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_
   }
   const float* lm = nullptr;
   std::vector<float> decoded;
-  const auto* higgs = method_ == Method::YAKV
+  const auto* higgs = method_ == SparseMethod::YAKV
                           ? dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get())
                           : nullptr;
   const size_t per_head =
-      method_ == Method::YAKV ? landmark_q_->encoded_bytes(size_t(m), size_t(D_)) : 0;
-  if (method_ == Method::ShadowKV) {
+      method_ == SparseMethod::YAKV ? landmark_q_->encoded_bytes(size_t(m), size_t(D_)) : 0;
+  if (method_ == SparseMethod::ShadowKV) {
     lm = &L.lm[size_t(h * m * D_)];
   } else if (!higgs) {
     decoded.resize(size_t(m * D_));
@@ -458,9 +433,9 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
   const std::vector<float> q = backend_.download(q_t);
   const std::vector<float> kn = backend_.download(k_t), vn = backend_.download(v_t);
   // New tokens join the exact generated store (quest: its full cache).
-  std::vector<float>& gk = method_ == Method::Quest ? L.all_k : L.gen_k;
-  std::vector<float>& gv = method_ == Method::Quest ? L.all_v : L.gen_v;
-  const int64_t g0 = method_ == Method::Quest ? start : start - T;
+  std::vector<float>& gk = method_ == SparseMethod::Quest ? L.all_k : L.gen_k;
+  std::vector<float>& gv = method_ == SparseMethod::Quest ? L.all_v : L.gen_v;
+  const int64_t g0 = method_ == SparseMethod::Quest ? start : start - T;
   std::copy(kn.begin(), kn.end(), gk.begin() + g0 * W_);
   std::copy(vn.begin(), vn.end(), gv.begin() + g0 * W_);
   const int64_t gen_len = start + n - T;
@@ -502,8 +477,8 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       std::memcpy(&V[size_t(row * D_)], vr, D_ * 4);
       pos[size_t(row++)] = p;
     };
-    const std::vector<float>& ek = method_ == Method::Quest ? L.all_k : L.exact_k;
-    const std::vector<float>& ev = method_ == Method::Quest ? L.all_v : L.exact_v;
+    const std::vector<float>& ek = method_ == SparseMethod::Quest ? L.all_k : L.exact_k;
+    const std::vector<float>& ev = method_ == SparseMethod::Quest ? L.all_v : L.exact_v;
     for (int64_t t = 0; t < layout_.sink_end; ++t)
       put(&ek[t * W_ + h * D_], &ev[t * W_ + h * D_], t);
     for (const auto& [j, slot] : mids) {
@@ -514,7 +489,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
           put(&L.out_k[at], &L.out_v[at], t);
           continue;
         }
-        if (method_ == Method::Quest) {  // every K/V is exact on the device
+        if (method_ == SparseMethod::Quest) {  // every K/V is exact on the device
           put(&L.all_k[t * W_ + h * D_], &L.all_v[t * W_ + h * D_], t);
           continue;
         }
@@ -530,7 +505,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
           }
         };
         fetch(L.store_v, gvr);
-        if (method_ == Method::YAKV) {
+        if (method_ == SparseMethod::YAKV) {
           fetch(L.store_k, gkr);
         } else {  // shadowkv: rebuild the pre-RoPE key from U * SV^T
           const int64_t r = layout_.rank;
@@ -546,11 +521,12 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       }
     }
     for (int64_t t = layout_.local_start; t < T; ++t) {
-      const int64_t e = method_ == Method::Quest ? t : layout_.sink_end + (t - layout_.local_start);
+      const int64_t e =
+          method_ == SparseMethod::Quest ? t : layout_.sink_end + (t - layout_.local_start);
       put(&ek[e * W_ + h * D_], &ev[e * W_ + h * D_], t);
     }
     for (int64_t i = 0; i < gen_len; ++i) {
-      const int64_t e = method_ == Method::Quest ? T + i : i;
+      const int64_t e = method_ == SparseMethod::Quest ? T + i : i;
       put(&gk[e * W_ + h * D_], &gv[e * W_ + h * D_], T + i);
     }
     // 3. Attention of the group's query heads over those keys (causal among generated ones).
@@ -573,7 +549,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       hs.out = out.data();
       hs.q_stride = qs;
       hs.scale = scale;
-      const int64_t gen0 = method_ == Method::Quest ? 0 : T;
+      const int64_t gen0 = method_ == SparseMethod::Quest ? 0 : T;
       hs.key = [&](int64_t p) {
         return p < T ? &L.diag_k[size_t(p * W_ + h * D_)] : &gk[size_t((p - gen0) * W_ + h * D_)];
       };

@@ -31,6 +31,7 @@
 #include "kv/head_diagnostics.h"
 #include "kv/kv_layout.h"
 #include "kv/kv_store.h"
+#include "kv/sparse_setup.h"
 #include "model/rope.h"
 #include "quant/cuda/device_quantizer.h"
 #include "quant/higgs.h"
@@ -43,8 +44,6 @@ using cuda::bf16;
 using cuda::DeviceBuffer;
 using cuda::MappedHostBuffer;
 namespace qc = quant::cuda;
-
-enum class Method { ShadowKV, YAKV, Quest };
 
 void check_cublas(cublasStatus_t s, const char* call) {
   if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", int(s), call);
@@ -65,30 +64,17 @@ void copy_rows(const bf16* src, bf16* dst, int64_t rows, int64_t cols, cudaStrea
         cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
 }
 
-class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
+class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private SparseSetup {
  public:
   CudaSparsePolicy(Backend& backend, const ModelConfig& config, const KvSpec& spec,
                    int64_t capacity)
-      : backend_(backend),
+      : SparseSetup(config, spec),
+        backend_(backend),
         cfg_(config),
         spec_(spec),
         capacity_(capacity),
         rope_(make_rope_params(config)),
         stream_(cuda_stream_of(backend)) {
-    method_ = spec.method == "shadowkv" ? Method::ShadowKV
-              : spec.method == "yakv"   ? Method::YAKV
-                                        : Method::Quest;
-    H_ = config.num_kv_heads;
-    D_ = config.head_dim;
-    W_ = int64_t(H_) * D_;
-    Hq_ = config.num_heads;
-    G_ = Hq_ / H_;
-    if (method_ == Method::ShadowKV)
-      check(spec.rank <= W_, "--rank {} is larger than kv_heads * head_dim = {} of this model",
-            spec.rank, W_);
-    if (method_ != Method::Quest)
-      store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
-    if (method_ == Method::YAKV) landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
     layers_.resize(size_t(config.num_layers));
     step_index_ = backend.alloc_ints(1);
     shifted_index_ = backend.alloc_ints(2);
@@ -98,7 +84,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
     KVO_CUDA(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
     KVO_CUDA(cudaEventCreateWithFlags(&selected_, cudaEventDisableTiming));
     KVO_CUDA(cudaEventCreateWithFlags(&values_ready_, cudaEventDisableTiming));
-    if (method_ == Method::ShadowKV) {
+    if (method_ == SparseMethod::ShadowKV) {
       check_cublas(cublasCreate(&cublas_), "cublasCreate");
       check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
       // An own workspace: cuBLAS must not allocate while a decode step is being recorded.
@@ -118,7 +104,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   }
 
   std::string name() const override { return spec_.method; }
-  bool wants_pre_rope_keys() const override { return method_ != Method::Quest; }
+  bool wants_pre_rope_keys() const override { return method_ != SparseMethod::Quest; }
   // Every decode launch has a size fixed at finish_prefill; the step's position comes from
   // device memory. Diagnostics read results back on the host per step, so they run eagerly.
   bool recordable() const override { return !diag_enabled_; }
@@ -128,13 +114,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   void enable_diagnostics() override { diag_enabled_ = true; }
   const std::vector<KvHeadDiagnostics>& diagnostics() const override { return diag_; }
   std::string layout_summary() const override {
-    if (!finished_) return "";
-    return fmt::format(
-        "{}: prompt {} tokens, sinks [0,{}), {} middle chunks of {} ({} outliers, {} with "
-        "landmarks, {} selected), local [{},{}){} [cuda]",
-        spec_.to_string(), prompt_, lay_.sink_end, lay_.middle_chunks, lay_.chunk,
-        lay_.outlier_chunks, lay_.landmark_chunks, lay_.selected_chunks, lay_.local_start, prompt_,
-        method_ == Method::ShadowKV ? fmt::format(", rank {}", lay_.rank) : "");
+    return finished_ ? describe(spec_, lay_, prompt_) + " [cuda]" : "";
   }
 
   void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre, const Tensor& k,
@@ -206,7 +186,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
     for (int l = 0; l < cfg_.num_layers; ++l) {
       st_k_.emplace_back(size_t(capacity_ * W_));
       st_v_.emplace_back(size_t(capacity_ * W_));
-      if (method_ != Method::Quest) st_kpre_.emplace_back(size_t(capacity_ * W_));
+      if (method_ != SparseMethod::Quest) st_kpre_.emplace_back(size_t(capacity_ * W_));
     }
   }
   Tensor staging_rows(const DeviceBuffer<bf16>& b) const {
@@ -214,7 +194,9 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   }
 
   float scale() const { return 1.0f / std::sqrt(float(D_)); }
-  int64_t outliers_per_head() const { return method_ == Method::Quest ? 0 : lay_.outlier_chunks; }
+  int64_t outliers_per_head() const {
+    return method_ == SparseMethod::Quest ? 0 : lay_.outlier_chunks;
+  }
   int64_t slots() const { return outliers_per_head() + lay_.selected_chunks; }
   // Records fetched per layer and step at most (spanning records: one per selected token).
   int64_t max_fetch() const {
@@ -239,16 +221,12 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable {
   Backend& backend_;
   ModelConfig cfg_;
   KvSpec spec_;
-  Method method_;
   int64_t capacity_;
   RopeParams rope_;
   cudaStream_t stream_, side_ = nullptr;
   cudaEvent_t selected_ = nullptr, values_ready_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   DeviceBuffer<uint8_t> cublas_ws_;
-  int H_ = 0, D_ = 0, Hq_ = 0, G_ = 1;
-  int64_t W_ = 0;
-  quant::QuantizerPtr store_, landmark_q_;
   std::vector<DeviceBuffer<bf16>> st_k_, st_v_, st_kpre_;  // (capacity, W) per layer
   std::vector<Layer> layers_;
   DeviceBuffer<float> inv_freq_;
@@ -305,7 +283,7 @@ void CudaSparsePolicy::build_layer(int l) {
     L.diag_k.resize(size_t(capacity_ * W_));
     L.diag_v.resize(size_t(capacity_ * W_));
   }
-  if (method_ == Method::Quest) {  // the whole cache stays
+  if (method_ == SparseMethod::Quest) {  // the whole cache stays
     L.keys = backend_.alloc(capacity_, W_);
     L.values = backend_.alloc(capacity_, W_);
     backend_.copy(staging_rows(st_k_[size_t(l)]), L.keys.tensor());
@@ -341,7 +319,7 @@ void CudaSparsePolicy::build_layer(int l) {
                             stream_);
   DeviceArray lm = backend_.alloc(H_ * m, D_);
   cuda::candidate_landmarks(means.get(), L.cand.get(), H_, M, m, D_, rows_of(lm), stream_);
-  if (method_ == Method::ShadowKV) {
+  if (method_ == SparseMethod::ShadowKV) {
     L.lm = std::move(lm);
   } else if (m > 0) {
     // One call per head: residual landmarks group consecutive vectors, which must not mix heads.
@@ -366,8 +344,9 @@ void CudaSparsePolicy::build_layer(int l) {
     KVO_CUDA(cudaStreamSynchronize(stream_));  // `enc` is freed on return
   };
   offload(V, L.store_v);
-  if (method_ == Method::YAKV) offload(st_kpre_[size_t(l)].get(), L.store_k);
-  if (method_ == Method::ShadowKV && mid > 0) build_shadowkv_factors(L, st_kpre_[size_t(l)].get());
+  if (method_ == SparseMethod::YAKV) offload(st_kpre_[size_t(l)].get(), L.store_k);
+  if (method_ == SparseMethod::ShadowKV && mid > 0)
+    build_shadowkv_factors(L, st_kpre_[size_t(l)].get());
   KVO_CUDA(cudaStreamSynchronize(stream_));  // the chunk statistics are freed on return
 }
 
@@ -439,7 +418,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     if (q) qc::prepare(*q);
   fetched_ = DeviceBuffer<int32_t>(size_t(cfg_.num_layers));
   KVO_CUDA(cudaMemset(fetched_.get(), 0, size_t(fetched_.nbytes())));
-  if (method_ == Method::Quest || k == 0) return;
+  if (method_ == SparseMethod::Quest || k == 0) return;
   const int64_t nf = max_fetch();
   list_ = DeviceBuffer<int32_t>(size_t(nf));
   if (lay_.store_spans_heads) {
@@ -457,7 +436,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   staging_v_ = DeviceBuffer<uint8_t>(staging);
   KVO_CUDA(cudaMemset(staging_v_.get(), 0, staging));
   decoded_v_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
-  if (method_ == Method::YAKV) {
+  if (method_ == SparseMethod::YAKV) {
     staging_k_ = DeviceBuffer<uint8_t>(staging);
     KVO_CUDA(cudaMemset(staging_k_.get(), 0, staging));
     decoded_k_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
@@ -477,10 +456,10 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
     logits_.reserve(size_t(n * Hq_ * m));
     stats_.reserve(size_t(n * Hq_));
     const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get());
-    if (method_ == Method::YAKV && higgs) {
+    if (method_ == SparseMethod::YAKV && higgs) {
       qc::score_heads(*higgs, reinterpret_cast<const uint16_t*>(qd), q.stride, size_t(n), Hq_, G_,
                       L.lm_q.get(), size_t(m), size_t(D_), scale(), logits_.get(), stream_);
-    } else if (method_ == Method::YAKV) {
+    } else if (method_ == SparseMethod::YAKV) {
       const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
       for (int h = 0; h < H_; ++h)
         qc::decode_rows_bf16(
@@ -489,8 +468,8 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
       cuda::score_landmarks(qd, q.stride, n, Hq_, G_, lm_decoded_.get(), false, m, D_, scale(),
                             logits_.get(), stream_);
     } else {
-      cuda::score_landmarks(qd, q.stride, n, Hq_, G_, rows_of(L.lm), method_ == Method::Quest, m,
-                            D_, scale(), logits_.get(), stream_);
+      cuda::score_landmarks(qd, q.stride, n, Hq_, G_, rows_of(L.lm), method_ == SparseMethod::Quest,
+                            m, D_, scale(), logits_.get(), stream_);
     }
     cuda::aggregate_scores(logits_.get(), n, Hq_, G_, m, spec_.agg() == GroupAgg::Mean,
                            stats_.get(), agg_.get(), stream_);
@@ -516,7 +495,7 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   Layer& L = layers_[size_t(layer)];
   const int64_t n = q.rows, T = prompt_, C = lay_.chunk, s_end = lay_.sink_end;
   const int64_t kk = lay_.selected_chunks, O = outliers_per_head(), S = slots();
-  const bool quest = method_ == Method::Quest;
+  const bool quest = method_ == SparseMethod::Quest;
   // The assembled buffers: [sinks | S * C middle rows | tail], the tail being the exact rows from
   // `tail_src` on (local + generated; quest: every token from the local window on). Sizes are
   // those of a full cache, so every launch is the same at every position; the attention reads
@@ -581,7 +560,7 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   copy_rows(rows_of(L.keys), rows_of(attn_k_), s_end, W_, stream_);
   copy_rows(rows_of(L.keys, tail_src), rows_of(attn_k_, tail_dst), tail_rows, W_, stream_);
   cuda::SelectedSource key_src = selected_source(rows_of(L.keys), false, W_, true);
-  if (offloaded && method_ == Method::YAKV) {
+  if (offloaded && method_ == SparseMethod::YAKV) {
     fetch(L.store_k, layer, staging_k_, decoded_k_, stream_);
     key_src = selected_source(decoded_k_.get(), false, record_dim(), true);
   } else if (offloaded) {
@@ -719,14 +698,14 @@ KvMemoryReport CudaSparsePolicy::memory() const {
                  staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() +
                  lm_decoded_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
-  if (!stepped_ || method_ == Method::Quest) {
-    r.pcie_bytes_per_step = method_ == Method::Quest ? 0 : lay_.pcie_bytes_per_step;
+  if (!stepped_ || method_ == SparseMethod::Quest) {
+    r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;
     return r;
   }
   std::vector<int32_t> fetched(size_t(cfg_.num_layers));
   KVO_CUDA(cudaStreamSynchronize(stream_));
   KVO_CUDA(cudaMemcpy(fetched.data(), fetched_.get(), fetched.size() * 4, cudaMemcpyDeviceToHost));
-  const int64_t tensors = method_ == Method::YAKV ? 2 : 1;
+  const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
   for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_record_bytes * tensors;
   return r;
 }
