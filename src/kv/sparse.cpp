@@ -371,7 +371,7 @@ void SparsePolicy::build_layer(int l, const std::vector<float>& K, const std::ve
 void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_t n,
                                    float* logits) const {
   const int64_t m = layout_.landmark_chunks;
-  const float scale = 1.0f / std::sqrt(float(D_));
+  const float sc = scale();
   const int64_t qs = int64_t(Hq_) * D_;
   auto qrow = [&](int g, int64_t t) { return q + t * qs + int64_t(h * G_ + g) * D_; };
   if (method_ == SparseMethod::Quest) {
@@ -384,7 +384,7 @@ void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_
           const float* mx = mn + W_;
           float s = 0;
           for (int d = 0; d < D_; ++d) s += std::max(qr[d] * mn[d], qr[d] * mx[d]);
-          out[j] = s * scale;
+          out[j] = s * sc;
         }
       }
     return;
@@ -411,13 +411,13 @@ void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_
         // Rotated-domain scoring: the landmarks are never dequantized.
         const std::vector<float> q_rot = higgs->rotate_query(qr, size_t(D_));
         higgs->score(q_rot.data(), &L.lm_q[h * per_head], size_t(m), size_t(D_), out);
-        for (int64_t j = 0; j < m; ++j) out[j] *= scale;
+        for (int64_t j = 0; j < m; ++j) out[j] *= sc;
       } else {
         for (int64_t j = 0; j < m; ++j) {
           const float* lr = lm + j * D_;
           float s = 0;
           for (int d = 0; d < D_; ++d) s += qr[d] * lr[d];
-          out[j] = s * scale;
+          out[j] = s * sc;
         }
       }
     }
@@ -441,7 +441,6 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
   const int64_t gen_len = start + n - T;
   const int64_t qs = int64_t(Hq_) * D_;
   std::vector<float> out(static_cast<size_t>(n * qs));
-  const float scale = 1.0f / std::sqrt(float(D_));
   std::vector<KvHeadDiagnostics> diag(static_cast<size_t>(diag_enabled_ ? H_ : 0));
   float* gather_k = gather_k_.empty() ? nullptr : &gather_k_[size_t((layer % 2) * k_sel * C * W_)];
   float* gather_v = gather_v_.empty() ? nullptr : &gather_v_[size_t((layer % 2) * k_sel * C * W_)];
@@ -534,21 +533,11 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
               qs};
     Tensor ov{out.data() + int64_t(h) * G_ * D_, DType::F32, n, int64_t(G_) * D_, qs};
     Tensor kv{K.data(), DType::F32, n_keys, D_, D_}, vv{V.data(), DType::F32, n_keys, D_, D_};
-    AttentionShape shape{G_, 1, D_, n, n_prompt + (start - T), n_keys, scale};
+    AttentionShape shape{G_, 1, D_, n, n_prompt + (start - T), n_keys, scale()};
     cpu_attention(qv, kv, vv, shape, ov);
     // 4. Diagnostics: exact attention over every token with the same queries.
     if (diag_enabled_) {
-      HeadStep hs;
-      hs.layer = layer;
-      hs.kv_head = h;
-      hs.group = G_;
-      hs.head_dim = D_;
-      hs.q_len = n;
-      hs.start = start;
-      hs.q = q.data();
-      hs.out = out.data();
-      hs.q_stride = qs;
-      hs.scale = scale;
+      HeadStep hs = head_step(layer, h, n, start, q.data(), out.data());
       const int64_t gen0 = method_ == SparseMethod::Quest ? 0 : T;
       hs.key = [&](int64_t p) {
         return p < T ? &L.diag_k[size_t(p * W_ + h * D_)] : &gk[size_t((p - gen0) * W_ + h * D_)];

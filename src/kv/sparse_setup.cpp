@@ -35,4 +35,20 @@ std::string SparseSetup::describe(const KvSpec& spec, const KvLayout& layout,
       prompt, method_ == SparseMethod::ShadowKV ? fmt::format(", rank {}", layout.rank) : "");
 }
 
+HeadStep SparseSetup::head_step(int layer, int h, int64_t q_len, int64_t start, const float* q,
+                                const float* out) const {
+  HeadStep s;
+  s.layer = layer;
+  s.kv_head = h;
+  s.group = G_;
+  s.head_dim = D_;
+  s.q_len = q_len;
+  s.start = start;
+  s.q = q;
+  s.out = out;
+  s.q_stride = int64_t(Hq_) * D_;
+  s.scale = scale();
+  return s;
+}
+
 }  // namespace kvo

@@ -193,7 +193,6 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     return {b.get(), DType::BF16, capacity_, W_, W_};
   }
 
-  float scale() const { return 1.0f / std::sqrt(float(D_)); }
   int64_t outliers_per_head() const {
     return method_ == SparseMethod::Quest ? 0 : lay_.outlier_chunks;
   }
@@ -660,17 +659,7 @@ void CudaSparsePolicy::record_diagnostics(int layer, int64_t start, const Tensor
       for (int64_t c = 0; c < C; ++c)
         pos.push_back(lay_.sink_end + chunks[size_t(h * S + s)] * C + c);
     for (int64_t t = lay_.local_start; t < start + n; ++t) pos.push_back(t);
-    HeadStep hs;
-    hs.layer = layer;
-    hs.kv_head = h;
-    hs.group = G_;
-    hs.head_dim = D_;
-    hs.q_len = n;
-    hs.start = start;
-    hs.q = q.data();
-    hs.out = out.data();
-    hs.q_stride = int64_t(Hq_) * D_;
-    hs.scale = scale();
+    HeadStep hs = head_step(layer, h, n, start, q.data(), out.data());
     hs.key = [&](int64_t p) { return &L.diag_k[size_t(p * W_ + h * D_)]; };
     hs.value = [&](int64_t p) { return &L.diag_v[size_t(p * W_ + h * D_)]; };
     diag_.push_back(diagnose_head(hs, std::move(pos)));
