@@ -8,6 +8,8 @@
 # LIMIT (default 5) samples per set. The 8K sets (8192 +- 5% prompt tokens) plus a 1024-token
 # Text2JSON answer exceed SmolLM2's 8192-token context, so the run uses --context 10240 (RoPE past
 # the trained range: the 8K column measures the methods there, not the model at its best).
+# EVAL_SECONDS (default 3000) bounds the eval so the partial rows and report still come back (a
+# rerun resumes).
 # Output: $OUT/eval.tgz (rows, summary.json, report.html) and $OUT/eval.log (the table).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +19,7 @@ mkdir -p "$OUT"
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 [[ -f $M ]] || { echo "no $M on this machine: bring it with scripts/gpu-test model-join"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/machine.txt" 2>&1
-$G/kvoffload eval -m $M --device cuda --context 10240 \
+timeout "${EVAL_SECONDS:-3000}" $G/kvoffload eval -m $M --device cuda --context 10240 \
   --task text2json,niah_multikey,niah_multivalue,variable_tracking,frequent_words,json_kv \
   --lengths 2K,4K,8K --kv dense,shadowkv,yakv \
   --landmarks "higgs:d=4,n=256;residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256" \
