@@ -39,10 +39,7 @@ void validate_store_spec(const std::string& spec, const std::string& flag) {
 
 quant::QuantizerPtr make_store_quantizer(const std::string& spec, int64_t default_group) {
   if (spec == "f32") return std::make_unique<F32Quantizer>();
-  std::string s = spec;
-  if (s.rfind("higgs", 0) == 0 && s.find("group=") == std::string::npos)
-    s += (s.find(':') == std::string::npos ? ":group=" : ",group=") + std::to_string(default_group);
-  return quant::parse_quantizer(s);
+  return quant::parse_quantizer(spec, static_cast<int>(default_group));
 }
 
 int64_t head_group(int64_t head_dim) {

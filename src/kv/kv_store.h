@@ -12,8 +12,8 @@ namespace kvo {
 // Throws kvo::Error "<flag>: ..." when `spec` is neither "f32" nor a valid quantizer spec.
 void validate_store_spec(const std::string& spec, const std::string& flag);
 
-// The quantizer for `spec` ("f32" or a quant/spec.h spec). A top-level higgs spec without
-// group= gets `default_group`.
+// The quantizer for `spec` ("f32" or a quant/spec.h spec). A higgs spec without group= gets
+// `default_group`, also inside a residual spec.
 quant::QuantizerPtr make_store_quantizer(const std::string& spec, int64_t default_group);
 
 // Default HIGGS groups (kv_spec.h): offloaded K/V use all KV heads of a token when

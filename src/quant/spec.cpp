@@ -97,7 +97,7 @@ std::string unwrap(const std::string& s) {
 
 }  // namespace
 
-QuantizerPtr parse_quantizer(const std::string& spec_in) {
+QuantizerPtr parse_quantizer(const std::string& spec_in, int higgs_default_group) {
   const std::string spec = trim(spec_in);
   check(!spec.empty(), "empty quantizer spec");
   const size_t colon = spec.find(':');
@@ -108,9 +108,9 @@ QuantizerPtr parse_quantizer(const std::string& spec_in) {
   try {
     if (family == "higgs") {
       const Params p = parse_params(family, body, {"d", "n", "group"}, spec);
-      return std::make_unique<HiggsQuantizer>(int_param(p, "d", 0, true, family, spec),
-                                              int_param(p, "n", 0, true, family, spec),
-                                              int_param(p, "group", 128, false, family, spec));
+      return std::make_unique<HiggsQuantizer>(
+          int_param(p, "d", 0, true, family, spec), int_param(p, "n", 0, true, family, spec),
+          int_param(p, "group", higgs_default_group, false, family, spec));
     }
     if (family == "uniform") {
       const Params p = parse_params(family, body, {"bits", "group"}, spec);
@@ -127,8 +127,9 @@ QuantizerPtr parse_quantizer(const std::string& spec_in) {
       const int m = int_param(p, "m", 0, true, family, spec);
       check(p.count("meta"), "missing key 'meta' for residual in quantizer spec '{}'", spec);
       check(p.count("res"), "missing key 'res' for residual in quantizer spec '{}'", spec);
-      return std::make_unique<ResidualQuantizer>(m, parse_quantizer(unwrap(p.at("meta"))),
-                                                 parse_quantizer(unwrap(p.at("res"))));
+      return std::make_unique<ResidualQuantizer>(
+          m, parse_quantizer(unwrap(p.at("meta")), higgs_default_group),
+          parse_quantizer(unwrap(p.at("res")), higgs_default_group));
     }
   } catch (const Error& e) {
     const std::string msg = e.what();

@@ -18,6 +18,8 @@
 
 namespace kvo::quant {
 
-QuantizerPtr parse_quantizer(const std::string& spec);
+// A higgs spec without group= (top-level or nested in residual) gets `higgs_default_group`: the
+// KV policies pass one head's width so a 64-dim head is not padded to a 128 group.
+QuantizerPtr parse_quantizer(const std::string& spec, int higgs_default_group = 128);
 
 }  // namespace kvo::quant

@@ -123,6 +123,19 @@ TEST(KvLayout, Qwen3_8B_32K) {
   }
 }
 
+// A 64-dim head (SmolLM2) gets 64-wide HIGGS groups inside residual landmarks too, not a padded
+// 128 group: per 4 landmarks one 2-bit meta (16 B + 4 B scale) + four 1-bit residuals (8 + 4 B).
+TEST(KvLayout, ResidualLandmarksOfNarrowHeadsAreNotPadded) {
+  ModelConfig c = bench_config("qwen3-8b.json");
+  c.head_dim = 64;
+  const int64_t T = 8192, mid = T - 64;
+  KvLayout y = plan_kv_layout(
+      KvSpec::parse("yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256")
+          .resolved(),
+      c, T, T, 2);
+  EXPECT_EQ(y.item("landmarks"), 8 * (mid / 4) * (20 + 4 * 12) * 36);
+}
+
 // memory() of real policies equals the layout at the backend's 4 bytes per value.
 // plan_kv_footprint (kvoffload bench --batch 0) at the 8B shape and 128K: dense is its two
 // 2 MiB-rounded blocks; a sparse prefill also holds 3 (quest: 2) exact (capacity, W) stagings per
