@@ -96,18 +96,20 @@ TEST_P(CudaAttention, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttention,
-    ::testing::Values(Case{4, 4, 64, 1, 0},        // 1/1
-                      Case{32, 8, 128, 1, 4095},   // decode 1/4096, GQA 4, split-K
-                      Case{32, 8, 128, 1, 32767},  // decode 1/32768
-                      Case{32, 32, 128, 1, 8191},  // decode, MHA
-                      Case{28, 4, 128, 1, 20000},  // decode, GQA 7 (Qwen2-7B heads)
-                      Case{8, 8, 128, 128, 0},     // prefill 128/128, GQA 1
-                      Case{16, 2, 64, 300, 0},     // prefill 300/300, GQA 8, head_dim 64
-                      Case{8, 2, 128, 300, 217},   // chunk at an offset
-                      Case{9, 3, 64, 300, 1000},   // SmolLM2 heads, GQA 3, chunk + split
-                      Case{8, 2, 32, 77, 33},      // head_dim 32 (tiny fixtures)
-                      Case{4, 4, 64, 16, 8000},    // short chunk after a long context
-                      Case{8, 1, 128, 2048, 0}));  // prefill 2048/2048, GQA 8
+    ::testing::Values(Case{4, 4, 64, 1, 0},         // 1/1
+                      Case{32, 8, 128, 1, 4095},    // decode 1/4096, GQA 4, split-K
+                      Case{32, 8, 128, 1, 32767},   // decode 1/32768
+                      Case{32, 32, 128, 1, 8191},   // decode, MHA
+                      Case{28, 4, 128, 1, 20000},   // decode, GQA 7 (Qwen2-7B heads)
+                      Case{8, 8, 128, 128, 0},      // prefill 128/128, GQA 1
+                      Case{16, 2, 64, 300, 0},      // prefill 300/300, GQA 8, head_dim 64
+                      Case{8, 2, 128, 300, 217},    // chunk at an offset
+                      Case{9, 3, 64, 300, 1000},    // SmolLM2 heads, GQA 3, chunk + split
+                      Case{8, 2, 32, 77, 33},       // head_dim 32 (tiny fixtures)
+                      Case{8, 2, 32, 1, 700},       // decode, head_dim 32, split-K
+                      Case{32, 8, 128, 333, 1500},  // Llama heads, chunk at an unaligned offset
+                      Case{4, 4, 64, 16, 8000},     // short chunk after a long context
+                      Case{8, 1, 128, 2048, 0}));   // prefill 2048/2048, GQA 8
 
 TEST(CudaAttentionBench, PrefillLlama31_8BHeads) {
   if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1 to run";

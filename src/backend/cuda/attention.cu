@@ -4,9 +4,10 @@
 //   A 16x16 (row): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
 //   B 16x8  (col): b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g)
 //   C 16x8       : c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1)
-// S = Q K^T takes B straight from K rows in shared memory (k contiguous); the S accumulators of
-// two adjacent 8-key n-tiles are exactly the A fragment of P for the next mma; V^T fragments
-// come from ldmatrix.trans.
+// Q (A) and K (B: K rows are the columns of K^T, k contiguous) fragments come from plain
+// ldmatrix, V^T fragments from ldmatrix.trans; the S accumulators of two adjacent 8-key n-tiles
+// are exactly the A fragment of P for the P*V mma. A warp owns MT m16 tiles so that every K and V
+// fragment it loads from shared memory feeds MT mmas (shared-memory bandwidth per flop / MT).
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
@@ -21,15 +22,14 @@ namespace kvo::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-constexpr int kRows = 64;  // rows (query, group head) per block
 constexpr int kKeys = 64;  // keys per shared-memory tile
-constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct Params {
   AttentionArgs a;
   int G;
-  int64_t R;  // rows per KV head = q_len * G
+  int64_t R;            // rows per KV head = q_len * G
+  int64_t n_row_tiles;  // per KV head
   int splits;
   int64_t keys_per_split;
   float scale_log2;
@@ -59,6 +59,13 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -66,20 +73,36 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(s));
 }
 
+// 2^x in one MUFU op (exp2f adds range fix-ups the softmax does not need); 2^-inf = 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-__device__ __forceinline__ uint32_t lds32(const bf16* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
+// A block is kWarps warps x MT m16 tiles = 64 * MT rows of one KV head (and one key split).
+constexpr int kWarps = 4;
+template <int D, int MT>
+constexpr int smem_bytes() {
+  return (kWarps * MT * 16 + 4 * kKeys) * (D + 8) * int(sizeof(bf16));  // Q + 2x(K, V)
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
-  constexpr int S = D + 8;    // padded shared-memory row: conflict-free fragment loads
+template <int D, int MT>
+__global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kRows = kWarps * MT * 16;
+  constexpr int S = D + 8;    // padded shared-memory row: conflict-free ldmatrix
   constexpr int KS = D / 16;  // k-steps of Q K^T
   constexpr int DN = D / 8;   // 8-wide n-tiles of the output
+  constexpr int NT = kKeys / 8;
+  constexpr int kChunks = D / 8;                 // 16-byte chunks per row
+  constexpr int kLoadRows = kThreads / kChunks;  // rows one pass of the block's threads copies
+  static_assert(kKeys % kLoadRows == 0 && kRows % kLoadRows == 0);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* Qs = reinterpret_cast<bf16*>(smem_raw);  // [kRows][S]
   bf16* Ks = Qs + kRows * S;                     // [2][kKeys][S]
@@ -88,10 +111,13 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
   const AttentionArgs& a = p.a;
   const int G = p.G;
   const int64_t R = p.R;
-  const int tile = gridDim.x - 1 - blockIdx.x;  // longest causal ranges first
-  const int kvh = blockIdx.y, split = blockIdx.z;
+  // Blocks start in index order: the longest causal ranges (last row tiles) of every KV head
+  // first, so the short ones fill the tail of the grid.
+  const int kvh = int(blockIdx.x % unsigned(a.num_kv_heads));
+  const int64_t tile = p.n_row_tiles - 1 - int64_t(blockIdx.x / unsigned(a.num_kv_heads));
+  const int split = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int64_t row0 = int64_t(tile) * kRows;
+  const int64_t row0 = tile * kRows;
 
   // The positions, from device memory for a recorded step (then the splits share its keys).
   int64_t q_start = a.q_start, kv_len = a.kv_len, keys_per_split = p.keys_per_split;
@@ -107,171 +133,215 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(Params p) {
   const int64_t k_end = min(kv_end, k_begin + keys_per_split);
   const int n_tiles = k_end > k_begin ? int((k_end - k_begin + kKeys - 1) / kKeys) : 0;
 
+  // This warp's rows: the tiles it computes (w_tiles; rows that are all padding compute none),
+  // and the first tile where one of its rows ends (causally or at k_end): only from there on are
+  // scores masked. Key offsets within a split and rows fit in int32 (make_plan checks), which
+  // keeps the loop's live state small.
+  const int wr = warp * MT * 16;  // first row of the warp within the block
+  const int64_t wrow0 = row0 + wr;
+  const int n_keys = int(max(k_end - k_begin, int64_t{0}));
+  const int q_rel = int(q_start - k_begin) + 1;  // row r sees min(q_rel + r / G, n_keys) keys
+  int w_tiles = 0, mask_from = 0;
+  if (wrow0 < R) {
+    const int64_t w_last = min((wrow0 + MT * 16 - 1) / G, a.q_len - 1);
+    const int64_t w_end = min(k_end, q_start + w_last + 1) - k_begin;
+    const int64_t first_end = min(k_end, q_start + wrow0 / G + 1) - k_begin;
+    w_tiles = w_end > 0 ? int((w_end + kKeys - 1) / kKeys) : 0;
+    mask_from = first_end > 0 ? int(first_end / kKeys) : 0;
+  }
+
   // Q tile: row r -> query (row0 + r) / G, head kvh * G + (row0 + r) % G; rows >= R zero.
-  for (int c = threadIdx.x; c < kRows * (D / 8); c += kThreads) {
-    const int r = c / (D / 8), col = (c % (D / 8)) * 8;
+  const int lr = threadIdx.x / kChunks, lc = (threadIdx.x % kChunks) * 8;
+#pragma unroll
+  for (int i = 0; i < kRows / kLoadRows; ++i) {
+    const int r = lr + i * kLoadRows;
     const int64_t gr = row0 + r;
     const bool ok = gr < R;
-    const bf16* src = ok ? a.q + (gr / G) * a.q_stride + int64_t(kvh * G + gr % G) * D + col : a.q;
-    cp_async16(Qs + r * S + col, src, ok);
+    const bf16* src = ok ? a.q + (gr / G) * a.q_stride + int64_t(kvh * G + gr % G) * D + lc : a.q;
+    cp_async16(Qs + r * S + lc, src, ok);
   }
-  auto load_kv = [&](int stage, int64_t kstart) {
-    bf16* ks = Ks + stage * kKeys * S;
-    bf16* vs = Vs + stage * kKeys * S;
-    for (int c = threadIdx.x; c < kKeys * (D / 8); c += kThreads) {
-      const int r = c / (D / 8), col = (c % (D / 8)) * 8;
-      const int64_t key = kstart + r;
-      const bool ok = key < k_end;
-      const int64_t off_k = ok ? key * a.k_stride + int64_t(kvh) * D + col : 0;
-      const int64_t off_v = ok ? key * a.v_stride + int64_t(kvh) * D + col : 0;
-      cp_async16(ks + r * S + col, a.k + off_k, ok);
-      cp_async16(vs + r * S + col, a.v + off_v, ok);
+  // This thread's K/V chunks: rows lr + i * kLoadRows of each tile, from key k_begin on.
+  const bf16* kp = a.k + (k_begin + lr) * a.k_stride + int64_t(kvh) * D + lc;
+  const bf16* vp = a.v + (k_begin + lr) * a.v_stride + int64_t(kvh) * D + lc;
+  auto load_kv = [&](int stage, int tile_j) {
+    bf16* ks = Ks + stage * kKeys * S + lr * S + lc;
+    bf16* vs = Vs + stage * kKeys * S + lr * S + lc;
+#pragma unroll
+    for (int i = 0; i < kKeys / kLoadRows; ++i) {
+      const int rel = tile_j * kKeys + i * kLoadRows;  // keys past this thread's first
+      const bool ok = lr + rel < n_keys;
+      cp_async16(ks + i * kLoadRows * S, ok ? kp + int64_t{rel} * a.k_stride : a.k, ok);
+      cp_async16(vs + i * kLoadRows * S, ok ? vp + int64_t{rel} * a.v_stride : a.v, ok);
     }
   };
-  if (n_tiles > 0) load_kv(0, k_begin);
-  cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
+  if (n_tiles > 0) load_kv(0, 0);
+  cp_async_commit();  // one group: Q and the first K/V tile
 
-  const bool active = row0 + warp * 16 < R;  // warps whose rows are all padding skip the math
-  uint32_t qf[KS][4];
-  {
-    const bf16* qw = Qs + warp * 16 * S;
+  float o[MT][DN][4];
+  float m[MT][2], l[MT][2];  // per row (m16 tile, g / g+8): running max (log2 units), sum
 #pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      qf[ks][0] = lds32(qw + g * S + ks * 16 + 2 * t);
-      qf[ks][1] = lds32(qw + (g + 8) * S + ks * 16 + 2 * t);
-      qf[ks][2] = lds32(qw + g * S + ks * 16 + 8 + 2 * t);
-      qf[ks][3] = lds32(qw + (g + 8) * S + ks * 16 + 8 + 2 * t);
-    }
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int dn = 0; dn < DN; ++dn) o[mt][dn][0] = o[mt][dn][1] = o[mt][dn][2] = o[mt][dn][3] = 0;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
   }
-  const int64_t r0 = row0 + warp * 16 + g, r1 = r0 + 8;
-  const int64_t pos0 = q_start + r0 / G, pos1 = q_start + r1 / G;
-
-  float o[DN][4];
-#pragma unroll
-  for (int dn = 0; dn < DN; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
   for (int j = 0; j < n_tiles; ++j) {
     const int stage = j & 1;
     if (j + 1 < n_tiles) {
-      load_kv(stage ^ 1, k_begin + int64_t(j + 1) * kKeys);
+      load_kv(stage ^ 1, j + 1);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (active) {
-      const bf16* ks = Ks + stage * kKeys * S;
-      const bf16* vs = Vs + stage * kKeys * S;
-      const int64_t kbase = k_begin + int64_t(j) * kKeys;
-      float s[kKeys / 8][4];
+    if (j < w_tiles) {
+      const bf16* kt = Ks + stage * kKeys * S;
+      const bf16* vt = Vs + stage * kKeys * S;
+      float s[MT][NT][4];
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int ks_ = 0; ks_ < KS; ++ks_) {
+        for (int nt = 0; nt < NT; ++nt)
+          s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0;
 #pragma unroll
-        for (int nt = 0; nt < kKeys / 8; ++nt) {
-          const bf16* kr = ks + (nt * 8 + g) * S + ks_ * 16 + 2 * t;
-          mma_bf16(s[nt], qf[ks_], lds32(kr), lds32(kr + 8));
+      for (int kk = 0; kk < KS; ++kk) {
+        uint32_t qa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+          ldmatrix_x4(qa[mt], Qs + (wr + mt * 16 + (lane & 15)) * S + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          // matrices: keys np*16 + 0..7 / 8..15 (lane >> 4) x dims kk*16 + 0..7 / 8..15
+          uint32_t kb[4];
+          ldmatrix_x4(kb, kt + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * S + kk * 16 +
+                              ((lane >> 3) & 1) * 8);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+            mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+          }
         }
       }
-      float mx0 = -INFINITY, mx1 = -INFINITY;
+      if (j >= mask_from) {  // key offsets >= lim within this tile are not seen by the row
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t key = kbase + nt * 8 + 2 * t + e;
-          const bool in = key < k_end;
-          s[nt][e] = (in && key <= pos0) ? s[nt][e] * p.scale_log2 : -INFINITY;
-          s[nt][2 + e] = (in && key <= pos1) ? s[nt][2 + e] * p.scale_log2 : -INFINITY;
-          mx0 = fmaxf(mx0, s[nt][e]);
-          mx1 = fmaxf(mx1, s[nt][2 + e]);
+          for (int h = 0; h < 2; ++h) {
+            const int row = int(wrow0) + mt * 16 + g + 8 * h;
+            const int lim = min(q_rel + row / G, n_keys) - j * kKeys;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              if (nt * 8 + 2 * t >= lim) s[mt][nt][2 * h] = -INFINITY;
+              if (nt * 8 + 2 * t + 1 >= lim) s[mt][nt][2 * h + 1] = -INFINITY;
+            }
+          }
         }
       }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-      const float u0 = n0 == -INFINITY ? 0.0f : n0, u1 = n1 == -INFINITY ? 0.0f : n1;
-      const float c0 = exp2f(m0 - u0), c1 = exp2f(m1 - u1);
-      m0 = n0;
-      m1 = n1;
-      l0 *= c0;
-      l1 *= c1;
+      // Online softmax in the log2 domain, the scale folded into the exponent's FMA. Once the
+      // rows' maxima settle (most tiles of a long range) the rescale of o and l would multiply by
+      // exactly 1: it runs only when one of the warp's rows moved.
+      float m_new[MT][2];
+      bool moved = false;
 #pragma unroll
-      for (int dn = 0; dn < DN; ++dn) {
-        o[dn][0] *= c0;
-        o[dn][1] *= c0;
-        o[dn][2] *= c1;
-        o[dn][3] *= c1;
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+            mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          m_new[mt][h] = fmaxf(m[mt][h], mx * p.scale_log2);
+          moved |= m_new[mt][h] != m[mt][h];
+        }
+      }
+      if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            // 2^-inf = 0 for a row's first keys (o and l are 0 then anyway)
+            const float corr = m_new[mt][h] == m[mt][h] ? 1.0f : fast_exp2(m[mt][h] - m_new[mt][h]);
+            l[mt][h] *= corr;
+#pragma unroll
+            for (int dn = 0; dn < DN; ++dn) {
+              o[mt][dn][2 * h] *= corr;
+              o[mt][dn][2 * h + 1] *= corr;
+            }
+          }
+        }
       }
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-        s[nt][0] = exp2f(s[nt][0] - u0);
-        s[nt][1] = exp2f(s[nt][1] - u0);
-        s[nt][2] = exp2f(s[nt][2] - u1);
-        s[nt][3] = exp2f(s[nt][3] - u1);
-        l0 += s[nt][0] + s[nt][1];
-        l1 += s[nt][2] + s[nt][3];
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          m[mt][h] = m_new[mt][h];
+          const float base = m[mt][h] == -INFINITY ? 0.0f : m[mt][h];  // rows with no key yet
+          float sum = 0.0f;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            s[mt][nt][2 * h] = fast_exp2(fmaf(s[mt][nt][2 * h], p.scale_log2, -base));
+            s[mt][nt][2 * h + 1] = fast_exp2(fmaf(s[mt][nt][2 * h + 1], p.scale_log2, -base));
+            sum += s[mt][nt][2 * h] + s[mt][nt][2 * h + 1];
+          }
+          l[mt][h] += sum;
+        }
       }
 #pragma unroll
-      for (int kb = 0; kb < kKeys / 16; ++kb) {
-        const uint32_t pa[4] = {pack_bf16(s[2 * kb][0], s[2 * kb][1]),
-                                pack_bf16(s[2 * kb][2], s[2 * kb][3]),
-                                pack_bf16(s[2 * kb + 1][0], s[2 * kb + 1][1]),
-                                pack_bf16(s[2 * kb + 1][2], s[2 * kb + 1][3])};
+      for (int kb = 0; kb < NT / 2; ++kb) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          pa[mt][0] = pack_bf16(s[mt][2 * kb][0], s[mt][2 * kb][1]);
+          pa[mt][1] = pack_bf16(s[mt][2 * kb][2], s[mt][2 * kb][3]);
+          pa[mt][2] = pack_bf16(s[mt][2 * kb + 1][0], s[mt][2 * kb + 1][1]);
+          pa[mt][3] = pack_bf16(s[mt][2 * kb + 1][2], s[mt][2 * kb + 1][3]);
+        }
 #pragma unroll
         for (int dn = 0; dn < DN; dn += 2) {
           uint32_t b[4];
-          ldmatrix_x4_trans(b, vs + (kb * 16 + (lane & 15)) * S + (dn + (lane >> 4)) * 8);
-          mma_bf16(o[dn], pa, b[0], b[1]);
-          mma_bf16(o[dn + 1], pa, b[2], b[3]);
+          ldmatrix_x4_trans(b, vt + (kb * 16 + (lane & 15)) * S + (dn + (lane >> 4)) * 8);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16(o[mt][dn], pa[mt], b[0], b[1]);
+            mma_bf16(o[mt][dn + 1], pa[mt], b[2], b[3]);
+          }
         }
       }
     }
     __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  if (p.splits == 1) {
-    const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-    bf16* out0 = r0 < R ? a.out + (r0 / G) * a.out_stride + int64_t(kvh * G + r0 % G) * D : nullptr;
-    bf16* out1 = r1 < R ? a.out + (r1 / G) * a.out_stride + int64_t(kvh * G + r1 % G) * D : nullptr;
 #pragma unroll
-    for (int dn = 0; dn < DN; ++dn) {
-      if (out0)
-        *reinterpret_cast<__nv_bfloat162*>(out0 + dn * 8 + 2 * t) =
-            __floats2bfloat162_rn(o[dn][0] * inv0, o[dn][1] * inv0);
-      if (out1)
-        *reinterpret_cast<__nv_bfloat162*>(out1 + dn * 8 + 2 * t) =
-            __floats2bfloat162_rn(o[dn][2] * inv1, o[dn][3] * inv1);
-    }
-  } else {
-    const int64_t base = (int64_t(split) * a.num_kv_heads + kvh) * R;
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int dn = 0; dn < DN; ++dn) {
-      if (r0 < R)
-        *reinterpret_cast<float2*>(p.ws_o + (base + r0) * D + dn * 8 + 2 * t) =
-            make_float2(o[dn][0], o[dn][1]);
-      if (r1 < R)
-        *reinterpret_cast<float2*>(p.ws_o + (base + r1) * D + dn * 8 + 2 * t) =
-            make_float2(o[dn][2], o[dn][3]);
-    }
-    if (t == 0) {
-      if (r0 < R) {
-        p.ws_ml[(base + r0) * 2] = m0;
-        p.ws_ml[(base + r0) * 2 + 1] = l0;
-      }
-      if (r1 < R) {
-        p.ws_ml[(base + r1) * 2] = m1;
-        p.ws_ml[(base + r1) * 2 + 1] = l1;
+    for (int h = 0; h < 2; ++h) {
+      float sum = l[mt][h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const int64_t r = wrow0 + mt * 16 + g + 8 * h;
+      if (r >= R) continue;
+      if (p.splits == 1) {
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        bf16* out = a.out + (r / G) * a.out_stride + int64_t(kvh * G + r % G) * D + 2 * t;
+#pragma unroll
+        for (int dn = 0; dn < DN; ++dn)
+          *reinterpret_cast<__nv_bfloat162*>(out + dn * 8) =
+              __floats2bfloat162_rn(o[mt][dn][2 * h] * inv, o[mt][dn][2 * h + 1] * inv);
+      } else {
+        const int64_t wi = (int64_t(split) * a.num_kv_heads + kvh) * R + r;
+#pragma unroll
+        for (int dn = 0; dn < DN; ++dn)
+          *reinterpret_cast<float2*>(p.ws_o + wi * D + dn * 8 + 2 * t) =
+              make_float2(o[mt][dn][2 * h], o[mt][dn][2 * h + 1]);
+        if (t == 0) {
+          p.ws_ml[wi * 2] = m[mt][h];
+          p.ws_ml[wi * 2 + 1] = sum;
+        }
       }
     }
   }
@@ -300,8 +370,16 @@ __global__ void combine_kernel(Params p) {
   }
 }
 
+// m16 tiles per warp: decode and short chunks (<= 64 rows) use one so few rows are padding;
+// longer ranges use two, halving the shared-memory traffic per flop (on Llama-3.1-8B heads
+// 1.2-1.35x the throughput of one: bench/RESULTS.md).
+int tiles_per_warp(int64_t rows) {
+  return rows > 64 ? 2 : 1;
+}
+
 struct Plan {
   int G = 1;
+  int mt = 1;  // m16 tiles per warp
   int64_t R = 0, n_row_tiles = 0, keys_per_split = 0;
   int splits = 1;
 };
@@ -315,13 +393,18 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
     throw_message("CUDA attention: num_heads must be a multiple of num_kv_heads");
   if (a.head_dim != 32 && a.head_dim != 64 && a.head_dim != 128)
     throw_message("CUDA attention: head_dim must be 32, 64 or 128");
+  if (!(a.scale > 0.0f)) throw_message("CUDA attention: the score scale must be positive");
   if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.out) ||
       a.q_stride % 8 || a.k_stride % 8 || a.v_stride % 8 || a.out_stride % 2)
     throw_message("CUDA attention: rows must be 16-byte aligned (strides multiple of 8)");
   Plan pl;
   pl.G = a.num_heads / a.num_kv_heads;
   pl.R = a.q_len * pl.G;
-  pl.n_row_tiles = (pl.R + kRows - 1) / kRows;
+  if (pl.R >= INT32_MAX || a.kv_len >= INT32_MAX || a.q_start >= INT32_MAX)
+    throw_message("CUDA attention: rows (q_len * group size) and positions must be below 2^31");
+  pl.mt = tiles_per_warp(pl.R);
+  const int rows = kWarps * pl.mt * 16;
+  pl.n_row_tiles = (pl.R + rows - 1) / rows;
   const int64_t kv = std::max<int64_t>(a.kv_len, 1);
   int splits = 1;
   if (force_splits > 0) {
@@ -341,19 +424,27 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
   return pl;
 }
 
-template <int D>
-void launch(const Params& p, int64_t n_row_tiles, cudaStream_t stream) {
-  constexpr int smem = (kRows + 4 * kKeys) * (D + 8) * int(sizeof(bf16));
-  static bool configured = false;  // per D; the attribute is per function
+template <int D, int MT>
+void launch(const Params& p, cudaStream_t stream) {
+  constexpr int smem = smem_bytes<D, MT>();
+  static bool configured = false;  // per instantiation; the attribute is per function
   if (!configured) {
-    KVO_CUDA(
-        cudaFuncSetAttribute(flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    KVO_CUDA(cudaFuncSetAttribute(flash_kernel<D, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  smem));
     configured = true;
   }
-  const dim3 grid(static_cast<unsigned>(n_row_tiles), static_cast<unsigned>(p.a.num_kv_heads),
+  const dim3 grid(static_cast<unsigned>(p.n_row_tiles * p.a.num_kv_heads),
                   static_cast<unsigned>(p.splits));
-  flash_kernel<D><<<grid, kThreads, smem, stream>>>(p);
+  flash_kernel<D, MT><<<grid, kWarps * 32, smem, stream>>>(p);
   KVO_CUDA_LAUNCHED("flash_kernel");
+}
+
+template <int D>
+void launch(const Params& p, int mt, cudaStream_t stream) {
+  if (mt == 2)
+    launch<D, 2>(p, stream);
+  else
+    launch<D, 1>(p, stream);
 }
 
 }  // namespace
@@ -368,7 +459,8 @@ void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_
                int force_splits) {
   if (a.q_len == 0) return;
   const Plan pl = make_plan(a, num_sms, force_splits);
-  Params p{a, pl.G, pl.R, pl.splits, pl.keys_per_split, a.scale * kLog2e, nullptr, nullptr};
+  Params p{a,       pl.G,   pl.R, pl.n_row_tiles, pl.splits, pl.keys_per_split, a.scale * kLog2e,
+           nullptr, nullptr};
   if (pl.splits > 1) {
     if (!workspace) throw_message("CUDA attention: split-K needs a workspace");
     p.ws_o = static_cast<float*>(workspace);
@@ -376,13 +468,13 @@ void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_
   }
   switch (a.head_dim) {
     case 32:
-      launch<32>(p, pl.n_row_tiles, stream);
+      launch<32>(p, pl.mt, stream);
       break;
     case 64:
-      launch<64>(p, pl.n_row_tiles, stream);
+      launch<64>(p, pl.mt, stream);
       break;
     default:
-      launch<128>(p, pl.n_row_tiles, stream);
+      launch<128>(p, pl.mt, stream);
       break;
   }
   if (pl.splits > 1) {

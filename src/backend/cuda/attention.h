@@ -4,14 +4,18 @@
 //   q   [q_len,  num_heads    * head_dim]  stride q_stride
 //   k,v [kv_len, num_kv_heads * head_dim]  stride k_stride / v_stride
 //   out [q_len,  num_heads    * head_dim]  stride out_stride
-//   head_dim in {32, 64, 128}; num_heads % num_kv_heads == 0; G = num_heads / num_kv_heads.
+//   head_dim in {32, 64, 128}; num_heads % num_kv_heads == 0; G = num_heads / num_kv_heads;
+//   scale > 0 (the running max is taken before scaling).
 // Query t has position q_start + t and sees keys j <= q_start + t (and j < kv_len).
 //
-// Work decomposition: a block owns one KV head and 64 "rows", a row being a (query t, head g of
-// the GQA group) pair numbered r = t * G + g, so the G heads that share a KV head read each K/V
-// tile once. 4 warps x 16 rows; keys stream through shared memory in tiles of 64 (cp.async,
-// double-buffered); scores stay in registers (mma.m16n8k16, fp32 accumulate) with an online
-// softmax in the exp2 domain; P is rounded to bf16 for the P*V mma; no score matrix is stored.
+// Work decomposition: a block owns one KV head and 64 or 128 "rows", a row being a (query t,
+// head g of the GQA group) pair numbered r = t * G + g, so the G heads that share a KV head read
+// each K/V tile once. 4 warps of 16 rows (decode, chunks of <= 64 rows: little padding) or of 32
+// rows (two m16 tiles per warp: every K/V fragment read from shared memory feeds two mmas);
+// keys stream through shared memory in tiles of 64 (cp.async, double-buffered); scores stay in
+// registers (mma.m16n8k16, fp32 accumulate) with an online softmax in the exp2 domain, masked
+// only on the tiles where a row's causal range ends; P is rounded to bf16 for the P*V mma; no
+// score matrix is stored. Blocks are issued longest causal range first.
 // When (row tiles x KV heads) would leave SMs idle and the context is long (decode), the key
 // range is split across blocks (flash-decoding): each split writes an unnormalized fp32 partial
 // output plus its (max, sum), and a combine kernel merges them; the workspace for that comes from
