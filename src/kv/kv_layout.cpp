@@ -65,13 +65,18 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
   lay.gpu.push_back({"outlier K/V", H * lay.outlier_chunks * C * D * b * 2 * L});
   lay.gpu.push_back({"gather buffers", 2 * k_tokens * W * b * 2});
 
-  const quant::QuantizerPtr store = make_store_quantizer(spec.kv_store, kv_store_group(H, D));
+  const quant::QuantizerPtr store = make_store_quantizer(spec.kv_store, head_group(D));
   lay.store_spans_heads = record_spans_heads(*store, D);
-  lay.store_record_bytes = lay.store_spans_heads ? int64_t(store->encoded_bytes(1, W))
-                                                 : int64_t(store->encoded_bytes(1, D));
-  const int64_t token_record =
-      lay.store_spans_heads ? lay.store_record_bytes : H * lay.store_record_bytes;
-  const int64_t fetch = lay.store_record_bytes;  // per selected (token, head)
+  const int64_t record_dim = lay.store_spans_heads ? W : D;
+  lay.store_record_bytes = int64_t(store->encoded_bytes(1, size_t(record_dim)));
+  if (const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(store.get()))
+    lay.store_scale_bytes =
+        lay.store_record_bytes - int64_t(higgs->codes_bytes(size_t(record_dim)));
+  const int64_t records = lay.store_spans_heads ? mid : mid * H;  // per tensor and layer
+  const int64_t fetch = lay.store_host_bytes();                   // per selected (token, head)
+  const int64_t tensors = spec.method == "yakv" ? 2 : 1;
+  if (lay.store_scale_bytes > 0)
+    lay.gpu.push_back({"store scales", records * lay.store_scale_bytes * tensors * L});
   if (spec.method == "shadowkv") {
     lay.rank = mid > 0 ? std::min({spec.rank, T, W}) : 0;
     check(spec.rank <= W, "--rank {} is larger than kv_heads * head_dim = {} of this model",
@@ -79,14 +84,14 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
     lay.gpu.push_back({"low-rank U", mid * lay.rank * b * L});
     lay.gpu.push_back({"low-rank SV", lay.rank * W * b * L});
     lay.gpu.push_back({"landmarks", H * lay.landmark_chunks * D * b * L});
-    lay.cpu.push_back({"values", mid * token_record * L});
+    lay.cpu.push_back({"values", records * lay.store_host_bytes() * L});
     lay.pcie_bytes_per_step = k_tokens * H * fetch * L;
   } else if (spec.method == "yakv") {
     const quant::QuantizerPtr lm = make_store_quantizer(spec.landmarks, head_group(D));
     lay.gpu.push_back(
         {"landmarks", H * int64_t(lm->encoded_bytes(size_t(lay.landmark_chunks), size_t(D))) * L});
-    lay.cpu.push_back({"keys", mid * token_record * L});
-    lay.cpu.push_back({"values", mid * token_record * L});
+    lay.cpu.push_back({"keys", records * lay.store_host_bytes() * L});
+    lay.cpu.push_back({"values", records * lay.store_host_bytes() * L});
     lay.pcie_bytes_per_step = k_tokens * H * fetch * 2 * L;
   } else {
     fail("internal: no layout for KV method '{}'", spec.method);
@@ -114,6 +119,7 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
     return f;
   }
   const bool quest = spec.method == "quest";
+  const int64_t tensors = spec.method == "yakv" ? 2 : 1;  // offloaded stores
   f.prefill_gpu_bytes = (quest ? 2 : 3) * capacity * W * b * L;
   if (!cuda_policy) {
     f.gpu_bytes = lay.gpu_bytes();
@@ -129,6 +135,7 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
   if (spec.method == "shadowkv")
     layer += rounded(H * m * D * b) + rounded(mid * lay.rank * b) + rounded(lay.rank * W * b);
   if (spec.method == "yakv") layer += rounded(lay.item("landmarks") / L);
+  layer += tensors * rounded(lay.item("store scales") / L / tensors);
   f.gpu_bytes = L * layer;
   // Shared by the layers: the attention buffers, selection and fetch scratch.
   const int64_t attn_rows = lay.exact_prompt_tokens() + S * C + capacity - T;
@@ -137,7 +144,6 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
   if (!quest && k > 0) {
     const int64_t fetched = lay.store_spans_heads ? std::min(H * k * C, mid) : H * k * C;
     const int64_t dim = lay.store_spans_heads ? W : D;
-    const int64_t tensors = spec.method == "yakv" ? 2 : 1;
     shared += rounded(fetched * 4) +
               tensors * (rounded(fetched * lay.store_record_bytes) + rounded(fetched * dim * 2));
     if (lay.store_spans_heads) shared += 3 * rounded(mid * 4);  // flags, positions, scan

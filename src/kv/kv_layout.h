@@ -39,6 +39,11 @@
 // unless the quantizer is HIGGS with a group wider than a head: then one record per token,
 // R = Q.encoded_bytes(1, W), and a selected (token, head) costs the whole record over PCIe
 // (r = R; the static figure assumes no two heads select the same token).
+// HIGGS records keep their fp32 scales (s bytes, 4 per group) on the device and only the codes
+// (r - s bytes, whole 16-byte words: 64 per 128-dim head at d=2) in host memory, so a fetch
+// reads whole 32-byte sectors instead of 68-byte records straddling three (96 bytes read):
+//     gpu store scales   records * s * tensors * L   (records = M * C, times H unless spanning)
+//     cpu and pcie above count r - s per record instead of r.
 // The CUDA policies (kv/cuda) keep every item above except the gather buffers: they assemble one
 // layer's attended K/V, (exact prompt + (O + k) * C + capacity - T) * W * b * 2, and hold fetch
 // scratch (staging and decoded records, scores); their memory() reports those allocations, and
@@ -66,6 +71,7 @@ struct KvLayout {
   int64_t middle_chunks = 0, outlier_chunks = 0, landmark_chunks = 0, selected_chunks = 0;
   int64_t rank = 0;                // shadowkv's effective rank
   int64_t store_record_bytes = 0;  // per (token, head) or per token (spans_heads)
+  int64_t store_scale_bytes = 0;   // of each record, kept on the device (HIGGS scales)
   bool store_spans_heads = false;
   std::vector<KvLayoutItem> gpu, cpu;
   int64_t pcie_bytes_per_step = 0;
@@ -73,6 +79,8 @@ struct KvLayout {
 
   int64_t middle_tokens() const { return middle_chunks * chunk; }
   int64_t exact_prompt_tokens() const { return sink_end + prompt_tokens - local_start; }
+  // Host bytes of a record: what a fetch moves over PCIe.
+  int64_t store_host_bytes() const { return store_record_bytes - store_scale_bytes; }
   int64_t gpu_bytes() const;
   int64_t cpu_bytes() const;
   int64_t item(const std::string& name) const;  // bytes of a named gpu or cpu item; 0 if none

@@ -35,6 +35,12 @@ class KvPolicy {
   // The policy stores the new keys/values, then attends each query to the tokens it selects.
   virtual void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
                       const Tensor& k, const Tensor& v, const Tensor& out) = 0;
+  // The caller queued everything the coming attend/attend_at calls of a layer read (q, k, v,
+  // positions) and queues nothing else before them: a batched step calls this on every
+  // sequence's policy first, so a policy may run its attention on a stream of its own, side by
+  // side with the other sequences' (the CUDA sparse policies do). Without it attend forks at its
+  // own call.
+  virtual void inputs_ready() {}
   // Called once after the whole prompt went through every layer (landmarks, offloading).
   virtual void finish_prefill() {}
   virtual int64_t length() const = 0;

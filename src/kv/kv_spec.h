@@ -30,10 +30,12 @@
 //   kv-store   yakv (default higgs:d=2,n=256) and shadowkv values (default bf16): how the
 //              offloaded K/V are stored in CPU memory: bf16 | fp8 | any quantizer spec | f32
 //              (f32 = the CPU reference's exact values, for lossless checks).
-//              HIGGS without group=: the Hadamard group is all KV heads of a token
-//              (kv_heads * head_dim) when that is a power of two in 64..4096 (DESIGN.md §3,
-//              1024 on Llama-3.1-8B), else one head (head_dim rounded up to a power of two
-//              >= 64). Landmark specs without group= use one head the same way.
+//              HIGGS without group=: the Hadamard group is one head (head_dim rounded up to
+//              a power of two >= 64), one record per (token, head), so a step fetches only the
+//              pairs it selected. DESIGN.md §3's group of all KV heads of a token (group=1024
+//              on Llama-3.1-8B) is available explicitly; it fetches ~7x the bytes (a token's
+//              record for each selected pair; bench/RESULTS.md, issue 5). Landmark specs
+//              without group= use one head the same way.
 // Bad methods, unknown knobs, knobs that do not apply to the method and bad values throw
 // kvo::Error naming the knob.
 #pragma once

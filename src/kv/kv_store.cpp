@@ -22,10 +22,6 @@ class F32Quantizer final : public quant::Quantizer {
   }
 };
 
-bool pow2(int64_t x) {
-  return x > 0 && (x & (x - 1)) == 0;
-}
-
 }  // namespace
 
 void validate_store_spec(const std::string& spec, const std::string& flag) {
@@ -46,12 +42,6 @@ int64_t head_group(int64_t head_dim) {
   int64_t g = 64;
   while (g < head_dim) g *= 2;
   return g;
-}
-
-int64_t kv_store_group(int64_t kv_heads, int64_t head_dim) {
-  const int64_t w = kv_heads * head_dim;
-  if (pow2(w) && w >= 64 && w <= 4096) return w;
-  return head_group(head_dim);
 }
 
 bool record_spans_heads(const quant::Quantizer& q, int64_t head_dim) {

@@ -16,11 +16,11 @@ void validate_store_spec(const std::string& spec, const std::string& flag);
 // `default_group`, also inside a residual spec.
 quant::QuantizerPtr make_store_quantizer(const std::string& spec, int64_t default_group);
 
-// Default HIGGS groups (kv_spec.h): offloaded K/V use all KV heads of a token when
-// kv_heads*head_dim is a power of two in 64..4096, else one head; landmarks use one head.
-// One head = head_dim rounded up to a power of two, at least 64.
+// The default HIGGS group of landmarks and offloaded K/V (kv_spec.h): one head, head_dim rounded
+// up to a power of two, at least 64. Per-head records let a decode step fetch only the (token,
+// head) pairs it selected; a group spanning the KV heads (group=1024 on Llama-3.1-8B) fetches
+// a whole token for each selected pair (bench/RESULTS.md, issue 5).
 int64_t head_group(int64_t head_dim);
-int64_t kv_store_group(int64_t kv_heads, int64_t head_dim);
 
 // Whether a store record covers all KV heads of a token (HIGGS whose Hadamard group is wider
 // than one head) instead of one (token, head) pair.

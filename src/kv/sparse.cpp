@@ -125,7 +125,11 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
       r.gpu_bytes += f(L.exact_k) + f(L.exact_v) + f(L.gen_k) + f(L.gen_v) + f(L.out_k) +
                      f(L.out_v) + f(L.u) + f(L.vt) + f(L.lm) + int64_t(L.lm_q.size()) +
                      f(L.bounds) + f(L.all_k) + f(L.all_v);
-      r.cpu_bytes += int64_t(L.store_k.size() + L.store_v.size());
+      // Of each record, the scale bytes count on the device (kv_layout.h), the rest on the host.
+      const int64_t records =
+          int64_t(L.store_k.size() + L.store_v.size()) / std::max<int64_t>(store_rec_, 1);
+      r.cpu_bytes += records * layout_.store_host_bytes();
+      r.gpu_bytes += records * layout_.store_scale_bytes;
     }
     r.gpu_bytes += f(gather_k_) + f(gather_v_);
     r.pcie_bytes_per_step = layout_.pcie_bytes_per_step;

@@ -19,8 +19,7 @@ SparseSetup::SparseSetup(const ModelConfig& config, const KvSpec& spec)
   if (method_ == SparseMethod::ShadowKV)
     check(spec.rank <= W_, "--rank {} is larger than kv_heads * head_dim = {} of this model",
           spec.rank, W_);
-  if (method_ != SparseMethod::Quest)
-    store_ = make_store_quantizer(spec.kv_store, kv_store_group(H_, D_));
+  if (method_ != SparseMethod::Quest) store_ = make_store_quantizer(spec.kv_store, head_group(D_));
   if (method_ == SparseMethod::YAKV)
     landmark_q_ = make_store_quantizer(spec.landmarks, head_group(D_));
 }

@@ -175,7 +175,8 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     if (k_pre.data) b.copy(k, k_pre);
     rope(q);
     rope(k);
-    // Each sequence's rows attend through its own policy.
+    // Each sequence's rows attend through its own policy; the policies may run side by side.
+    for (const Run& r : in.runs) r.kv->inputs_ready();
     int64_t r0 = 0;
     for (const Run& r : in.runs) {
       const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),

@@ -42,7 +42,7 @@ TEST_P(CopyFrom, CopiedPolicyDecodesLikeTheOriginal) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, CopyFrom,
                          ::testing::Values("dense", "yakv",
-                                           "yakv:kv-store=higgs:d=2,n=256,group=64",
+                                           "yakv:kv-store=higgs:d=2,n=256,group=128",
                                            "shadowkv:rank=96,budget=64", "quest:page=8,budget=64"));
 
 TEST(CopyFromMismatch, OtherSpecIsAnError) {

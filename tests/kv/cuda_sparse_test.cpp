@@ -119,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"yakv:kv-store=fp8,landmarks=bf16,chunk=2,outliers=3,sinks=3", 64, 3e-2},
         Case{"yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256,budget=40", 128,
              3e-2, 0.25},
-        Case{"yakv:kv-store=higgs:d=2,n=256,group=64,budget=0.1,group-agg=mean", 64, 3e-2},
+        Case{"yakv:kv-store=higgs:d=2,n=256,group=128,budget=0.1,group-agg=mean", 64, 3e-2},
         Case{"shadowkv:rank=96,budget=64", 64, 6e-2},
         Case{"shadowkv:outliers=4,sinks=8", 128, 6e-2}, Case{"quest:page=8,budget=64", 64, 2e-2},
         Case{"quest:sinks=5", 128, 2e-2}));
@@ -140,65 +140,100 @@ TEST(CudaSparseFullBudget, YakvEqualsDense) {
 }
 
 // Decode steps recorded once (attend_at, CUDA graphs; the position read from device memory when
-// a replay runs) equal the eager steps at every position, and fetch the same records.
-TEST(CudaSparseRecorded, ReplayedStepsEqualEagerSteps) {
+// a replay runs) equal the eager steps at every position, and fetch the same records. The
+// recording holds a batch of two sequences queued as the transformer does: per layer, their
+// inputs written on the backend's stream, inputs_ready on both, then both attend_at, so their
+// work runs side by side on the policies' own streams; each equals its eager twin.
+TEST(CudaSparseRecorded, ReplayedBatchStepsEqualEagerSteps) {
   auto gpu = cuda_or_null();
   if (!gpu) GTEST_SKIP() << "no CUDA GPU";
   const ModelConfig c = small_config(64);
-  const int64_t T = 300, steps_n = 4, cap = T + steps_n;
+  const int64_t T = 300, steps_n = 4, cap = T + steps_n, B = 2;
   const int64_t W = int64_t(c.num_kv_heads) * c.head_dim, Wq = int64_t(c.num_heads) * c.head_dim;
   std::mt19937_64 rng(13);
-  std::vector<std::vector<Inputs>> steps;
-  for (int64_t s = 0; s <= steps_n; ++s) {
-    std::vector<Inputs> layers;
-    for (int l = 0; l < c.num_layers; ++l)
-      layers.push_back(testing::make_inputs(c, s == 0 ? 0 : T + s - 1, s == 0 ? T : 1, rng));
-    steps.push_back(std::move(layers));
-  }
-  const std::span<const std::vector<Inputs>> all(steps);
-  for (const char* text : {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=64,budget=0.1",
+  std::vector<std::vector<std::vector<Inputs>>> steps(B);  // (sequence, step, layer)
+  for (auto& seq : steps)
+    for (int64_t s = 0; s <= steps_n; ++s) {
+      std::vector<Inputs> layers;
+      for (int l = 0; l < c.num_layers; ++l)
+        layers.push_back(testing::make_inputs(c, s == 0 ? 0 : T + s - 1, s == 0 ? T : 1, rng));
+      seq.push_back(std::move(layers));
+    }
+  for (const char* text : {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=128,budget=0.1",
                            "shadowkv:rank=96,budget=64", "quest:page=8,budget=64"}) {
     const KvSpec spec = KvSpec::parse(text).resolved();
-    auto eager = make_kv_policy(*gpu, c, spec, cap), recorded = make_kv_policy(*gpu, c, spec, cap);
-    ASSERT_TRUE(recorded->recordable()) << text;
-    run(*gpu, *eager, c, all.first(1), nullptr);
-    run(*gpu, *recorded, c, all.first(1), nullptr);
-    const auto want = run(*gpu, *eager, c, all.subspan(1), nullptr);
-    // One recording over fixed per-layer buffers, refilled before each replay.
-    std::vector<DeviceArray> q, kp, k, v, out;
-    for (int l = 0; l < c.num_layers; ++l) {
-      q.push_back(gpu->alloc(1, Wq));
-      kp.push_back(gpu->alloc(1, W));
-      k.push_back(gpu->alloc(1, W));
-      v.push_back(gpu->alloc(1, W));
-      out.push_back(gpu->alloc(1, Wq));
+    std::vector<std::unique_ptr<KvPolicy>> eager, recorded;
+    std::vector<std::vector<std::vector<float>>> want;
+    for (int64_t b = 0; b < B; ++b) {
+      const std::span<const std::vector<Inputs>> all(steps[size_t(b)]);
+      eager.push_back(make_kv_policy(*gpu, c, spec, cap));
+      recorded.push_back(make_kv_policy(*gpu, c, spec, cap));
+      ASSERT_TRUE(recorded.back()->recordable()) << text;
+      run(*gpu, *eager.back(), c, all.first(1), nullptr);
+      run(*gpu, *recorded.back(), c, all.first(1), nullptr);
+      want.push_back(run(*gpu, *eager.back(), c, all.subspan(1), nullptr));
     }
-    DeviceArray position = gpu->alloc_ints(1);
+    // Per (sequence, layer): inputs staged by the host before each replay, the buffers the
+    // recorded step copies them into and attends from, and its output.
+    struct Buffers {
+      DeviceArray staged[4], q, kp, k, v, out;
+    };
+    std::vector<Buffers> buf(size_t(B * c.num_layers));
+    for (Buffers& x : buf) {
+      for (int i = 0; i < 4; ++i) x.staged[i] = gpu->alloc(1, i == 0 ? Wq : W);
+      x.q = gpu->alloc(1, Wq);
+      x.kp = gpu->alloc(1, W);
+      x.k = gpu->alloc(1, W);
+      x.v = gpu->alloc(1, W);
+      x.out = gpu->alloc(1, Wq);
+    }
+    DeviceArray positions = gpu->alloc_ints(B);
     auto recording = gpu->record([&] {
-      for (int l = 0; l < c.num_layers; ++l)
-        recorded->attend_at(l, position.tensor(), q[l].tensor(), kp[l].tensor(), k[l].tensor(),
-                            v[l].tensor(), out[l].tensor());
+      for (int l = 0; l < c.num_layers; ++l) {
+        for (int64_t b = 0; b < B; ++b) {
+          Buffers& x = buf[size_t(b * c.num_layers + l)];
+          const DeviceArray* to[4] = {&x.q, &x.kp, &x.k, &x.v};
+          for (int i = 0; i < 4; ++i) gpu->copy(x.staged[i].tensor(), to[i]->tensor());
+        }
+        for (auto& kv : recorded) kv->inputs_ready();
+        for (int64_t b = 0; b < B; ++b) {
+          Buffers& x = buf[size_t(b * c.num_layers + l)];
+          recorded[size_t(b)]->attend_at(l, positions.tensor().row_range(b, 1), x.q.tensor(),
+                                         x.kp.tensor(), x.k.tensor(), x.v.tensor(), x.out.tensor());
+        }
+      }
     });
     ASSERT_TRUE(recording) << text;
-    std::vector<std::vector<float>> got;
+    std::vector<std::vector<std::vector<float>>> got(B);
     for (int64_t s = 1; s <= steps_n; ++s) {
-      for (int l = 0; l < c.num_layers; ++l) {
-        const Inputs& in = steps[size_t(s)][size_t(l)];
-        gpu->copy(gpu->upload(HostTensor::owned_f32({1, Wq}, in.q)).tensor(), q[l].tensor());
-        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.k_pre)).tensor(), kp[l].tensor());
-        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.k)).tensor(), k[l].tensor());
-        gpu->copy(gpu->upload(HostTensor::owned_f32({1, W}, in.v)).tensor(), v[l].tensor());
-      }
-      gpu->write_ints(position.tensor(), std::vector<int32_t>{int32_t(T + s - 1)});
+      for (int64_t b = 0; b < B; ++b)
+        for (int l = 0; l < c.num_layers; ++l) {
+          const Inputs& in = steps[size_t(b)][size_t(s)][size_t(l)];
+          const std::vector<float>* host[4] = {&in.q, &in.k_pre, &in.k, &in.v};
+          Buffers& x = buf[size_t(b * c.num_layers + l)];
+          for (int i = 0; i < 4; ++i)
+            gpu->copy(gpu->upload(HostTensor::owned_f32({1, i == 0 ? Wq : W}, *host[i])).tensor(),
+                      x.staged[i].tensor());
+        }
+      gpu->write_ints(positions.tensor(), std::vector<int32_t>(size_t(B), int32_t(T + s - 1)));
       recording->replay();
-      recorded->recorded_step_done(T + s);
-      for (int l = 0; l < c.num_layers; ++l) got.push_back(gpu->download(out[size_t(l)].tensor()));
+      for (int64_t b = 0; b < B; ++b) {
+        recorded[size_t(b)]->recorded_step_done(T + s);
+        for (int l = 0; l < c.num_layers; ++l)
+          got[size_t(b)].push_back(gpu->download(buf[size_t(b * c.num_layers + l)].out.tensor()));
+      }
     }
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_LE(rel_error(got[i], want[i]), 1e-6) << text << " step/layer " << i;
-    EXPECT_EQ(recorded->length(), eager->length());
-    EXPECT_EQ(recorded->memory().pcie_bytes_per_step, eager->memory().pcie_bytes_per_step) << text;
+    for (int64_t b = 0; b < B; ++b) {
+      const auto& w = want[size_t(b)];
+      ASSERT_EQ(got[size_t(b)].size(), w.size());
+      for (size_t i = 0; i < w.size(); ++i)
+        EXPECT_LE(rel_error(got[size_t(b)][i], w[i]), 1e-6)
+            << text << " sequence " << b << " step/layer " << i;
+      EXPECT_EQ(recorded[size_t(b)]->length(), eager[size_t(b)]->length());
+      EXPECT_EQ(recorded[size_t(b)]->memory().pcie_bytes_per_step,
+                eager[size_t(b)]->memory().pcie_bytes_per_step)
+          << text;
+    }
   }
 }
 
@@ -223,12 +258,12 @@ TEST(CudaSparseBench, DecodeStepLlama8B32K) {
   DeviceArray q1 = gpu->upload(HostTensor::owned_f32({1, Wq}, bf16_values(size_t(Wq), rng, 2.0f)));
   DeviceArray k1 = gpu->upload(HostTensor::owned_f32({1, W}, bf16_values(size_t(W), rng)));
   DeviceArray out_prompt = gpu->alloc(T / 64, Wq), out1 = gpu->alloc(1, Wq);
-  // yakv:budget=16 shows the selection's cost without the PCIe fetch; group=128 stores per-head
-  // records (a selected (token, head) fetches 68 bytes instead of the token's 516).
+  // yakv:budget=16 shows the selection's cost without the PCIe fetch; group=1024 stores a
+  // record per token spanning the heads (a selected (token, head) fetches 516 bytes, not 68).
   std::vector<std::string> specs = {"dense",
                                     "yakv",
                                     "yakv:budget=16",
-                                    "yakv:kv-store=higgs:d=2,n=256,group=128",
+                                    "yakv:kv-store=higgs:d=2,n=256,group=1024",
                                     "yakv:kv-store=fp8",
                                     "shadowkv",
                                     "quest"};

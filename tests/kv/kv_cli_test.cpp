@@ -21,13 +21,15 @@ TEST(KvCli, InfoRandomWeightsAccounting) {
   EXPECT_EQ(j["context_tokens"], 131072);
   EXPECT_EQ(j["dense_gpu_kv_bytes"].get<int64_t>(), int64_t(16) << 30);
   const int64_t mid = 131072 - 64;
-  const int64_t gpu = 8 * mid * 36 * 32 + 64 * 4096 * 32 + 2 * 4096 * 4096;
+  // landmarks, exact local K/V, gather buffers, the K/V records' fp32 scales
+  const int64_t gpu = 8 * mid * 36 * 32 + 64 * 4096 * 32 + 2 * 4096 * 4096 + 2 * mid * 8 * 4 * 32;
   EXPECT_EQ(j["gpu_kv_bytes"].get<int64_t>(), gpu);
   EXPECT_NEAR(j["gpu_kv_fraction_of_dense"].get<double>(), double(gpu) / double(int64_t(16) << 30),
               1e-12);
   EXPECT_NEAR(j["gpu_bytes_per_prompt_token"].get<double>(), double(gpu) / 131072, 1e-9);
-  EXPECT_NEAR(j["cpu_bytes_per_token"].get<double>(), double(2 * mid * 516 * 32) / 131072, 1e-9);
-  EXPECT_EQ(j["pcie_bytes_per_step"].get<int64_t>(), int64_t(4096) * 8 * 516 * 2 * 32);
+  // Per-head records: 64 code bytes per (token, head) in host memory, for keys and values.
+  EXPECT_NEAR(j["cpu_bytes_per_token"].get<double>(), double(2 * mid * 8 * 64 * 32) / 131072, 1e-9);
+  EXPECT_EQ(j["pcie_bytes_per_step"].get<int64_t>(), int64_t(4096) * 8 * 64 * 2 * 32);
   EXPECT_EQ(j["parameters"].get<int64_t>(), 8030261248);
 
   auto text = run_kvoffload("info --random-weights " + cfg + " --kv shadowkv --rank 96");

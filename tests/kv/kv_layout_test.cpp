@@ -37,25 +37,38 @@ TEST(KvLayout, Llama31_8B_128K) {
     EXPECT_EQ(d.gpu_bytes(), dense);
     EXPECT_EQ(d.gpu_bytes(), int64_t(16) << 30);
   }
-  {  // yakv defaults: chunk 1, local 64, budget 4096, HIGGS 2-bit landmarks, 4-bit group-1024 K/V
+  {  // yakv defaults: chunk 1, local 64, budget 4096, HIGGS 2-bit landmarks, 4-bit per-head K/V
     KvLayout y = plan_kv_layout(KvSpec::parse("yakv").resolved(), c, T, T, 2);
     const int64_t mid = T - 64, k = 4096;
     EXPECT_EQ(y.selected_chunks, k);
-    EXPECT_TRUE(y.store_spans_heads);
-    EXPECT_EQ(y.store_record_bytes, 1024 / 2 + 4);  // 512 codes + fp32 scale
+    EXPECT_FALSE(y.store_spans_heads);
+    EXPECT_EQ(y.store_record_bytes, 128 / 2 + 4);  // 64 codes + fp32 scale per (token, head)
+    EXPECT_EQ(y.store_scale_bytes, 4);             // kept on the device
     EXPECT_EQ(y.item("landmarks"), 8 * mid * (128 / 4 + 4) * L);
     EXPECT_EQ(y.item("exact K/V"), 64 * 1024 * 2 * 2 * L);
     EXPECT_EQ(y.item("gather buffers"), 2 * k * 1024 * 2 * 2);
-    EXPECT_EQ(y.gpu_bytes(), 8 * mid * 36 * L + 64 * 4096 * L + 2 * k * 4096);
-    EXPECT_EQ(y.item("keys"), mid * 516 * L);
-    EXPECT_EQ(y.cpu_bytes(), 2 * mid * 516 * L);
-    EXPECT_EQ(y.pcie_bytes_per_step, k * 8 * 516 * 2 * L);
+    EXPECT_EQ(y.item("store scales"), 2 * mid * 8 * 4 * L);
+    EXPECT_EQ(y.gpu_bytes(), 8 * mid * 36 * L + 64 * 4096 * L + 2 * k * 4096 + 2 * mid * 8 * 4 * L);
+    EXPECT_EQ(y.item("keys"), mid * 8 * 64 * L);
+    EXPECT_EQ(y.cpu_bytes(), 2 * mid * 8 * 64 * L);
+    EXPECT_EQ(y.pcie_bytes_per_step, k * 8 * 64 * 2 * L);  // 134.2 MB
     EXPECT_NEAR(y.gpu_fraction_of_dense(), double(y.gpu_bytes()) / double(dense), 1e-12);
-    EXPECT_LT(y.gpu_fraction_of_dense(), 0.08);
+    EXPECT_LT(y.gpu_fraction_of_dense(), 0.09);  // landmarks 7.0%, store scales 1.6%
+  }
+  {  // DESIGN.md §3's group of all 8 heads: one 516-byte record per token, fetched whole for
+     // each selected (token, head)
+    KvLayout y = plan_kv_layout(
+        KvSpec::parse("yakv:kv-store=higgs:d=2,n=256,group=1024").resolved(), c, T, T, 2);
+    EXPECT_TRUE(y.store_spans_heads);
+    EXPECT_EQ(y.store_record_bytes, 1024 / 2 + 4);  // 512 codes + fp32 scale
+    EXPECT_EQ(y.item("store scales"), 2 * (T - 64) * 4 * L);
+    EXPECT_EQ(y.cpu_bytes(), 2 * (T - 64) * 512 * L);
+    EXPECT_EQ(y.pcie_bytes_per_step, 4096 * 8 * 512 * 2 * L);
   }
   {  // yakv with an fp8 store: per (token, head) records of 128 bytes
     KvLayout y = plan_kv_layout(KvSpec::parse("yakv:kv-store=fp8").resolved(), c, T, T, 2);
     EXPECT_FALSE(y.store_spans_heads);
+    EXPECT_EQ(y.store_scale_bytes, 0);
     EXPECT_EQ(y.cpu_bytes(), 2 * (T - 64) * 8 * 128 * L);
     EXPECT_EQ(y.pcie_bytes_per_step, 4096 * 8 * 128 * 2 * L);
   }
@@ -103,7 +116,7 @@ TEST(KvLayout, Qwen3_8B_32K) {
     ASSERT_EQ(mid % 4, 0);
     EXPECT_EQ(y.item("landmarks"), 8 * (mid / 4) * (36 + 4 * 20) * L);
     EXPECT_EQ(y.selected_chunks, 1024);
-    EXPECT_EQ(y.pcie_bytes_per_step, 1024 * 8 * 516 * 2 * L);
+    EXPECT_EQ(y.pcie_bytes_per_step, 1024 * 8 * 64 * 2 * L);
   }
   {  // shadowkv with sinks and a token budget
     KvLayout s =
@@ -151,7 +164,7 @@ TEST(KvFootprint, Llama31_8B_128K) {
   EXPECT_EQ(dense.prefill_gpu_bytes, 0);
   EXPECT_EQ(dense.cpu_bytes, 0);
   for (const char* text :
-       {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=128", "shadowkv", "quest"}) {
+       {"yakv", "yakv:kv-store=higgs:d=2,n=256,group=1024", "shadowkv", "quest"}) {
     SCOPED_TRACE(text);
     const KvSpec spec = KvSpec::parse(text).resolved();
     const KvLayout lay = plan_kv_layout(spec, c, T, cap, b);

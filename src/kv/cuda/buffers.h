@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "backend/cuda/check.h"
 
@@ -39,33 +40,41 @@ class DeviceBuffer {
   size_t n_ = 0;
 };
 
+// Pinned host memory mapped into the device's address space, allocated in whole pages (so a
+// kernel may read a few bytes past the end) and handed back on destruction.
 class MappedHostBuffer {
  public:
   MappedHostBuffer() = default;
-  explicit MappedHostBuffer(size_t bytes) : n_(bytes) {
-    if (!bytes) return;
-    KVO_CUDA(cudaHostAlloc(&host_, bytes, cudaHostAllocMapped));
-    KVO_CUDA(cudaHostGetDevicePointer(&device_, host_, 0));
-  }
-  ~MappedHostBuffer() {
-    if (host_) cudaFreeHost(host_);
-  }
+  explicit MappedHostBuffer(size_t bytes);  // cudaHostAlloc: pages zeroed and pinned by the driver
+  ~MappedHostBuffer();
   MappedHostBuffer(MappedHostBuffer&& o) noexcept
-      : host_(std::exchange(o.host_, nullptr)), device_(o.device_), n_(o.n_) {}
+      : host_(std::exchange(o.host_, nullptr)),
+        device_(o.device_),
+        n_(o.n_),
+        mapped_bytes_(o.mapped_bytes_) {}
   MappedHostBuffer& operator=(MappedHostBuffer&& o) noexcept {
     std::swap(host_, o.host_);
     std::swap(device_, o.device_);
     std::swap(n_, o.n_);
+    std::swap(mapped_bytes_, o.mapped_bytes_);
     return *this;
   }
   uint8_t* host() const { return static_cast<uint8_t*>(host_); }
   const uint8_t* device() const { return static_cast<const uint8_t*>(device_); }
   int64_t nbytes() const { return int64_t(n_); }
 
+  // Copies of `sources` in new buffers (kvoffload bench --shared-prompt copies GiBs per
+  // sequence). cudaHostAlloc zeroes and pins every page on one thread (~3 s for 8 GiB); here
+  // every core copies, so the first touch of the pages is spread over the cores, and the
+  // filled pages are then pinned and mapped (cudaHostRegister).
+  static std::vector<MappedHostBuffer> copies_of(
+      const std::vector<const MappedHostBuffer*>& sources);
+
  private:
   void* host_ = nullptr;
   void* device_ = nullptr;
   size_t n_ = 0;
+  size_t mapped_bytes_ = 0;  // > 0: an mmap'd and registered buffer (copies_of), its length
 };
 
 }  // namespace kvo::cuda

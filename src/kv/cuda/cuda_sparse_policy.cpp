@@ -5,7 +5,10 @@
 //            layer's attended K/V (the attention buffers) plus the fetch scratch
 //   host     yakv's pre-RoPE keys and values, shadowkv's values: encoded records in pinned host
 //            memory mapped into the device's address space
-// Decode, per layer, queued on the backend's stream (no host sync):
+// Decode, per layer, queued on the policy's own stream, forked from the backend's stream where
+// the layer's inputs are ready (inputs_ready: every sequence of a batch forks from the same
+// point, so their selections, fetches and attentions run side by side and fill the GPU) and
+// joined back after the attention; no host sync:
 //   append the new K/V -> score the landmarks -> softmax / sum / group aggregate -> top-k per KV
 //   head -> merge with the outliers in position order -> list the records to fetch (a store
 //   record spanning all heads is fetched once per token for the union of the heads' selections)
@@ -22,10 +25,11 @@
 #include <cusolverDn.h>
 
 #include <cmath>
-#include <cstring>
 #include <numeric>
 
+#include "backend/cuda/attention.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
 #include "kv/cuda/buffers.h"
 #include "kv/cuda/sparse_kernels.h"
 #include "kv/head_diagnostics.h"
@@ -81,12 +85,13 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     inv_freq_ = DeviceBuffer<float>(rope_.inv_freq.size());
     KVO_CUDA(cudaMemcpy(inv_freq_.get(), rope_.inv_freq.data(), inv_freq_.nbytes(),
                         cudaMemcpyHostToDevice));
+    KVO_CUDA(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, 0));
+    KVO_CUDA(cudaStreamCreateWithFlags(&work_, cudaStreamNonBlocking));
     KVO_CUDA(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
-    KVO_CUDA(cudaEventCreateWithFlags(&selected_, cudaEventDisableTiming));
-    KVO_CUDA(cudaEventCreateWithFlags(&values_ready_, cudaEventDisableTiming));
+    for (cudaEvent_t* e : {&inputs_, &done_, &selected_, &values_ready_})
+      KVO_CUDA(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
     if (method_ == SparseMethod::ShadowKV) {
       check_cublas(cublasCreate(&cublas_), "cublasCreate");
-      check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
       // An own workspace: cuBLAS must not allocate while a decode step is being recorded.
       cublas_ws_ = DeviceBuffer<uint8_t>(size_t{32} << 20);
       check_cublas(cublasSetWorkspace(cublas_, cublas_ws_.get(), cublas_ws_.size()),
@@ -95,11 +100,10 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   }
 
   ~CudaSparsePolicy() override {
-    cudaStreamSynchronize(stream_);
-    cudaStreamSynchronize(side_);
+    for (cudaStream_t s : {stream_, work_, side_}) cudaStreamSynchronize(s);
     if (cublas_) cublasDestroy(cublas_);
-    cudaEventDestroy(selected_);
-    cudaEventDestroy(values_ready_);
+    for (cudaEvent_t e : {inputs_, done_, selected_, values_ready_}) cudaEventDestroy(e);
+    cudaStreamDestroy(work_);
     cudaStreamDestroy(side_);
   }
 
@@ -117,6 +121,12 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     return finished_ ? describe(spec_, lay_, prompt_) + " [cuda]" : "";
   }
 
+  void inputs_ready() override {
+    if (!finished_) return;  // the prefill runs on the backend's stream
+    KVO_CUDA(cudaEventRecord(inputs_, stream_));
+    inputs_recorded_ = true;
+  }
+
   void attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre, const Tensor& k,
               const Tensor& v, const Tensor& out) override {
     const int64_t n = q.rows;
@@ -129,6 +139,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
       if (start != step_index_start_) {
         backend_.write_ints(step_index_.tensor(), std::vector<int32_t>{int32_t(start)});
         step_index_start_ = start;
+        inputs_recorded_ = false;  // the step forks after this write
       }
       decode_attend(layer, step_index_.tensor(), q, k, v, out);
       if (diag_enabled_) record_diagnostics(layer, start, q, k, v, out);
@@ -157,13 +168,14 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     // yakv/shadowkv: (sink + local tokens + capacity - T, W) = [sinks | local | generated];
     // quest: (capacity, W), every token.
     DeviceArray keys, values;
-    DeviceArray out_k, out_v;           // (H * O * C, D)
-    DeviceBuffer<int32_t> outliers;     // (H, O) ascending per head
-    DeviceBuffer<int32_t> cand;         // (H, m) ascending per head; empty when O == 0
-    DeviceArray lm;                     // shadowkv (H * m, D); quest page bounds (m, 2W)
-    DeviceBuffer<uint8_t> lm_q;         // yakv: H blocks of encoded landmarks
-    DeviceArray u, vt;                  // shadowkv: (middle tokens, r), (r, W)
-    MappedHostBuffer store_k, store_v;  // host records of the middle tokens
+    DeviceArray out_k, out_v;                  // (H * O * C, D)
+    DeviceBuffer<int32_t> outliers;            // (H, O) ascending per head
+    DeviceBuffer<int32_t> cand;                // (H, m) ascending per head; empty when O == 0
+    DeviceArray lm;                            // shadowkv (H * m, D); quest page bounds (m, 2W)
+    DeviceBuffer<uint8_t> lm_q;                // yakv: H blocks of encoded landmarks
+    DeviceArray u, vt;                         // shadowkv: (middle tokens, r), (r, W)
+    MappedHostBuffer store_k, store_v;         // host records of the middle tokens
+    DeviceBuffer<uint8_t> scales_k, scales_v;  // their scales (store_scale_bytes each), if any
     std::vector<float> diag_k, diag_v;  // diagnostics: exact (capacity, W), prompt + generated
   };
 
@@ -204,13 +216,30 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   }
   int64_t record_dim() const { return lay_.store_spans_heads ? W_ : D_; }
 
+  // The decode attention of n new tokens over the assembled buffers; the caller sets q, out and
+  // q_start_at.
+  cuda::AttentionArgs attention_args(int64_t n) const {
+    cuda::AttentionArgs a;
+    a.k = rows_of(attn_k_);
+    a.k_stride = attn_k_.tensor().stride;
+    a.v = rows_of(attn_v_);
+    a.v_stride = attn_v_.tensor().stride;
+    a.num_heads = Hq_;
+    a.num_kv_heads = H_;
+    a.head_dim = D_;
+    a.q_len = n;
+    a.kv_len = attn_k_.tensor().rows;
+    a.scale = scale();
+    return a;
+  }
+
   void build_layer(int l);
   void build_shadowkv_factors(Layer& L, const bf16* kpre);
   void allocate_decode_buffers();
   void select(Layer& L, const Tensor& q);
   // Fetches the selected records of `store` into `decoded` on stream s.
-  void fetch(const MappedHostBuffer& store, int layer, DeviceBuffer<uint8_t>& staging,
-             DeviceBuffer<bf16>& decoded, cudaStream_t s);
+  void fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales, int layer,
+             DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded, cudaStream_t s);
   // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
   void decode_attend(int layer, const Tensor& position, const Tensor& q, const Tensor& k,
                      const Tensor& v, const Tensor& out);
@@ -222,8 +251,13 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   KvSpec spec_;
   int64_t capacity_;
   RopeParams rope_;
-  cudaStream_t stream_, side_ = nullptr;
-  cudaEvent_t selected_ = nullptr, values_ready_ = nullptr;
+  // stream_: the backend's; work_: this policy's decode steps; side_: their value fetches.
+  cudaStream_t stream_, work_ = nullptr, side_ = nullptr;
+  // inputs_: where a decode step forks from stream_ (recorded by inputs_ready when the caller
+  // calls it: inputs_recorded_); done_: where stream_ joins it back.
+  cudaEvent_t inputs_ = nullptr, done_ = nullptr, selected_ = nullptr, values_ready_ = nullptr;
+  bool inputs_recorded_ = false;
+  int num_sms_ = 0;
   cublasHandle_t cublas_ = nullptr;
   DeviceBuffer<uint8_t> cublas_ws_;
   std::vector<DeviceBuffer<bf16>> st_k_, st_v_, st_kpre_;  // (capacity, W) per layer
@@ -234,10 +268,11 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   int64_t length_ = 0, prompt_ = 0;
 
   // Decode scratch shared by the layers (one layer runs at a time).
-  DeviceArray attn_k_, attn_v_;  // (exact prompt + S * C + capacity - T, W)
-  DeviceBuffer<float> logits_;   // (n * Hq, m)
-  DeviceBuffer<float2> stats_;   // (n * Hq)
-  DeviceBuffer<float> agg_;      // (H, m)
+  DeviceArray attn_k_, attn_v_;    // (exact prompt + S * C + capacity - T, W)
+  DeviceBuffer<uint8_t> attn_ws_;  // the attention's split-key workspace
+  DeviceBuffer<float> logits_;     // (n * Hq, m)
+  DeviceBuffer<float2> stats_;     // (n * Hq)
+  DeviceBuffer<float> agg_;        // (H, m)
   DeviceBuffer<int32_t> selected_idx_, slot_chunk_, slot_src_;  // (H, k), (H, S), (H, S)
   DeviceBuffer<int32_t> flags_, pos_, list_;  // (middle tokens), (middle tokens), (max_fetch)
   DeviceBuffer<int32_t> fetched_;             // (layers): records fetched at the latest step
@@ -329,21 +364,28 @@ void CudaSparsePolicy::build_layer(int l) {
                       size_t(m), size_t(D_), L.lm_q.get() + h * per_head, stream_);
   }
 
-  // The host stores: encode on the device, then one copy into the pinned records.
-  auto offload = [&](const bf16* X, MappedHostBuffer& dst) {
+  // The host stores: encode on the device, split off the scales that stay on the device
+  // (kv_layout.h), then one copy into the pinned records.
+  auto offload = [&](const bf16* X, MappedHostBuffer& dst, DeviceBuffer<uint8_t>& scales) {
     if (mid == 0) return;
     const int64_t n = lay_.store_spans_heads ? mid : mid * H_;
-    const int64_t dim = record_dim();
-    dst = MappedHostBuffer(size_t(n * lay_.store_record_bytes));
-    DeviceBuffer<uint8_t> enc(size_t(dst.nbytes()));
+    const int64_t dim = record_dim(), rec = lay_.store_record_bytes;
+    const int64_t host = lay_.store_host_bytes();
+    dst = MappedHostBuffer(size_t(n * host));
+    DeviceBuffer<uint8_t> enc(size_t(n * rec)), parts;
     qc::encode_bf16(*store_, reinterpret_cast<const uint16_t*>(X + s_end * W_), dim, size_t(n),
                     size_t(dim), enc.get(), stream_);
-    KVO_CUDA(cudaMemcpyAsync(dst.host(), enc.get(), size_t(dst.nbytes()), cudaMemcpyDeviceToHost,
-                             stream_));
-    KVO_CUDA(cudaStreamSynchronize(stream_));  // `enc` is freed on return
+    if (host < rec) {
+      parts = DeviceBuffer<uint8_t>(size_t(n * host));
+      scales = DeviceBuffer<uint8_t>(size_t(n * (rec - host)));
+      cuda::split_records(enc.get(), n, rec, host, parts.get(), scales.get(), stream_);
+    }
+    KVO_CUDA(cudaMemcpyAsync(dst.host(), host < rec ? parts.get() : enc.get(), size_t(n * host),
+                             cudaMemcpyDeviceToHost, stream_));
+    KVO_CUDA(cudaStreamSynchronize(stream_));  // `enc` and `parts` are freed on return
   };
-  offload(V, L.store_v);
-  if (method_ == SparseMethod::YAKV) offload(st_kpre_[size_t(l)].get(), L.store_k);
+  offload(V, L.store_v, L.scales_v);
+  if (method_ == SparseMethod::YAKV) offload(st_kpre_[size_t(l)].get(), L.store_k, L.scales_k);
   if (method_ == SparseMethod::ShadowKV && mid > 0)
     build_shadowkv_factors(L, st_kpre_[size_t(l)].get());
   KVO_CUDA(cudaStreamSynchronize(stream_));  // the chunk statistics are freed on return
@@ -356,6 +398,7 @@ void CudaSparsePolicy::build_shadowkv_factors(Layer& L, const bf16* kpre) {
   const int w = int(W_);
   DeviceBuffer<float> gram{size_t(W_ * W_)}, eig{size_t(W_)};
   const float one = 1.0f, zero = 0.0f;
+  check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
   // Row-major K (T, W) is column-major K^T (W, T): gram = K^T (K^T)^T.
   check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, w, w, int(T), &one, kpre,
                             CUDA_R_16BF, w, kpre, CUDA_R_16BF, w, &zero, gram.get(), CUDA_R_32F, w,
@@ -400,6 +443,8 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   const int64_t attn_rows = lay_.exact_prompt_tokens() + S * C + capacity_ - prompt_;
   attn_k_ = backend_.alloc(attn_rows, W_);
   attn_v_ = backend_.alloc(attn_rows, W_);
+  attn_ws_ =
+      DeviceBuffer<uint8_t>(size_t(cuda::attention_workspace_bytes(attention_args(1), num_sms_)));
   agg_ = DeviceBuffer<float>(size_t(H_ * m));
   selected_idx_ = DeviceBuffer<int32_t>(size_t(H_ * k));
   slot_chunk_ = DeviceBuffer<int32_t>(size_t(H_ * S));
@@ -457,34 +502,34 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
     const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get());
     if (method_ == SparseMethod::YAKV && higgs) {
       qc::score_heads(*higgs, reinterpret_cast<const uint16_t*>(qd), q.stride, size_t(n), Hq_, G_,
-                      L.lm_q.get(), size_t(m), size_t(D_), scale(), logits_.get(), stream_);
+                      L.lm_q.get(), size_t(m), size_t(D_), scale(), logits_.get(), work_);
     } else if (method_ == SparseMethod::YAKV) {
       const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
       for (int h = 0; h < H_; ++h)
         qc::decode_rows_bf16(
             *landmark_q_, L.lm_q.get() + h * per_head, size_t(m), nullptr, size_t(m), size_t(D_),
-            reinterpret_cast<uint16_t*>(lm_decoded_.get() + h * m * D_), D_, stream_);
+            reinterpret_cast<uint16_t*>(lm_decoded_.get() + h * m * D_), D_, work_);
       cuda::score_landmarks(qd, q.stride, n, Hq_, G_, lm_decoded_.get(), false, m, D_, scale(),
-                            logits_.get(), stream_);
+                            logits_.get(), work_);
     } else {
       cuda::score_landmarks(qd, q.stride, n, Hq_, G_, rows_of(L.lm), method_ == SparseMethod::Quest,
-                            m, D_, scale(), logits_.get(), stream_);
+                            m, D_, scale(), logits_.get(), work_);
     }
     cuda::aggregate_scores(logits_.get(), n, Hq_, G_, m, spec_.agg() == GroupAgg::Mean,
-                           stats_.get(), agg_.get(), stream_);
-    cuda::top_k_rows(agg_.get(), H_, m, k, false, selected_idx_.get(), stream_);
+                           stats_.get(), agg_.get(), work_);
+    cuda::top_k_rows(agg_.get(), H_, m, k, false, selected_idx_.get(), work_);
   }
   cuda::merge_slots(L.outliers.get(), L.cand.get(), selected_idx_.get(), H_, outliers_per_head(), m,
-                    k, slot_chunk_.get(), slot_src_.get(), stream_);
+                    k, slot_chunk_.get(), slot_src_.get(), work_);
 }
 
-void CudaSparsePolicy::fetch(const MappedHostBuffer& store, int layer,
-                             DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded,
+void CudaSparsePolicy::fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales,
+                             int layer, DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded,
                              cudaStream_t s) {
   const int64_t nf = max_fetch(), dim = record_dim();
-  cuda::gather_records(store.device(), lay_.store_record_bytes, list_.get(),
-                       lay_.store_spans_heads ? fetched_.get() + layer : nullptr, nf, staging.get(),
-                       s);
+  cuda::gather_records(
+      store.device(), lay_.store_host_bytes(), scales.get(), lay_.store_record_bytes, list_.get(),
+      lay_.store_spans_heads ? fetched_.get() + layer : nullptr, nf, staging.get(), s);
   qc::decode_rows_bf16(*store_, staging.get(), size_t(nf), nullptr, size_t(nf), size_t(dim),
                        reinterpret_cast<uint16_t*>(decoded.get()), dim, s);
 }
@@ -507,29 +552,34 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   // position + query_shift of the assembled buffers.
   const int64_t append_shift = quest ? 0 : n_exact - T;
   const int64_t query_shift = tail_dst - tail_src + append_shift;
-  const Tensor shifted = shifted_index_.tensor();
+  if (!inputs_recorded_) KVO_CUDA(cudaEventRecord(inputs_, stream_));
+  inputs_recorded_ = false;
+  KVO_CUDA(cudaStreamWaitEvent(work_, inputs_, 0));
+  int32_t* shifted = static_cast<int32_t*>(shifted_index_.tensor().data);
   cuda::shift_index(static_cast<const int32_t*>(position.data), int32_t(append_shift),
-                    int32_t(query_shift), static_cast<int32_t*>(shifted.data), stream_);
-  backend_.copy_rows_at(k, L.keys.tensor(), shifted.row_range(0, 1));
-  backend_.copy_rows_at(v, L.values.tensor(), shifted.row_range(0, 1));
+                    int32_t(query_shift), shifted, work_);
+  cuda::copy_rows_at(static_cast<const bf16*>(k.data), k.stride, rows_of(L.keys),
+                     L.keys.tensor().stride, n, W_, shifted, work_);
+  cuda::copy_rows_at(static_cast<const bf16*>(v.data), v.stride, rows_of(L.values),
+                     L.values.tensor().stride, n, W_, shifted, work_);
   // 2. Selection, then the records to fetch (shared by the key and value streams).
   select(L, q);
   const bool offloaded = !quest && kk > 0;
   if (offloaded) {
     if (lay_.store_spans_heads) {
       const int64_t mid = lay_.middle_tokens();
-      KVO_CUDA(cudaMemsetAsync(flags_.get(), 0, size_t(flags_.nbytes()), stream_));
+      KVO_CUDA(cudaMemsetAsync(flags_.get(), 0, size_t(flags_.nbytes()), work_));
       cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), nullptr,
-                             flags_.get(), stream_);
-      cuda::exclusive_scan(flags_.get(), pos_.get(), mid, scan_ws_.get(), scan_ws_.size(), stream_);
+                             flags_.get(), work_);
+      cuda::exclusive_scan(flags_.get(), pos_.get(), mid, scan_ws_.get(), scan_ws_.size(), work_);
       cuda::compact_tokens(flags_.get(), pos_.get(), mid, list_.get(), fetched_.get() + layer,
-                           stream_);
+                           work_);
     } else {
       cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), list_.get(),
-                             nullptr, stream_);
+                             nullptr, work_);
     }
   }
-  KVO_CUDA(cudaEventRecord(selected_, stream_));
+  KVO_CUDA(cudaEventRecord(selected_, work_));
   // 3. The attention buffers.
   auto selected_source = [&](const void* rows, bool f32, int64_t stride, bool keys) {
     cuda::SelectedSource src;
@@ -544,29 +594,30 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
     return src;
   };
   // Values on the side stream (their PCIe fetch overlaps the keys' decode / rebuild).
-  const cudaStream_t vs = offloaded ? side_ : stream_;
+  const cudaStream_t vs = offloaded ? side_ : work_;
   if (offloaded) KVO_CUDA(cudaStreamWaitEvent(side_, selected_, 0));
   copy_rows(rows_of(L.values), rows_of(attn_v_), s_end, W_, vs);
   copy_rows(rows_of(L.values, tail_src), rows_of(attn_v_, tail_dst), tail_rows, W_, vs);
-  if (offloaded) fetch(L.store_v, layer, staging_v_, decoded_v_, vs);
+  if (offloaded) fetch(L.store_v, L.scales_v, layer, staging_v_, decoded_v_, vs);
   cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
                         rows_of(L.out_v),
                         quest ? selected_source(rows_of(L.values), false, W_, false)
                               : selected_source(decoded_v_.get(), false, record_dim(), false),
                         rows_of(attn_v_), vs);
   if (offloaded) KVO_CUDA(cudaEventRecord(values_ready_, side_));
-  // Keys on the main stream.
-  copy_rows(rows_of(L.keys), rows_of(attn_k_), s_end, W_, stream_);
-  copy_rows(rows_of(L.keys, tail_src), rows_of(attn_k_, tail_dst), tail_rows, W_, stream_);
+  // Keys on the work stream.
+  copy_rows(rows_of(L.keys), rows_of(attn_k_), s_end, W_, work_);
+  copy_rows(rows_of(L.keys, tail_src), rows_of(attn_k_, tail_dst), tail_rows, W_, work_);
   cuda::SelectedSource key_src = selected_source(rows_of(L.keys), false, W_, true);
   if (offloaded && method_ == SparseMethod::YAKV) {
-    fetch(L.store_k, layer, staging_k_, decoded_k_, stream_);
+    fetch(L.store_k, L.scales_k, layer, staging_k_, decoded_k_, work_);
     key_src = selected_source(decoded_k_.get(), false, record_dim(), true);
   } else if (offloaded) {
     // shadowkv: K_sel (H, k*C, D) = U_sel (H, k*C, r) x SV^T[:, h*D : (h+1)*D], fp32 out.
     const int64_t r = lay_.rank, rows = kk * C;
+    check_cublas(cublasSetStream(cublas_, work_), "cublasSetStream");
     cuda::gather_selected_u(rows_of(L.u), r, slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C),
-                            u_sel_.get(), stream_);
+                            u_sel_.get(), work_);
     const float one = 1.0f, zero = 0.0f;
     check_cublas(
         cublasGemmStridedBatchedEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, D_, int(rows), int(r), &one,
@@ -577,29 +628,31 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
     key_src = selected_source(rebuilt_.get(), true, D_, true);
   }
   cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
-                        rows_of(L.out_k), key_src, rows_of(attn_k_), stream_);
-  if (offloaded) KVO_CUDA(cudaStreamWaitEvent(stream_, values_ready_, 0));
-  // 4. Attention over the assembled keys, up to the queries' own.
-  const int64_t attn_rows = attn_k_.tensor().rows;
-  const AttentionShape shape{Hq_, H_, D_, n, 0, attn_rows, scale()};
-  backend_.attention_at(q, attn_k_.tensor(), attn_v_.tensor(), shape, shifted.row_range(1, 1), out);
+                        rows_of(L.out_k), key_src, rows_of(attn_k_), work_);
+  if (offloaded) KVO_CUDA(cudaStreamWaitEvent(work_, values_ready_, 0));
+  // 4. Attention over the assembled keys, up to the queries' own, then the join.
+  cuda::AttentionArgs a = attention_args(n);
+  a.q = static_cast<const bf16*>(q.data);
+  a.q_stride = q.stride;
+  a.out = static_cast<bf16*>(out.data);
+  a.out_stride = out.stride;
+  a.q_start_at = shifted + 1;
+  const int64_t ws = cuda::attention_workspace_bytes(a, num_sms_);
+  attn_ws_.reserve(size_t(ws));  // allocated for one token by allocate_decode_buffers
+  cuda::attention(a, attn_ws_.get(), num_sms_, work_);
+  KVO_CUDA(cudaEventRecord(done_, work_));
+  KVO_CUDA(cudaStreamWaitEvent(stream_, done_, 0));
   stepped_ = true;
 }
 
 // Copies of the prefilled state (copy_from): device arrays on the backend's stream, host stores
-// by the CPU (the source's are complete once its finish_prefill returned).
+// by every core (the source's are complete once its finish_prefill returned).
 template <typename T>
 DeviceBuffer<T> clone(const DeviceBuffer<T>& src, cudaStream_t s) {
   DeviceBuffer<T> c(src.size());
   if (src.size())
     KVO_CUDA(
         cudaMemcpyAsync(c.get(), src.get(), size_t(src.nbytes()), cudaMemcpyDeviceToDevice, s));
-  return c;
-}
-
-MappedHostBuffer clone(const MappedHostBuffer& src) {
-  MappedHostBuffer c(size_t(src.nbytes()));
-  if (src.nbytes()) std::memcpy(c.host(), src.host(), size_t(src.nbytes()));
   return c;
 }
 
@@ -628,8 +681,16 @@ void CudaSparsePolicy::copy_from(const KvPolicy& prefilled) {
     to.outliers = clone(from.outliers, stream_);
     to.cand = clone(from.cand, stream_);
     to.lm_q = clone(from.lm_q, stream_);
-    to.store_k = clone(from.store_k);
-    to.store_v = clone(from.store_v);
+    to.scales_k = clone(from.scales_k, stream_);
+    to.scales_v = clone(from.scales_v, stream_);
+  }
+  std::vector<const MappedHostBuffer*> stores;
+  for (const Layer& from : src->layers_)
+    stores.insert(stores.end(), {&from.store_k, &from.store_v});
+  std::vector<MappedHostBuffer> copies = MappedHostBuffer::copies_of(stores);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    layers_[l].store_k = std::move(copies[2 * l]);
+    layers_[l].store_v = std::move(copies[2 * l + 1]);
   }
   lay_ = src->lay_;
   prompt_ = src->prompt_;
@@ -677,15 +738,17 @@ KvMemoryReport CudaSparsePolicy::memory() const {
   for (const Layer& L : layers_) {
     for (const DeviceArray* a : {&L.keys, &L.values, &L.out_k, &L.out_v, &L.lm, &L.u, &L.vt})
       r.gpu_bytes += int64_t(a->nbytes());
-    r.gpu_bytes += L.outliers.nbytes() + L.cand.nbytes() + L.lm_q.nbytes();
+    r.gpu_bytes += L.outliers.nbytes() + L.cand.nbytes() + L.lm_q.nbytes() + L.scales_k.nbytes() +
+                   L.scales_v.nbytes();
     r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
   }
-  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + cublas_ws_.nbytes() +
-                 logits_.nbytes() + stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() +
-                 slot_chunk_.nbytes() + slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() +
-                 list_.nbytes() + fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() +
-                 staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() +
-                 lm_decoded_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
+  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + attn_ws_.nbytes() +
+                 cublas_ws_.nbytes() + logits_.nbytes() + stats_.nbytes() + agg_.nbytes() +
+                 selected_idx_.nbytes() + slot_chunk_.nbytes() + slot_src_.nbytes() +
+                 flags_.nbytes() + pos_.nbytes() + list_.nbytes() + fetched_.nbytes() +
+                 scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
+                 decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
+                 u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
   if (!stepped_ || method_ == SparseMethod::Quest) {
     r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;
@@ -695,7 +758,7 @@ KvMemoryReport CudaSparsePolicy::memory() const {
   KVO_CUDA(cudaStreamSynchronize(stream_));
   KVO_CUDA(cudaMemcpy(fetched.data(), fetched_.get(), fetched.size() * 4, cudaMemcpyDeviceToHost));
   const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
-  for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_record_bytes * tensors;
+  for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_host_bytes() * tensors;
   return r;
 }
 
@@ -703,9 +766,8 @@ KvMemoryReport CudaSparsePolicy::memory() const {
 
 bool cuda_sparse_supported(const KvSpec& spec, const ModelConfig& config) {
   if (spec.method == "quest") return true;
-  const int64_t H = config.num_kv_heads, D = config.head_dim;
-  if (!qc::device_supported(*make_store_quantizer(spec.kv_store, kv_store_group(H, D))))
-    return false;
+  const int64_t D = config.head_dim;
+  if (!qc::device_supported(*make_store_quantizer(spec.kv_store, head_group(D)))) return false;
   return spec.method != "yakv" ||
          qc::device_supported(*make_store_quantizer(spec.landmarks, head_group(D)));
 }

@@ -359,29 +359,53 @@ __global__ void compact_tokens_kernel(const int32_t* flags, const int32_t* pos, 
   if (t == n - 1) *count = pos[t] + flags[t];
 }
 
-// Flattened over the words of all records (Word: the widest load the record size allows), so
-// every lane loads and each thread keeps kGatherUnroll PCIe reads in flight.
-constexpr int kGatherUnroll = 4;
+// Per record, one thread per 16-byte aligned chunk of its host part (which need not be aligned:
+// a per-head bf16 record is 256 bytes, a spanning fp8 one may be anything) plus one for its
+// device tail: every PCIe load is a full 16 bytes, so a warp has 512 bytes of reads in flight
+// per instruction, and no chunk reaches outside the 32-byte sectors the record occupies anyway.
+// Threads store in Unit pieces (4 bytes when the sizes allow, else 1). Loads may run up to 15
+// bytes past the store's last record, inside its page-granular pinned allocation.
+template <typename Unit>
+__global__ void gather_records_kernel(const uint8_t* store, int64_t host_bytes,
+                                      const uint8_t* tails, int64_t rec_bytes, int host_chunks,
+                                      const int32_t* list, const int32_t* count, int64_t max_n,
+                                      uint8_t* staging) {
+  const int per_rec = host_chunks + (rec_bytes > host_bytes);
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t r = i / per_rec;
+  if (r >= (count ? *count : max_n)) return;
+  const int64_t rec = list[r];
+  uint8_t* dst = staging + r * rec_bytes;
+  const int c = int(i % per_rec);
+  if (c == host_chunks) {  // the tail, from device memory
+    const int64_t tail = rec_bytes - host_bytes;
+    for (int64_t p = 0; p < tail; p += int64_t(sizeof(Unit)))
+      *reinterpret_cast<Unit*>(dst + host_bytes + p) =
+          *reinterpret_cast<const Unit*>(tails + rec * tail + p);
+    return;
+  }
+  const int64_t begin = rec * host_bytes, end = begin + host_bytes;
+  const int64_t at = (begin & ~int64_t{15}) + int64_t(c) * 16;
+  if (at >= end) return;
+  const uint4 chunk = *reinterpret_cast<const uint4*>(store + at);
+  const Unit* piece = reinterpret_cast<const Unit*>(&chunk);
+#pragma unroll
+  for (int e = 0; e < int(16 / sizeof(Unit)); ++e) {
+    const int64_t p = at + e * int64_t(sizeof(Unit));
+    if (p >= begin && p < end) *reinterpret_cast<Unit*>(dst + (p - begin)) = piece[e];
+  }
+}
 
-template <typename Word>
-__global__ void gather_records_kernel(const uint8_t* store, int64_t rec_bytes, const int32_t* list,
-                                      const int32_t* count, int64_t max_n, uint8_t* staging) {
-  const int64_t per_rec = rec_bytes / int64_t(sizeof(Word));
-  const int64_t total = (count ? *count : max_n) * per_rec;
-  const int64_t first = int64_t(blockIdx.x) * blockDim.x * kGatherUnroll + threadIdx.x;
-  Word w[kGatherUnroll];
-#pragma unroll
-  for (int u = 0; u < kGatherUnroll; ++u) {
-    const int64_t i = first + int64_t(u) * blockDim.x;
-    if (i < total)
-      w[u] = reinterpret_cast<const Word*>(store +
-                                           int64_t(list[i / per_rec]) * rec_bytes)[i % per_rec];
-  }
-#pragma unroll
-  for (int u = 0; u < kGatherUnroll; ++u) {
-    const int64_t i = first + int64_t(u) * blockDim.x;
-    if (i < total) reinterpret_cast<Word*>(staging)[i] = w[u];
-  }
+__global__ void split_records_kernel(const uint8_t* records, int64_t n, int64_t rec_bytes,
+                                     int64_t host_bytes, uint8_t* host_parts, uint8_t* tails) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n * rec_bytes) return;
+  const int64_t r = i / rec_bytes, b = i % rec_bytes;
+  const int64_t tail = rec_bytes - host_bytes;
+  if (b < host_bytes)
+    host_parts[r * host_bytes + b] = records[i];
+  else
+    tails[r * tail + b - host_bytes] = records[i];
 }
 
 // One block per (head, middle row); threads over the D / 2 rotation pairs.
@@ -576,22 +600,33 @@ void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t
   KVO_CUDA_LAUNCHED("compact_tokens");
 }
 
-void gather_records(const uint8_t* store, int64_t rec_bytes, const int32_t* list,
-                    const int32_t* count, int64_t max_n, uint8_t* staging, cudaStream_t stream) {
+void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
+                    int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
+                    uint8_t* staging, cudaStream_t stream) {
   if (max_n == 0) return;
-  auto launch = [&](auto word) {
-    using Word = decltype(word);
-    const int64_t words = max_n * rec_bytes / int64_t(sizeof(Word));
-    gather_records_kernel<Word><<<blocks_for(words, kBlock * kGatherUnroll), kBlock, 0, stream>>>(
-        store, rec_bytes, list, count, max_n, staging);
+  // Host parts start at multiples of g = gcd(host_bytes, 16) into a 16-byte aligned store, so
+  // one begins at most 16 - g bytes into its first chunk.
+  int64_t g = 16;
+  while (host_bytes % g != 0) g /= 2;
+  const int host_chunks = int((host_bytes + 16 - g + 15) / 16);
+  const int64_t threads = max_n * (host_chunks + (rec_bytes > host_bytes));
+  auto launch = [&](auto unit) {
+    gather_records_kernel<decltype(unit)><<<blocks_for(threads), kBlock, 0, stream>>>(
+        store, host_bytes, tails, rec_bytes, host_chunks, list, count, max_n, staging);
   };
-  if (rec_bytes % 16 == 0)
-    launch(uint4{});
-  else if (rec_bytes % 4 == 0)
+  if (host_bytes % 4 == 0 && rec_bytes % 4 == 0)
     launch(uint32_t{});
   else
     launch(uint8_t{});
   KVO_CUDA_LAUNCHED("gather_records");
+}
+
+void split_records(const uint8_t* records, int64_t n, int64_t rec_bytes, int64_t host_bytes,
+                   uint8_t* host_parts, uint8_t* tails, cudaStream_t stream) {
+  if (n == 0) return;
+  split_records_kernel<<<blocks_for(n * rec_bytes), kBlock, 0, stream>>>(
+      records, n, rec_bytes, host_bytes, host_parts, tails);
+  KVO_CUDA_LAUNCHED("split_records");
 }
 
 void assemble_middle(const int32_t* slot_chunk, const int32_t* slot_src, int H, int64_t S,

@@ -81,10 +81,18 @@ void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspa
 void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
                     int32_t* count, cudaStream_t stream);
 
-// staging row i = record list[i] of `store` (records of rec_bytes, mapped pinned host memory),
-// for i < *count (count == null: i < max_n): the zero-copy gather over PCIe.
-void gather_records(const uint8_t* store, int64_t rec_bytes, const int32_t* list,
-                    const int32_t* count, int64_t max_n, uint8_t* staging, cudaStream_t stream);
+// Records of rec_bytes split in two (kv_layout.h: HIGGS codes on the host, their scales on the
+// device): host_parts (n, host_bytes) and tails (n, rec_bytes - host_bytes) of records (n,
+// rec_bytes).
+void split_records(const uint8_t* records, int64_t n, int64_t rec_bytes, int64_t host_bytes,
+                   uint8_t* host_parts, uint8_t* tails, cudaStream_t stream);
+// staging row i (rec_bytes) = record list[i] joined again: its host part from `store` (parts of
+// host_bytes; mapped pinned host memory, 16-byte aligned, readable up to 15 bytes past its last
+// part), its tail from `tails` (ignored when host_bytes == rec_bytes), for i < *count (count ==
+// null: i < max_n): the zero-copy gather over PCIe, in 16-byte loads.
+void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
+                    int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
+                    uint8_t* staging, cudaStream_t stream);
 
 // Where the selected tokens' rows come from in assemble_middle.
 struct SelectedSource {
