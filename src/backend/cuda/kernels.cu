@@ -5,6 +5,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/overlap.h"
 
 namespace kvo::cuda {
 namespace {
@@ -35,6 +36,8 @@ __global__ void convert_kernel(const void* src, int src_dtype, bf16* dst, int64_
 // One block per token; 16-byte copies when everything is 16-byte aligned.
 __global__ void embedding_kernel(const int32_t* ids, const bf16* table, int64_t ts, int64_t cols,
                                  bf16* out, int64_t os, bool vec) {
+  allow_successor();
+  wait_for_predecessor();
   const int64_t t = blockIdx.x;
   const bf16* src = table + int64_t(ids[t]) * ts;
   bf16* dst = out + t * os;
@@ -58,6 +61,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 template <bool kVec>
 __global__ void rmsnorm_kernel(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out,
                                int64_t os, int64_t rows, int64_t cols) {
+  allow_successor();
+  wait_for_predecessor();
   const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (r >= rows) return;
@@ -104,6 +109,8 @@ __global__ void rmsnorm_kernel(const bf16* x, int64_t xs, const bf16* w, float e
 // One thread per (row, head, pair).
 __global__ void rope_kernel(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim,
                             const int32_t* positions, const float* inv_freq, bool adjacent) {
+  allow_successor();
+  wait_for_predecessor();
   const int half = head_dim / 2;
   const int64_t n = rows * heads * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
@@ -128,6 +135,8 @@ __device__ __forceinline__ float silu(float g) {
 // Generic 2-D element-wise loop over pairs (kPair) or single elements.
 template <bool kPair, typename F>
 __global__ void map2d_kernel(int64_t rows, int64_t cols, F f) {
+  allow_successor();
+  wait_for_predecessor();
   const int64_t per_row = kPair ? cols / 2 : cols;
   const int64_t n = rows * per_row;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
@@ -142,10 +151,11 @@ void launch_map2d(bool pair, int64_t rows, int64_t cols, F f, cudaStream_t strea
   const int64_t n = rows * (pair ? cols / 2 : cols);
   if (n == 0) return;
   if (pair)
-    map2d_kernel<true><<<blocks_for(n), kThreads, 0, stream>>>(rows, cols, f);
+    launch_overlapped("map2d_kernel", map2d_kernel<true, F>, blocks_for(n), kThreads, 0, stream,
+                      rows, cols, f);
   else
-    map2d_kernel<false><<<blocks_for(n), kThreads, 0, stream>>>(rows, cols, f);
-  KVO_CUDA_LAUNCHED("map2d_kernel");
+    launch_overlapped("map2d_kernel", map2d_kernel<false, F>, blocks_for(n), kThreads, 0, stream,
+                      rows, cols, f);
 }
 
 bool aligned(const void* p, int64_t bytes) {
@@ -228,20 +238,25 @@ __device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, cons
 
 struct MatvecArgs {
   MatvecPart parts[kMatvecParts];
-  int64_t first_block[kMatvecParts + 1];  // part i owns blocks [first_block[i], first_block[i+1])
+  int64_t first_row[kMatvecParts + 1];  // part i owns rows [first_row[i], first_row[i+1])
   int count;
 };
 
-// 8 warps per block, one output feature per warp; 4 weight loads per lane in flight.
+// kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp; 4 weight
+// loads per lane in flight.
+constexpr int kMatvecWarps = 8;
 template <int M>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
+  allow_successor();
+  wait_for_predecessor();
+  const int64_t row = blockIdx.x * int64_t(kMatvecWarps) + threadIdx.x / 32;
+  if (row >= args.first_row[args.count]) return;
   int part = 0;
-  while (part + 1 < args.count && blockIdx.x >= args.first_block[part + 1]) ++part;
+  while (part + 1 < args.count && row >= args.first_row[part + 1]) ++part;
   const MatvecPart& p = args.parts[part];
   const int lane = threadIdx.x % 32;
-  const int64_t n = (int64_t(blockIdx.x) - args.first_block[part]) * 8 + threadIdx.x / 32;
-  if (n >= p.n) return;
+  const int64_t n = row - args.first_row[part];
   const uint4* wr = reinterpret_cast<const uint4*>(p.w + n * p.ws);
   const int64_t chunks = k / 8;
   float acc[M];
@@ -269,14 +284,18 @@ __global__ void __launch_bounds__(256)
 template <int M>
 void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
                    cudaStream_t stream) {
-  matvec_kernel<M>
-      <<<static_cast<unsigned>(args.first_block[args.count]), 256, 0, stream>>>(x, xs, k, args);
+  const int64_t rows = args.first_row[args.count];
+  launch_overlapped("matvec_kernel", matvec_kernel<M>,
+                    unsigned((rows + kMatvecWarps - 1) / kMatvecWarps), kMatvecWarps * 32, 0,
+                    stream, x, xs, k, args);
 }
 
 // One warp per row: pass 1 adds (rounding x to bf16) and sums squares, pass 2 normalizes the
 // same elements (so out may alias y).
 __global__ void add_rmsnorm_kernel(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
                                    float eps, bf16* out, int64_t os, int64_t rows, int64_t cols) {
+  allow_successor();
+  wait_for_predecessor();
   const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (r >= rows) return;
@@ -317,6 +336,8 @@ __global__ void add_rmsnorm_kernel(bf16* x, int64_t xs, const bf16* y, int64_t y
 // One block per row.
 __global__ void copy_rows_at_kernel(const bf16* src, int64_t ss, bf16* dst, int64_t ds,
                                     int64_t cols, const int32_t* first) {
+  allow_successor();
+  wait_for_predecessor();
   const int64_t r = blockIdx.x;
   const bf16* s = src + r * ss;
   bf16* d = dst + (int64_t(*first) + r) * ds;
@@ -347,9 +368,9 @@ void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64
   args.count = count;
   for (int i = 0; i < count; ++i) {
     args.parts[i] = parts[i];
-    args.first_block[i + 1] = args.first_block[i] + (parts[i].n + 7) / 8;
+    args.first_row[i + 1] = args.first_row[i] + parts[i].n;
   }
-  if (args.first_block[count] == 0) return;
+  if (args.first_row[count] == 0) return;
   switch (m) {
     case 1:
       launch_matvec<1>(x, xs, k, args, stream);
@@ -376,7 +397,6 @@ void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64
       launch_matvec<8>(x, xs, k, args, stream);
       break;
   }
-  KVO_CUDA_LAUNCHED("matvec_kernel");
 }
 
 bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
@@ -389,17 +409,16 @@ void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, 
                  bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows == 0) return;
   const int warps = 8;
-  add_rmsnorm_kernel<<<static_cast<unsigned>((rows + warps - 1) / warps), warps * 32, 0, stream>>>(
-      x, xs, y, ys, w, eps, out, os, rows, cols);
-  KVO_CUDA_LAUNCHED("add_rmsnorm_kernel");
+  launch_overlapped("add_rmsnorm_kernel", add_rmsnorm_kernel,
+                    static_cast<unsigned>((rows + warps - 1) / warps), warps * 32, 0, stream, x, xs,
+                    y, ys, w, eps, out, os, rows, cols);
 }
 
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
                   const int32_t* first, cudaStream_t stream) {
   if (rows == 0) return;
-  copy_rows_at_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(src, ss, dst, ds, cols,
-                                                                       first);
-  KVO_CUDA_LAUNCHED("copy_rows_at_kernel");
+  launch_overlapped("copy_rows_at_kernel", copy_rows_at_kernel, static_cast<unsigned>(rows), 256, 0,
+                    stream, src, ss, dst, ds, cols, first);
 }
 
 void read_sum(const void* data, int64_t bytes, unsigned blocks, uint32_t* out,
@@ -419,9 +438,8 @@ void embedding(const int32_t* ids, int64_t n, const bf16* table, int64_t ts, int
   if (n == 0) return;
   const bool vec =
       cols % 8 == 0 && ts % 8 == 0 && os % 8 == 0 && aligned(table, 16) && aligned(out, 16);
-  embedding_kernel<<<static_cast<unsigned>(n), 128, 0, stream>>>(ids, table, ts, cols, out, os,
-                                                                 vec);
-  KVO_CUDA_LAUNCHED("embedding_kernel");
+  launch_overlapped("embedding_kernel", embedding_kernel, static_cast<unsigned>(n), 128, 0, stream,
+                    ids, table, ts, cols, out, os, vec);
 }
 
 void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int64_t os,
@@ -431,20 +449,16 @@ void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int
   const unsigned blocks = static_cast<unsigned>((rows + warps - 1) / warps);
   const bool vec = cols % 8 == 0 && xs % 8 == 0 && os % 8 == 0 && aligned(x, 16) &&
                    aligned(out, 16) && aligned(w, 16);
-  if (vec)
-    rmsnorm_kernel<true><<<blocks, warps * 32, 0, stream>>>(x, xs, w, eps, out, os, rows, cols);
-  else
-    rmsnorm_kernel<false><<<blocks, warps * 32, 0, stream>>>(x, xs, w, eps, out, os, rows, cols);
-  KVO_CUDA_LAUNCHED("rmsnorm_kernel");
+  launch_overlapped("rmsnorm_kernel", vec ? rmsnorm_kernel<true> : rmsnorm_kernel<false>, blocks,
+                    warps * 32, 0, stream, x, xs, w, eps, out, os, rows, cols);
 }
 
 void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const int32_t* positions,
           const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
   const int64_t n = rows * heads * (head_dim / 2);
   if (n == 0) return;
-  rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, xs, rows, heads, head_dim, positions,
-                                                      inv_freq, adjacent_pairs);
-  KVO_CUDA_LAUNCHED("rope_kernel");
+  launch_overlapped("rope_kernel", rope_kernel, blocks_for(n), kThreads, 0, stream, x, xs, rows,
+                    heads, head_dim, positions, inv_freq, adjacent_pairs);
 }
 
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,

@@ -1,6 +1,7 @@
 // Element-wise and row-wise kernels of the CUDA backend (kernels.cu). All activations and weights
 // are bf16, row-major 2-D views with a row stride in elements; arithmetic is fp32 and each result
-// is rounded to bf16 once. Every launcher is asynchronous on `stream`.
+// is rounded to bf16 once. Every launcher is asynchronous on `stream`; the ops of a decode step
+// launch overlapped with the kernel before them (overlap.h).
 //
 // Shape contract (FlashInfer style: [rows, cols], stride = elements between row starts):
 #pragma once

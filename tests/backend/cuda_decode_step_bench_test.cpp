@@ -1,0 +1,159 @@
+// Where a decode step's time goes, at the Llama-3.1-8B shape, batch 1 (set KVO_CUDA_BENCH=1; the
+// figures go to bench/RESULTS.md, nothing here is timed against a target). Every measurement is
+// a CUDA graph of the backend's ops, replayed: each decode GEMM alone (10 launches in a row) with
+// its read bandwidth next to the plain read (cuda_read_bandwidth), the decode attention at
+// 4K/32K/128K keys, and 32 layers of a step's ops in order (q/k/v, RoPE x2, K/V appends,
+// attention, o, add+norm, gate/up, SwiGLU, down, add+norm) next to the same chain of its four
+// GEMMs alone: the difference is what the small ops and the gaps between kernels cost. Weights
+// and caches are uninitialized device memory (the values do not change the speed).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+
+#include "backend/backend.h"
+#ifdef KVO_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace kvo {
+namespace {
+
+#ifdef KVO_HAVE_CUDA
+// Milliseconds per replay of the work `queue` queues (recorded once, replayed `reps` times).
+double replay_ms(Backend& b, const std::function<void()>& queue, int reps) {
+  std::unique_ptr<Recording> rec = b.record(queue);
+  rec->replay();
+  b.synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) rec->replay();
+  b.synchronize();
+  const auto t1 = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
+}
+
+TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
+  if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1";
+  auto cuda = make_backend("auto", 0);
+  if (cuda->name() != "cuda") GTEST_SKIP() << "no CUDA GPU";
+  Backend& b = *cuda;
+  const int64_t hidden = 4096, inter = 14336, heads = 32, kv_heads = 8, d = 128, vocab = 128256;
+  const int64_t qw = heads * d, kw = kv_heads * d, context = 4096;
+  const double gbps = cuda_read_bandwidth(b, int64_t{4} << 30) / 1e9;
+  std::printf("plain read: %.0f GB/s\n", gbps);
+
+  DeviceArray wq = b.alloc(qw, hidden), wk = b.alloc(kw, hidden), wv = b.alloc(kw, hidden),
+              wo = b.alloc(hidden, qw), w_gate_up = b.alloc(2 * inter, hidden),
+              w_down = b.alloc(hidden, inter), lm_head = b.alloc(vocab, hidden),
+              norm = b.alloc(1, hidden);
+  // Zero activations (the weights and caches may hold anything, activations feed norms).
+  auto zeros = [&](int64_t cols) {
+    return b.upload(HostTensor::owned_f32({1, cols}, std::vector<float>(cols, 0.0f)));
+  };
+  DeviceArray x = zeros(hidden), h = zeros(hidden), q = zeros(qw), k = zeros(kw), v = zeros(kw),
+              attn = zeros(qw), gate_up = zeros(2 * inter), ffn = zeros(inter),
+              logits = zeros(vocab);
+  const Tensor qkv_w[3] = {wq.tensor(), wk.tensor(), wv.tensor()};
+  const Tensor* no_bias[3] = {nullptr, nullptr, nullptr};
+  const Tensor qkv_out[3] = {q.tensor(), k.tensor(), v.tensor()};
+  Tensor gate = gate_up.tensor(), up = gate_up.tensor();
+  gate.cols = up.cols = inter;
+  up.data = static_cast<char*>(up.data) + inter * 2;
+
+  struct Gemm {
+    const char* name;
+    std::function<void()> op;
+    double bytes;
+  };
+  const Gemm gemms[] = {
+      {"q/k/v", [&] { b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out); },
+       2.0 * (qw + 2 * kw) * hidden},
+      {"o", [&] { b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor()); }, 2.0 * hidden * qw},
+      {"gate/up", [&] { b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor()); },
+       2.0 * 2 * inter * hidden},
+      {"down", [&] { b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor()); },
+       2.0 * hidden * inter},
+      {"lm head", [&] { b.matmul(h.tensor(), lm_head.tensor(), nullptr, logits.tensor()); },
+       2.0 * vocab * hidden},
+  };
+  for (const Gemm& g : gemms) {
+    const double ms = replay_ms(
+                          b,
+                          [&] {
+                            for (int i = 0; i < 10; ++i) g.op();
+                          },
+                          5) /
+                      10;
+    std::printf("matvec %-8s %8.1f us  %6.0f GB/s  (%.0f%% of the plain read)\n", g.name, ms * 1e3,
+                g.bytes / ms / 1e6, 100.0 * g.bytes / ms / 1e6 / gbps);
+  }
+
+  RopeParams rope;
+  for (int i = 0; i < d / 2; ++i)
+    rope.inv_freq.push_back(std::pow(500000.0f, -2.0f * float(i) / float(d)));
+  DeviceArray position = b.alloc_ints(1);
+  for (int64_t keys : {int64_t{4096}, int64_t{32768}, int64_t{131072}}) {
+    DeviceArray cache_k = b.alloc(keys, kw), cache_v = b.alloc(keys, kw);
+    b.write_ints(position.tensor(), std::vector<int32_t>{int32_t(keys - 1)});
+    const AttentionShape shape{
+        int(heads), int(kv_heads), int(d), 1, 0, keys, 1.0f / std::sqrt(float(d))};
+    const double ms = replay_ms(
+                          b,
+                          [&] {
+                            for (int i = 0; i < 10; ++i)
+                              b.attention_at(q.tensor(), cache_k.tensor(), cache_v.tensor(), shape,
+                                             position.tensor(), attn.tensor());
+                          },
+                          5) /
+                      10;
+    const double bytes = 2.0 * 2 * keys * kw;
+    std::printf("attention %6lld keys %8.1f us  %6.0f GB/s\n", (long long)keys, ms * 1e3,
+                bytes / ms / 1e6);
+  }
+
+  // 32 layers sharing one layer's weights (436 MB, far beyond L2) and a 4K cache per layer.
+  DeviceArray cache_k = b.alloc(32 * (context + 64), kw),
+              cache_v = b.alloc(32 * (context + 64), kw);
+  b.write_ints(position.tensor(), std::vector<int32_t>{int32_t(context)});
+  const AttentionShape shape{
+      int(heads), int(kv_heads), int(d), 1, 0, context + 64, 1.0f / std::sqrt(float(d))};
+  auto layer_cache = [&](const DeviceArray& c, int l) {
+    return c.tensor().row_range(l * (context + 64), context + 64);
+  };
+  auto step = [&](bool small_ops) {
+    for (int l = 0; l < 32; ++l) {
+      b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out);
+      if (small_ops) {
+        b.rope_at(q.tensor(), position.tensor(), int(d), rope);
+        b.rope_at(k.tensor(), position.tensor(), int(d), rope);
+        b.copy_rows_at(k.tensor(), layer_cache(cache_k, l), position.tensor());
+        b.copy_rows_at(v.tensor(), layer_cache(cache_v, l), position.tensor());
+        b.attention_at(q.tensor(), layer_cache(cache_k, l), layer_cache(cache_v, l), shape,
+                       position.tensor(), attn.tensor());
+      }
+      b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor());
+      if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
+      b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor());
+      if (small_ops) b.swiglu(gate, up, ffn.tensor());
+      b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor());
+      if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
+    }
+  };
+  const double layer_bytes = 2.0 * hidden * (qw + 2 * kw + qw + 3 * inter);
+  const double full = replay_ms(
+      b, [&] { step(true); }, 10);
+  const double gemms_only = replay_ms(
+      b, [&] { step(false); }, 10);
+  std::printf(
+      "32 layers, 4K context: all ops %.3f ms, the GEMMs alone %.3f ms (%.0f%% of the "
+      "plain read), small ops and gaps %.3f ms\n",
+      full, gemms_only, 100.0 * 32 * layer_bytes / (gemms_only * 1e6) / gbps, full - gemms_only);
+  EXPECT_GT(full, 0.0);
+}
+#endif
+
+}  // namespace
+}  // namespace kvo
