@@ -7,8 +7,9 @@
 #               (host-limited), dense at its largest (device-limited), yakv at 12 (how it
 #               scales). 64 generated tokens: the first decode step records the CUDA graph
 #               (seconds for 25 sequences x 32 layers x ~20 launches), which 63 steps amortize.
-# MODE policy:  the policy-alone step timing at 32K (eager, one sequence: selection and fetch
-#               without the model).
+# MODE policy:  the gather alone (scattered 64/68/128/512-byte records, 1/4/25 gathers in
+#               flight), then the policy-alone step timing at 32K (eager, one sequence:
+#               selection and fetch without the model).
 # MODE more:    32K: dense and yakv at their largest batch, yakv with records spanning the heads
 #               (group=1024, DESIGN.md §3's store) and shadowkv at batch 1 (16 generated tokens).
 # Every run has its own timeout, so one slow case cannot eat the call; logs go to $OUT (or ./out)
@@ -39,7 +40,8 @@ bench() {
 case $MODE in
   tests)
     timeout 40 "$G/kvoffload_tests" \
-      --gtest_filter='*CudaSparse*:CudaBatch*:CudaStep*:*CopyFrom*:-*Bench*' > "$OUT/tests.log" 2>&1
+      --gtest_filter='*CudaSparse*:CudaGather*:CudaBatch*:CudaStep*:*CopyFrom*:-*Bench*' \
+      > "$OUT/tests.log" 2>&1
     grep -E '^\[  (PASSED|FAILED|SKIPPED) |selections differ|gpu .* B \(layout' "$OUT/tests.log" |
       tee -a "$OUT/$MODE.log"
     ;;
@@ -49,7 +51,8 @@ case $MODE in
     bench 60 --kv yakv --prompt-tokens 131072 --batch 12 --shared-prompt
     ;;
   policy)
-    KVO_CUDA_BENCH=1 timeout 45 "$G/kvoffload_tests" --gtest_filter='CudaSparseBench*' 2>&1 |
+    KVO_CUDA_BENCH=1 timeout 60 "$G/kvoffload_tests" \
+      --gtest_filter='CudaGatherBench*:CudaSparseBench*' 2>&1 |
       grep -E '^bench|FAILED' | tee -a "$OUT/$MODE.log"
     ;;
   more)
