@@ -23,8 +23,8 @@ double BatchResult::prefill_tokens_per_second() const {
                : 0.0;
 }
 double BatchResult::decode_step_seconds() const {
-  const size_t steps = tokens.empty() ? 0 : tokens[0].size() - 1;
-  return steps > 0 ? decode_seconds / double(steps) : 0.0;
+  const int64_t steady_steps = tokens.empty() ? 0 : int64_t(tokens[0].size()) - 2;
+  return steady_steps > 0 ? decode_seconds / double(steady_steps) : first_step_seconds;
 }
 double BatchResult::decode_tokens_per_second() const {
   const double step = decode_step_seconds();
@@ -59,12 +59,16 @@ BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
     for (int64_t b = 1; b < B; ++b) result.tokens[b].push_back(decoder.copy_prefilled(b, 0));
     result.copy_seconds = seconds_since(t0);
   }
-  const auto t_decode = Clock::now();
+  auto t_step = Clock::now();
   for (int step = 1; step < options.max_new_tokens; ++step) {
     const std::vector<int32_t> next = decoder.step();
     for (int64_t b = 0; b < B; ++b) result.tokens[b].push_back(next[b]);
+    if (step == 1) {
+      result.first_step_seconds = seconds_since(t_step);
+      t_step = Clock::now();
+    }
   }
-  result.decode_seconds = seconds_since(t_decode);
+  if (options.max_new_tokens > 2) result.decode_seconds = seconds_since(t_step);
   result.recorded = decoder.recorded();
   return result;
 }

@@ -27,11 +27,16 @@ struct BatchResult {
   std::vector<int64_t> prompt_tokens;        // per prefilled sequence (shared_prompt: one)
   std::vector<double> prefill_seconds;       // per prefilled sequence, including its first sample
   double copy_seconds = 0;                   // shared_prompt: the B - 1 copies of its KV state
-  double decode_seconds = 0;                 // the max_new_tokens - 1 batched decode steps
+  // The first of the max_new_tokens - 1 batched decode steps also records the step (CUDA graph)
+  // when it is recorded: it is timed apart from the steady-state steps after it.
+  double first_step_seconds = 0;
+  double decode_seconds = 0;                 // the max_new_tokens - 2 steps after the first
   bool recorded = false;                     // whether the steps were replayed from a recording
   double prefill_tokens_per_second() const;  // all prefilled tokens / all prefill time
-  double decode_tokens_per_second() const;   // aggregate: B * steps / decode_seconds
-  double decode_step_seconds() const;        // one batched step
+  double decode_tokens_per_second() const;   // aggregate: B / decode_step_seconds
+  // One steady-state batched step (the mean after the first); the first step's time when it is
+  // the only one.
+  double decode_step_seconds() const;
 };
 
 // kvs[b] holds sequence b (empty policies with capacity >= prompt + max_new_tokens - 1).

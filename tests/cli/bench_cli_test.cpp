@@ -36,6 +36,7 @@ TEST(BenchCli, RandomWeightsBatchReportsAggregateAndPerSequenceSpeed) {
                 3 * row["decode_tokens_per_second_per_sequence"].get<double>(),
                 1e-6 * row["decode_tokens_per_second"].get<double>());
     EXPECT_GT(row["prefill_tokens_per_second"].get<double>(), 0.0);
+    EXPECT_GT(row["first_decode_step_ms"].get<double>(), 0.0);  // timed apart from the steps
   }
   EXPECT_EQ(j["results"][1]["prompt_tokens"], 40);
   std::filesystem::remove(cfg);
