@@ -1,18 +1,21 @@
 // The zero-copy gather of the CUDA sparse policies (kv/cuda/sparse_kernels.h): records split into
 // a host part (mapped pinned memory) and a device tail (HIGGS scales, kv_layout.h) come back
-// whole, for aligned, unaligned and odd record sizes. Skipped without a CUDA build or device.
+// whole, for aligned, unaligned and odd record sizes, and stores in 2 MiB pages
+// (kv/cuda/host_pages.h) gather what stores in cudaHostAlloc's pages do. Skipped without a CUDA
+// build or device.
 //
 // CudaGatherBench.* (set KVO_CUDA_BENCH=1) measures the gather's PCIe rate for scattered records
 // of 64 (a per-head HIGGS d=2 record's codes), 68 (the same record with its scale, unaligned),
-// 128 and 512 bytes, with 1 to 25 gathers in flight on their own streams (a batch's sequences):
-// whether many concurrent gathers of small records reach the link's bytes or run out of read
-// requests (bench/RESULTS.md, issue 5).
+// 128 and 512 bytes, with 1 to 25 gathers in flight on their own streams (a batch's sequences),
+// from a store in 4 KiB and one in 2 MiB pages: whether many concurrent gathers of small records
+// run out of the GPU's translations of host pages (bench/RESULTS.md, issue 5).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +33,7 @@ namespace {
 
 #ifdef KVO_HAVE_CUDA
 using cuda::DeviceBuffer;
+using cuda::HostPages;
 using cuda::MappedHostBuffer;
 
 #define SKIP_WITHOUT_CUDA()                                       \
@@ -83,43 +87,92 @@ TEST(CudaGather, JoinsSplitRecords) {
   }
 }
 
-// GB/s of record bytes gathered from a 1 GiB mapped store: `streams` gathers of 32768 scattered
-// records each (one layer's keys of a 128K sequence at budget 4096 x 8 heads) in flight at once,
-// 16 rounds.
+// 64-byte records gathered from stores in 4 KiB and 2 MiB pages, and from copies_of both in each,
+// all come back as written; the stores span two whole huge pages and a tail of small ones, and
+// the list ends with the last record.
+TEST(CudaGather, HugePageStoresGatherLikeSmallPages) {
+  SKIP_WITHOUT_CUDA();
+  std::mt19937_64 rng(7);
+  constexpr int64_t rec = 64, n = ((int64_t{5} << 20) + 4 * rec) / rec, picked = 4096;
+  std::vector<uint8_t> records(size_t(n * rec));
+  for (uint8_t& b : records) b = uint8_t(rng());
+  MappedHostBuffer small(records.size(), HostPages::small), huge(records.size(), HostPages::huge);
+  std::memcpy(small.host(), records.data(), records.size());
+  std::memcpy(huge.host(), records.data(), records.size());
+  std::vector<MappedHostBuffer> copies =
+      MappedHostBuffer::copies_of({&small, &huge}, HostPages::small);
+  for (MappedHostBuffer& c : MappedHostBuffer::copies_of({&small, &huge}, HostPages::huge))
+    copies.push_back(std::move(c));
+  std::vector<int32_t> list = random_list(picked - 1, n, rng);
+  list.push_back(int32_t(n - 1));
+  const DeviceBuffer<int32_t> d_list = upload(list);
+  std::vector<uint8_t> want(size_t(picked * rec));
+  for (int64_t i = 0; i < picked; ++i)
+    std::memcpy(want.data() + i * rec, records.data() + list[size_t(i)] * rec, size_t(rec));
+  const std::vector<std::pair<const char*, const MappedHostBuffer*>> stores{
+      {"4 KiB pages", &small},
+      {"2 MiB pages", &huge},
+      {"4 KiB copy of 4 KiB", &copies[0]},
+      {"4 KiB copy of 2 MiB", &copies[1]},
+      {"2 MiB copy of 4 KiB", &copies[2]},
+      {"2 MiB copy of 2 MiB", &copies[3]}};
+  for (const auto& [name, store] : stores) {
+    SCOPED_TRACE(name);
+    DeviceBuffer<uint8_t> staging(want.size());
+    cuda::gather_records(store->device(), rec, nullptr, rec, d_list.get(), nullptr, picked,
+                         staging.get(), nullptr);
+    std::vector<uint8_t> got(want.size());
+    KVO_CUDA(cudaMemcpy(got.data(), staging.get(), got.size(), cudaMemcpyDeviceToHost));
+    EXPECT_TRUE(got == want);
+  }
+}
+
+// GB/s of record bytes gathered from a 1 GiB mapped store in 4 KiB or 2 MiB pages: `streams`
+// gathers of 32768 scattered records each (one layer's keys of a 128K sequence at budget 4096 x
+// 8 heads) in flight at once, 16 rounds. Each store's line says how much of it huge pages back
+// (none where the kernel has none) and how long it took to allocate.
 TEST(CudaGatherBench, ScatteredRecordsOverPcie) {
   if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1";
   SKIP_WITHOUT_CUDA();
   constexpr int64_t kStoreBytes = int64_t{1} << 30, kPerGather = 32768, kRounds = 16;
-  MappedHostBuffer store(static_cast<size_t>(kStoreBytes));
   std::mt19937_64 rng(9);
-  for (int64_t rec : {64, 68, 128, 512})
-    for (int streams : {1, 4, 25}) {
-      std::vector<cudaStream_t> s(static_cast<size_t>(streams));
-      std::vector<DeviceBuffer<int32_t>> lists;
-      std::vector<DeviceBuffer<uint8_t>> staging;
-      for (cudaStream_t& x : s) {
-        KVO_CUDA(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
-        lists.push_back(upload(random_list(kPerGather, kStoreBytes / rec, rng)));
-        staging.emplace_back(size_t(kPerGather * rec));
+  for (HostPages pages : {HostPages::small, HostPages::huge}) {
+    const char* page_name = pages == HostPages::huge ? "2m" : "4k";
+    const auto t_alloc = std::chrono::steady_clock::now();
+    MappedHostBuffer store(static_cast<size_t>(kStoreBytes), pages);
+    const double alloc_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_alloc).count();
+    std::printf("bench gather store, %s pages: %.0f%% in 2 MiB pages, allocated in %.0f ms\n",
+                page_name, 100.0 * store.huge_page_share(), 1e3 * alloc_s);
+    for (int64_t rec : {64, 68, 128, 512})
+      for (int streams : {1, 4, 25}) {
+        std::vector<cudaStream_t> s(static_cast<size_t>(streams));
+        std::vector<DeviceBuffer<int32_t>> lists;
+        std::vector<DeviceBuffer<uint8_t>> staging;
+        for (cudaStream_t& x : s) {
+          KVO_CUDA(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
+          lists.push_back(upload(random_list(kPerGather, kStoreBytes / rec, rng)));
+          staging.emplace_back(size_t(kPerGather * rec));
+        }
+        auto round = [&] {
+          for (int i = 0; i < streams; ++i)
+            cuda::gather_records(store.device(), rec, nullptr, rec, lists[size_t(i)].get(), nullptr,
+                                 kPerGather, staging[size_t(i)].get(), s[size_t(i)]);
+        };
+        round();  // warm-up
+        KVO_CUDA(cudaDeviceSynchronize());
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int r = 0; r < kRounds; ++r) round();
+        KVO_CUDA(cudaDeviceSynchronize());
+        const double s_elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double gbs = double(kRounds * streams * kPerGather * rec) / s_elapsed / 1e9;
+        std::printf("bench gather %3lld-byte records, %2d streams, %s pages: %.2f GB/s\n",
+                    (long long)rec, streams, page_name, gbs);
+        EXPECT_GT(gbs, 0.0);
+        for (cudaStream_t x : s) cudaStreamDestroy(x);
       }
-      auto round = [&] {
-        for (int i = 0; i < streams; ++i)
-          cuda::gather_records(store.device(), rec, nullptr, rec, lists[size_t(i)].get(), nullptr,
-                               kPerGather, staging[size_t(i)].get(), s[size_t(i)]);
-      };
-      round();  // warm-up
-      KVO_CUDA(cudaDeviceSynchronize());
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int r = 0; r < kRounds; ++r) round();
-      KVO_CUDA(cudaDeviceSynchronize());
-      const double s_elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double gbs = double(kRounds * streams * kPerGather * rec) / s_elapsed / 1e9;
-      std::printf("bench gather %3lld-byte records, %2d streams: %.2f GB/s\n", (long long)rec,
-                  streams, gbs);
-      EXPECT_GT(gbs, 0.0);
-      for (cudaStream_t x : s) cudaStreamDestroy(x);
-    }
+  }
 }
 #endif
 

@@ -1,33 +1,49 @@
 #include "kv/cuda/buffers.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstring>
 
-#include "util/error.h"
-
 namespace kvo::cuda {
 
-MappedHostBuffer::MappedHostBuffer(size_t bytes) : n_(bytes) {
+// Delegates to the default constructor so that a failure below still runs the destructor.
+MappedHostBuffer::MappedHostBuffer(size_t bytes, HostPages pages) : MappedHostBuffer() {
   if (!bytes) return;
+  n_ = bytes;
+  if (pages == HostPages::huge) {
+    if (const HostMapping m = map_host_pages(bytes, pages); m.data) {
+      host_ = m.data;
+      mapped_bytes_ = m.length;
+      touch_host_pages(m);
+      register_mapping();
+      return;
+    }
+  }
   KVO_CUDA(cudaHostAlloc(&host_, bytes, cudaHostAllocMapped));
   KVO_CUDA(cudaHostGetDevicePointer(&device_, host_, 0));
 }
 
 MappedHostBuffer::~MappedHostBuffer() {
   if (!host_) return;
-  if (mapped_bytes_) {
-    cudaHostUnregister(host_);
-    munmap(host_, mapped_bytes_);
-  } else {
+  if (!mapped_bytes_) {
     cudaFreeHost(host_);
+    return;
   }
+  // Only a registered mapping: a failing unregister would linger as the next launch's error.
+  if (device_) cudaHostUnregister(host_);
+  unmap_host_pages({host_, mapped_bytes_});
+}
+
+void MappedHostBuffer::register_mapping() {
+  KVO_CUDA(cudaHostRegister(host_, mapped_bytes_, cudaHostRegisterMapped));
+  KVO_CUDA(cudaHostGetDevicePointer(&device_, host_, 0));
+}
+
+double MappedHostBuffer::huge_page_share() const {
+  return cuda::huge_page_share(host_, n_);
 }
 
 std::vector<MappedHostBuffer> MappedHostBuffer::copies_of(
-    const std::vector<const MappedHostBuffer*>& sources) {
-  constexpr size_t kHugePage = size_t{2} << 20;
+    const std::vector<const MappedHostBuffer*>& sources, HostPages pages) {
   std::vector<MappedHostBuffer> out(sources.size());
   // (buffer, offset) pieces of at most kPiece bytes, so the cores share even one large buffer.
   constexpr size_t kPiece = size_t{16} << 20;
@@ -35,13 +51,11 @@ std::vector<MappedHostBuffer> MappedHostBuffer::copies_of(
   for (size_t b = 0; b < sources.size(); ++b) {
     const size_t n = size_t(sources[b]->nbytes());
     if (!n) continue;
-    const size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    check(p != MAP_FAILED, "cannot map {} bytes of host memory for a KV store copy", len);
-    madvise(p, len, MADV_HUGEPAGE);  // fewer faults and page pins; a hint only
-    out[b].host_ = p;
+    HostMapping m = map_host_pages(n, pages);
+    if (!m.data) m = map_host_pages(n, HostPages::small);
+    out[b].host_ = m.data;
     out[b].n_ = n;
-    out[b].mapped_bytes_ = len;
+    out[b].mapped_bytes_ = m.length;
     for (size_t at = 0; at < n; at += kPiece) pieces.emplace_back(b, at);
   }
 #pragma omp parallel for schedule(dynamic)
@@ -50,11 +64,8 @@ std::vector<MappedHostBuffer> MappedHostBuffer::copies_of(
     const size_t n = std::min(kPiece, out[b].n_ - at);
     std::memcpy(out[b].host() + at, sources[b]->host() + at, n);
   }
-  for (MappedHostBuffer& m : out) {
-    if (!m.host_) continue;
-    KVO_CUDA(cudaHostRegister(m.host_, m.mapped_bytes_, cudaHostRegisterMapped));
-    KVO_CUDA(cudaHostGetDevicePointer(&m.device_, m.host_, 0));
-  }
+  for (MappedHostBuffer& m : out)
+    if (m.host_) m.register_mapping();
   return out;
 }
 
