@@ -44,6 +44,22 @@ DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
   return *this;
 }
 
+void Backend::rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& positions, int head_dim, const RopeParams& rope,
+                            const Tensor& keys, const Tensor& values) {
+  check(k.rows == q.rows && v.rows == q.rows && positions.rows == q.rows && k.cols == keys.cols &&
+            v.cols == values.cols,
+        "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
+        "columns)",
+        q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols);
+  rope_at(q, positions, head_dim, rope);
+  rope_at(k, positions, head_dim, rope);
+  for (int64_t t = 0; t < k.rows; ++t) {
+    copy_rows_at(k.row_range(t, 1), keys, positions.row_range(t, 1));
+    copy_rows_at(v.row_range(t, 1), values, positions.row_range(t, 1));
+  }
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
   if (device == "cuda" || device == "auto") {

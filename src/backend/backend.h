@@ -140,6 +140,14 @@ class Backend {
   // dst rows [*first, *first + src.rows) = src, `first` a (1, 1) index tensor (the caller keeps
   // that inside dst).
   virtual void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) = 0;
+  // The decode step's RoPE and KV append in one pass where the backend can: q (T, heads *
+  // head_dim) is rotated in place at positions (T, 1); token t's rotated key goes to row
+  // positions[t] of keys and its value to row positions[t] of values (keys, values: (capacity,
+  // kv_heads * head_dim), the layer's whole cache). k (T, kv_heads * head_dim) is scratch: it may
+  // be left rotated or not. The default is rope_at twice and a copy_rows_at per row.
+  virtual void rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& positions, int head_dim, const RopeParams& rope,
+                             const Tensor& keys, const Tensor& values);
   // attention() whose q_start is read from the (1, 1) index tensor `q_start` when it runs; keys
   // [0, q_start + q_len) are attended and shape.kv_len (<= k.rows) bounds that length.
   virtual void attention_at(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -173,8 +173,25 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       b.rmsnorm(kh, L.k_norm.tensor(), c.rms_norm_eps, kh);
     }
     if (k_pre.data) b.copy(k, k_pre);
-    rope(q);
-    rope(k);
+    // A recorded step over caches that store rows as given rotates q and k and appends k and v in
+    // one pass per sequence; the policies then only attend.
+    const bool stored =
+        in.recorded && std::all_of(in.runs.begin(), in.runs.end(), [l](const Run& r) {
+          return r.kv->tables_at(l).keys.data != nullptr;
+        });
+    if (stored) {
+      int64_t r0 = 0;
+      for (const Run& r : in.runs) {
+        const KvPolicy::Tables t = r.kv->tables_at(l);
+        b.rope_store_at(q.row_range(r0, r.rows), k.row_range(r0, r.rows), v.row_range(r0, r.rows),
+                        in.positions_at->row_range(r0, r.rows), c.head_dim, rope_, t.keys,
+                        t.values);
+        r0 += r.rows;
+      }
+    } else {
+      rope(q);
+      rope(k);
+    }
     // Each sequence's rows attend through its own policy; the policies may run side by side.
     for (const Run& r : in.runs) r.kv->inputs_ready();
     int64_t r0 = 0;
@@ -182,8 +199,11 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),
                    rv = v.row_range(r0, r.rows), ra = attn.row_range(r0, r.rows);
       const Tensor rk_pre = k_pre.data ? k_pre.row_range(r0, r.rows) : rk;
-      if (in.recorded)
-        r.kv->attend_at(l, in.positions_at->row_range(r0, 1), rq, rk_pre, rk, rv, ra);
+      const Tensor position = in.recorded ? in.positions_at->row_range(r0, 1) : Tensor{};
+      if (stored)
+        r.kv->attend_at(l, position, rq, Tensor{}, Tensor{}, Tensor{}, ra);
+      else if (in.recorded)
+        r.kv->attend_at(l, position, rq, rk_pre, rk, rv, ra);
       else
         r.kv->attend(l, r.start, rq, rk_pre, rk, rv, ra);
       r0 += r.rows;

@@ -2,7 +2,7 @@
 // figures go to bench/RESULTS.md, nothing here is timed against a target). Every measurement is
 // a CUDA graph of the backend's ops, replayed: each decode GEMM alone (10 launches in a row) with
 // its read bandwidth next to the plain read (cuda_read_bandwidth), the decode attention at
-// 4K/32K/128K keys, and 32 layers of a step's ops in order (q/k/v, RoPE x2, K/V appends,
+// 4K/32K/128K keys, and 32 layers of a step's ops in order (q/k/v, RoPE with the K/V append,
 // attention, o, add+norm, gate/up, SwiGLU, down, add+norm) next to the same chain of its four
 // GEMMs alone: the difference is what the small ops and the gaps between kernels cost. Weights
 // and caches are uninitialized device memory (the values do not change the speed).
@@ -127,10 +127,8 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
     for (int l = 0; l < 32; ++l) {
       b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out);
       if (small_ops) {
-        b.rope_at(q.tensor(), position.tensor(), int(d), rope);
-        b.rope_at(k.tensor(), position.tensor(), int(d), rope);
-        b.copy_rows_at(k.tensor(), layer_cache(cache_k, l), position.tensor());
-        b.copy_rows_at(v.tensor(), layer_cache(cache_v, l), position.tensor());
+        b.rope_store_at(q.tensor(), k.tensor(), v.tensor(), position.tensor(), int(d), rope,
+                        layer_cache(cache_k, l), layer_cache(cache_v, l));
         b.attention_at(q.tensor(), layer_cache(cache_k, l), layer_cache(cache_v, l), shape,
                        position.tensor(), attn.tensor());
       }

@@ -1,7 +1,7 @@
 // The decode-step ops that read ids and positions from device memory (embedding_at, rope_at,
-// copy_rows_at, attention_at) against their host-argument forms on the same GPU: identical for
-// the gathers, copies and RoPE; for attention_at, whose key split is planned for the length
-// bound rather than the actual length, within fp32-summation noise, at positions that leave
+// copy_rows_at, rope_store_at, attention_at) against their host-argument forms on the same GPU:
+// identical for the gathers, copies and RoPE; for attention_at, whose key split is planned for the
+// length bound rather than the actual length, within fp32-summation noise, at positions that leave
 // most splits empty, split a few keys each, or fill the bound. Skipped where no GPU is present.
 #include <gtest/gtest.h>
 
@@ -124,6 +124,54 @@ TEST(CudaStepOps, FusedProjectionsAndAddNormMatchCpu) {
     }
     EXPECT_LE(rel_l2(xs[1], xs[0]), 1e-2) << cols;
     EXPECT_LE(rel_l2(outs[1], outs[0]), 1e-2) << cols;
+  }
+}
+
+// rope_store_at (RoPE of q and k plus the KV append in one kernel) against its default, rope_at
+// and copy_rows_at on the same GPU (bit-identical: the same rotation), and against the CPU.
+TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  const int d = 64, heads = 8, kv_heads = 2;
+  const int64_t capacity = 50;
+  const std::vector<int32_t> positions = {7, 49};
+  RopeParams rope;
+  for (int i = 0; i < d / 2; ++i) rope.inv_freq.push_back(std::pow(10000.0f, -float(i) / (d / 2)));
+  for (bool adjacent : {false, true}) {
+    rope.adjacent_pairs = adjacent;
+    std::vector<float> results[3][3];  // (fused, default on the GPU, cpu) x (q, keys, values)
+    for (int run = 0; run < 3; ++run) {
+      Backend& b = run < 2 ? *cuda : *cpu;
+      auto same_values = [&](int64_t rows, int64_t cols, uint64_t seed) {
+        return b.upload(HostTensor::owned_f32(
+            {rows, cols}, cuda->download(random_device(*cuda, rows, cols, seed).tensor())));
+      };
+      DeviceArray q = same_values(2, heads * d, 40), k = same_values(2, kv_heads * d, 41),
+                  v = same_values(2, kv_heads * d, 42),
+                  keys = same_values(capacity, kv_heads * d, 43),
+                  values = same_values(capacity, kv_heads * d, 44);
+      DeviceArray at = ints(b, positions);
+      if (run == 1)
+        b.Backend::rope_store_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), d, rope,
+                                 keys.tensor(), values.tensor());
+      else
+        b.rope_store_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), d, rope, keys.tensor(),
+                        values.tensor());
+      results[run][0] = b.download(q.tensor());
+      results[run][1] = b.download(keys.tensor());
+      results[run][2] = b.download(values.tensor());
+    }
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(results[0][i], results[1][i]) << "tensor " << i << ", adjacent " << adjacent;
+      EXPECT_LE(rel_l2(results[0][i], results[2][i]), 1e-2) << "tensor " << i;
+    }
+    // Rows other than the two positions kept their contents.
+    const std::vector<float> before =
+        cuda->download(random_device(*cuda, capacity, kv_heads * d, 43).tensor());
+    EXPECT_EQ(std::vector<float>(results[0][1].begin(), results[0][1].begin() + 7 * kv_heads * d),
+              std::vector<float>(before.begin(), before.begin() + 7 * kv_heads * d));
+    EXPECT_NE(results[0][1], before);
   }
 }
 

@@ -374,6 +374,22 @@ class CudaBackend final : public Backend {
     cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, i32(positions),
                device_inv_freq(rope), rope.adjacent_pairs, stream_);
   }
+  void rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                     int head_dim, const RopeParams& rope, const Tensor& keys,
+                     const Tensor& values) override {
+    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
+        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || q.cols % head_dim != 0 ||
+        k.cols % head_dim != 0 || int(rope.inv_freq.size()) != head_dim / 2)
+      fail(
+          "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
+          "columns, head_dim {})",
+          q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols,
+          head_dim);
+    cuda::rope_store(bf(q, "rope"), q.stride, q.cols / head_dim, bf(k, "rope"), k.stride,
+                     bf(v, "copy"), v.stride, k.cols / head_dim, bf(keys, "copy"), keys.stride,
+                     bf(values, "copy"), values.stride, q.rows, head_dim, i32(positions),
+                     device_inv_freq(rope), rope.adjacent_pairs, stream_);
+  }
   void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) override {
     if (src.cols != dst.cols) fail("internal: copy_rows_at column mismatch");
     cuda::copy_rows_at(bf(src, "copy"), src.stride, bf(dst, "copy"), dst.stride, src.rows, src.cols,

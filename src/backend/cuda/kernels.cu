@@ -106,26 +106,62 @@ __global__ void rmsnorm_kernel(const bf16* x, int64_t xs, const bf16* w, float e
   }
 }
 
-// One thread per (row, head, pair).
-__global__ void rope_kernel(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim,
-                            const int32_t* positions, const float* inv_freq, bool adjacent) {
+struct RopeStoreArgs {
+  bf16* q;  // rotated in place
+  int64_t qs, q_heads;
+  const bf16* k;  // rotated into keys; kv_heads == 0: plain RoPE of q
+  int64_t ks;
+  const bf16* v;  // copied into values
+  int64_t vs, kv_heads;
+  bf16* keys;
+  int64_t keys_s;
+  bf16* values;
+  int64_t values_s, rows;
+  int head_dim;
+  const int32_t* positions;
+  const float* inv_freq;
+  bool adjacent;
+};
+
+// One thread per (row, head, pair), the heads of q first, then those of k with v's same pair.
+__global__ void rope_store_kernel(const RopeStoreArgs a) {
   allow_successor();
   wait_for_predecessor();
-  const int half = head_dim / 2;
-  const int64_t n = rows * heads * half;
+  const int half = a.head_dim / 2;
+  const int64_t heads = a.q_heads + a.kv_heads;
+  const int64_t n = a.rows * heads * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int i = static_cast<int>(idx % half);
     const int64_t rh = idx / half;
     const int64_t h = rh % heads, r = rh / heads;
+    const int64_t pos = a.positions[r];
     float s, c;
-    sincosf(float(positions[r]) * inv_freq[i], &s, &c);
-    bf16* v = x + r * xs + h * head_dim;
-    const int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + half;
-    const float x0 = __bfloat162float(v[a]), x1 = __bfloat162float(v[b]);
-    v[a] = __float2bfloat16_rn(x0 * c - x1 * s);
-    v[b] = __float2bfloat16_rn(x1 * c + x0 * s);
+    sincosf(float(pos) * a.inv_freq[i], &s, &c);
+    const int ea = a.adjacent ? 2 * i : i, eb = a.adjacent ? 2 * i + 1 : i + half;
+    const bf16* src;
+    bf16* dst;
+    if (h < a.q_heads) {
+      src = dst = a.q + r * a.qs + h * a.head_dim;
+    } else {
+      const int64_t kh = h - a.q_heads;
+      src = a.k + r * a.ks + kh * a.head_dim;
+      dst = a.keys + pos * a.keys_s + kh * a.head_dim;
+      const bf16* vr = a.v + r * a.vs + kh * a.head_dim;
+      bf16* vd = a.values + pos * a.values_s + kh * a.head_dim;
+      vd[ea] = vr[ea];
+      vd[eb] = vr[eb];
+    }
+    const float x0 = __bfloat162float(src[ea]), x1 = __bfloat162float(src[eb]);
+    dst[ea] = __float2bfloat16_rn(x0 * c - x1 * s);
+    dst[eb] = __float2bfloat16_rn(x1 * c + x0 * s);
   }
+}
+
+void launch_rope_store(const RopeStoreArgs& a, cudaStream_t stream) {
+  const int64_t n = a.rows * (a.q_heads + a.kv_heads) * (a.head_dim / 2);
+  if (n == 0) return;
+  launch_overlapped("rope_store_kernel", rope_store_kernel, blocks_for(n), kThreads, 0, stream, a);
 }
 
 __device__ __forceinline__ float silu(float g) {
@@ -455,10 +491,18 @@ void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int
 
 void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const int32_t* positions,
           const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
-  const int64_t n = rows * heads * (head_dim / 2);
-  if (n == 0) return;
-  launch_overlapped("rope_kernel", rope_kernel, blocks_for(n), kThreads, 0, stream, x, xs, rows,
-                    heads, head_dim, positions, inv_freq, adjacent_pairs);
+  launch_rope_store({x, xs, heads, nullptr, 0, nullptr, 0, 0, nullptr, 0, nullptr, 0, rows,
+                     head_dim, positions, inv_freq, adjacent_pairs},
+                    stream);
+}
+
+void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
+                int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
+                int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
+                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
+  launch_rope_store({q, qs, q_heads, k, ks, v, vs, kv_heads, keys, keys_s, values, values_s, rows,
+                     head_dim, positions, inv_freq, adjacent_pairs},
+                    stream);
 }
 
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,
