@@ -44,6 +44,20 @@ DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
   return *this;
 }
 
+void Backend::matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& out) {
+  check(w.rows % 2 == 0 && out.rows == x.rows && out.cols == w.rows / 2,
+        "internal: matmul_swiglu shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+        w.cols, out.rows, out.cols);
+  DeviceArray scratch = alloc(x.rows, w.rows);
+  const Tensor gate_up = scratch.tensor();
+  matmul(x, w, nullptr, gate_up);
+  // Column halves of gate_up: (n, features) each, rows 2 * features apart.
+  Tensor gate = gate_up, up = gate_up;
+  gate.cols = up.cols = out.cols;
+  up.data = static_cast<char*>(up.data) + out.cols * int64_t(dtype_size(gate_up.dtype));
+  swiglu(gate, up, out);
+}
+
 void Backend::rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
                             const Tensor& positions, int head_dim, const RopeParams& rope,
                             const Tensor& keys, const Tensor& values) {

@@ -115,6 +115,10 @@ class Backend {
   }
   // out = silu(gate) * up, element-wise.
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // The feed-forward's first half, fused where the backend can: out = swiglu(x * w_gate^T,
+  // x * w_up^T) with w = [w_gate; w_up] stacked, (2 * features, in); out (n, features). The
+  // default is matmul into a scratch (n, 2 * features), then swiglu.
+  virtual void matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& out);
   // x += y, element-wise.
   virtual void add(const Tensor& x, const Tensor& y) = 0;
   // Causal GQA attention: q (q_len, heads*head_dim), k/v (kv_len, kv_heads*head_dim),

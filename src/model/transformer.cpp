@@ -53,7 +53,6 @@ Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_ro
   a.k = b.alloc(rows, kv_width);
   a.v = b.alloc(rows, kv_width);
   if (pre_rope_keys) a.k_pre = b.alloc(rows, kv_width);
-  a.gate_up = b.alloc(rows, 2 * int64_t{c.intermediate_size});
   a.ffn = b.alloc(rows, c.intermediate_size);
   a.normed = b.alloc(rows, c.hidden_size);
   return a;
@@ -63,7 +62,8 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
   const ModelConfig& c = config_;
   const int64_t per_row = 3 * int64_t{c.hidden_size} + 2 * int64_t{c.num_heads} * c.head_dim +
                           3 * int64_t{c.num_kv_heads} * c.head_dim +
-                          3 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
+                          // ffn and the [gate | up] scratch matmul_swiglu may take; one logits row
+                          3 * int64_t{c.intermediate_size} + c.vocab_size;
   return rows * per_row * value_bytes();
 }
 
@@ -140,12 +140,7 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   };
   const Tensor x = rows_of(a.x), h = rows_of(a.h), q = rows_of(a.q), k = rows_of(a.k),
                v = rows_of(a.v), k_pre = rows_of(a.k_pre), attn = rows_of(a.attn),
-               gate_up = rows_of(a.gate_up), ffn = rows_of(a.ffn);
-  // Column views of gate_up: (T, intermediate) each, rows 2 * intermediate apart.
-  Tensor gate = gate_up, up = gate_up;
-  gate.cols = up.cols = c.intermediate_size;
-  up.data = static_cast<char*>(up.data) +
-            int64_t{c.intermediate_size} * int64_t(dtype_size(gate_up.dtype));
+               ffn = rows_of(a.ffn);
   auto rope = [&](const Tensor& t) {
     if (in.positions_at)
       b.rope_at(t, *in.positions_at, c.head_dim, rope_);
@@ -210,8 +205,7 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     }
     b.matmul(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h);
     b.add_rmsnorm(x, h, L.ffn_norm.tensor(), c.rms_norm_eps, h);
-    b.matmul(h, L.w_gate_up.tensor(), nullptr, gate_up);
-    b.swiglu(gate, up, ffn);
+    b.matmul_swiglu(h, L.w_gate_up.tensor(), ffn);
     b.matmul(ffn, L.w_down.tensor(), nullptr, h);
     // The residual add, fused with the next layer's attention norm.
     if (l + 1 < c.num_layers)

@@ -3,7 +3,7 @@
 // a CUDA graph of the backend's ops, replayed: each decode GEMM alone (10 launches in a row) with
 // its read bandwidth next to the plain read (cuda_read_bandwidth), the decode attention at
 // 4K/32K/128K keys, and 32 layers of a step's ops in order (q/k/v, RoPE with the K/V append,
-// attention, o, add+norm, gate/up, SwiGLU, down, add+norm) next to the same chain of its four
+// attention, o, add+norm, gate/up with SwiGLU, down, add+norm) next to the same chain of its four
 // GEMMs alone: the difference is what the small ops and the gaps between kernels cost. Weights
 // and caches are uninitialized device memory (the values do not change the speed).
 #include <gtest/gtest.h>
@@ -54,14 +54,10 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
     return b.upload(HostTensor::owned_f32({1, cols}, std::vector<float>(cols, 0.0f)));
   };
   DeviceArray x = zeros(hidden), h = zeros(hidden), q = zeros(qw), k = zeros(kw), v = zeros(kw),
-              attn = zeros(qw), gate_up = zeros(2 * inter), ffn = zeros(inter),
-              logits = zeros(vocab);
+              attn = zeros(qw), ffn = zeros(inter), logits = zeros(vocab);
   const Tensor qkv_w[3] = {wq.tensor(), wk.tensor(), wv.tensor()};
   const Tensor* no_bias[3] = {nullptr, nullptr, nullptr};
   const Tensor qkv_out[3] = {q.tensor(), k.tensor(), v.tensor()};
-  Tensor gate = gate_up.tensor(), up = gate_up.tensor();
-  gate.cols = up.cols = inter;
-  up.data = static_cast<char*>(up.data) + inter * 2;
 
   struct Gemm {
     const char* name;
@@ -72,7 +68,7 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
       {"q/k/v", [&] { b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out); },
        2.0 * (qw + 2 * kw) * hidden},
       {"o", [&] { b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor()); }, 2.0 * hidden * qw},
-      {"gate/up", [&] { b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor()); },
+      {"gate/up", [&] { b.matmul_swiglu(h.tensor(), w_gate_up.tensor(), ffn.tensor()); },
        2.0 * 2 * inter * hidden},
       {"down", [&] { b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor()); },
        2.0 * hidden * inter},
@@ -134,8 +130,7 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
       }
       b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor());
       if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
-      b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor());
-      if (small_ops) b.swiglu(gate, up, ffn.tensor());
+      b.matmul_swiglu(h.tensor(), w_gate_up.tensor(), ffn.tensor());
       b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor());
       if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
     }

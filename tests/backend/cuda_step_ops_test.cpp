@@ -127,6 +127,34 @@ TEST(CudaStepOps, FusedProjectionsAndAddNormMatchCpu) {
   }
 }
 
+// matmul_swiglu with SwiGLU in the matvec's epilogue (1-8 rows) and the GEMM then swiglu beyond,
+// against the CPU backend and against the unfused ops on the GPU.
+TEST(CudaStepOps, MatmulSwigluMatchesCpuAndTheUnfusedOps) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  const int64_t in = 512, features = 200;
+  for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{20}}) {
+    std::vector<float> results[3];  // fused on the GPU, unfused on the GPU, cpu
+    for (int run = 0; run < 3; ++run) {
+      Backend& b = run < 2 ? *cuda : *cpu;
+      auto same_values = [&](int64_t r, int64_t cols, uint64_t seed) {
+        return b.upload(HostTensor::owned_f32(
+            {r, cols}, cuda->download(random_device(*cuda, r, cols, seed).tensor())));
+      };
+      DeviceArray x = same_values(rows, in, 50), w = same_values(2 * features, in, 51);
+      DeviceArray out = b.alloc(rows, features);
+      if (run == 1)
+        b.Backend::matmul_swiglu(x.tensor(), w.tensor(), out.tensor());
+      else
+        b.matmul_swiglu(x.tensor(), w.tensor(), out.tensor());
+      results[run] = b.download(out.tensor());
+    }
+    EXPECT_LE(rel_l2(results[0], results[2]), 1e-2) << rows << " rows";
+    EXPECT_LE(rel_l2(results[0], results[1]), 1e-2) << rows << " rows";
+  }
+}
+
 // rope_store_at (RoPE of q and k plus the KV append in one kernel) against its default, rope_at
 // and copy_rows_at on the same GPU (bit-identical: the same rotation), and against the CPU.
 TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {

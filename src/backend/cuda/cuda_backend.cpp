@@ -299,6 +299,19 @@ class CudaBackend final : public Backend {
     cuda::matvec(bf(x, "matmul"), x.stride, parts, int(ws.size()), x.rows, x.cols, stream_);
   }
 
+  void matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& out) override {
+    const int64_t features = w.rows / 2;
+    if (w.rows % 2 != 0 || x.cols != w.cols || out.rows != x.rows || out.cols != features)
+      fail("internal: matmul_swiglu shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+           w.cols, out.rows, out.cols);
+    // w_up starts features * stride elements after w: 16-byte aligned whenever w fits.
+    if (!cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols))
+      return Backend::matmul_swiglu(x, w, out);
+    cuda::MatvecPart part = matvec_part(w.row_range(0, features), nullptr, out);
+    part.w_up = bf(w.row_range(features, features), "matmul");
+    cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, stream_);
+  }
+
   void add_rmsnorm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps,
                    const Tensor& out) override {
     check_same_shape(x, y, "add_rmsnorm");

@@ -278,8 +278,25 @@ struct MatvecArgs {
   int count;
 };
 
-// kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp; 4 weight
-// loads per lane in flight.
+// acc[r] = this lane's share of dot(weight row wr, row r of x) over `chunks` 16-byte chunks; 4
+// weight loads per lane in flight.
+template <int M>
+__device__ __forceinline__ void matvec_row(float (&acc)[M], const uint4* wr, const bf16* x,
+                                           int64_t xs, int64_t chunks, int lane) {
+#pragma unroll
+  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
+  int64_t c = lane;
+  for (; c + 96 < chunks; c += 128) {
+    uint4 wv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) wv[u] = __ldcs(wr + c + 32 * u);  // streamed: read once a step
+#pragma unroll
+    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u);
+  }
+  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c);
+}
+
+// kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp.
 constexpr int kMatvecWarps = 8;
 template <int M>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
@@ -293,23 +310,15 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
   const MatvecPart& p = args.parts[part];
   const int lane = threadIdx.x % 32;
   const int64_t n = row - args.first_row[part];
-  const uint4* wr = reinterpret_cast<const uint4*>(p.w + n * p.ws);
-  const int64_t chunks = k / 8;
-  float acc[M];
-#pragma unroll
-  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-  int64_t c = lane;
-  for (; c + 96 < chunks; c += 128) {
-    uint4 wv[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) wv[u] = __ldcs(wr + c + 32 * u);  // streamed: read once a step
-#pragma unroll
-    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u);
-  }
-  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c);
+  float acc[M], up[M];
+  matvec_row<M>(acc, reinterpret_cast<const uint4*>(p.w + n * p.ws), x, xs, k / 8, lane);
+  // p is the same for the whole warp, so every lane takes this branch or none (warp_sum).
+  if (p.w_up)
+    matvec_row<M>(up, reinterpret_cast<const uint4*>(p.w_up + n * p.ws), x, xs, k / 8, lane);
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     float v = warp_sum(acc[r]);
+    if (p.w_up) v = silu(v) * warp_sum(up[r]);
     if (lane == 0) {
       if (p.bias) v += __bfloat162float(p.bias[n]);
       p.out[r * p.os + n] = __float2bfloat16_rn(v);

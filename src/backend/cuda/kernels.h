@@ -62,7 +62,9 @@ void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64
 // x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
 // with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
 // each weight once per step at close to the memory bandwidth.
-// Up to kMatvecParts weights of one input (q, k, v) go in one launch.
+// Up to kMatvecParts weights of one input (q, k, v) go in one launch. A part with w_up computes
+// out = silu(x * w^T) * (x * w_up^T) instead (SwiGLU in the epilogue: one warp reads both rows
+// of a feature), and has no bias.
 constexpr int kMatvecRows = 8;
 constexpr int kMatvecParts = 3;
 struct MatvecPart {
@@ -72,6 +74,7 @@ struct MatvecPart {
   bf16* out = nullptr;         // [m, n] stride os
   int64_t os = 0;
   int64_t n = 0;
+  const bf16* w_up = nullptr;  // [n, k] stride ws, 16-byte aligned, or nullptr
 };
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
 void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
