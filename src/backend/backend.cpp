@@ -44,13 +44,39 @@ DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
   return *this;
 }
 
-void Backend::matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& out) {
+namespace {
+
+// x, or rmsnorm(x) with `norm` in `scratch` (allocated here) when there is one.
+Tensor normed_input(Backend& b, const Tensor& x, const InputNorm* norm, DeviceArray& scratch) {
+  if (!norm) return x;
+  scratch = b.alloc(x.rows, x.cols);
+  b.rmsnorm(x, norm->weight, norm->eps, scratch.tensor());
+  return scratch.tensor();
+}
+
+}  // namespace
+
+void Backend::matmul_many(const Tensor& x, const InputNorm* norm, std::span<const Tensor> ws,
+                          std::span<const Tensor* const> biases, std::span<const Tensor> outs) {
+  DeviceArray scratch;
+  const Tensor in = normed_input(*this, x, norm, scratch);
+  for (size_t i = 0; i < ws.size(); ++i) matmul(in, ws[i], biases[i], outs[i]);
+}
+
+void Backend::matmul_add(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) {
+  DeviceArray scratch = alloc(out.rows, out.cols);
+  matmul(x, w, bias, scratch.tensor());
+  add(out, scratch.tensor());
+}
+
+void Backend::matmul_swiglu(const Tensor& x, const InputNorm* norm, const Tensor& w,
+                            const Tensor& out) {
   check(w.rows % 2 == 0 && out.rows == x.rows && out.cols == w.rows / 2,
         "internal: matmul_swiglu shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
         w.cols, out.rows, out.cols);
-  DeviceArray scratch = alloc(x.rows, w.rows);
+  DeviceArray normed, scratch = alloc(x.rows, w.rows);
   const Tensor gate_up = scratch.tensor();
-  matmul(x, w, nullptr, gate_up);
+  matmul(normed_input(*this, x, norm, normed), w, nullptr, gate_up);
   // Column halves of gate_up: (n, features) each, rows 2 * features apart.
   Tensor gate = gate_up, up = gate_up;
   gate.cols = up.cols = out.cols;

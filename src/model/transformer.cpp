@@ -47,7 +47,6 @@ Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_ro
   Backend& b = backend_;
   Activations a;
   a.x = b.alloc(rows, c.hidden_size);
-  a.h = b.alloc(rows, c.hidden_size);
   a.q = b.alloc(rows, q_width);
   a.attn = b.alloc(rows, q_width);
   a.k = b.alloc(rows, kv_width);
@@ -138,9 +137,8 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   auto rows_of = [T](const DeviceArray& d) {
     return d.empty() ? Tensor{} : d.tensor().row_range(0, T);
   };
-  const Tensor x = rows_of(a.x), h = rows_of(a.h), q = rows_of(a.q), k = rows_of(a.k),
-               v = rows_of(a.v), k_pre = rows_of(a.k_pre), attn = rows_of(a.attn),
-               ffn = rows_of(a.ffn);
+  const Tensor x = rows_of(a.x), q = rows_of(a.q), k = rows_of(a.k), v = rows_of(a.v),
+               k_pre = rows_of(a.k_pre), attn = rows_of(a.attn), ffn = rows_of(a.ffn);
   auto rope = [&](const Tensor& t) {
     if (in.positions_at)
       b.rope_at(t, *in.positions_at, c.head_dim, rope_);
@@ -152,7 +150,6 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     b.embedding_at(*in.ids_at, embedding_.tensor(), x);
   else
     b.embedding(in.ids, embedding_.tensor(), x);
-  b.rmsnorm(x, layers_[0].attn_norm.tensor(), c.rms_norm_eps, h);
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor(), bo = L.bo.tensor();
@@ -160,7 +157,9 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     const Tensor* qkv_bias[3] = {L.bq.empty() ? nullptr : &bq, L.bk.empty() ? nullptr : &bk,
                                  L.bv.empty() ? nullptr : &bv};
     const Tensor qkv[3] = {q, k, v};
-    b.matmul_many(h, qkv_w, qkv_bias, qkv);
+    // Each norm runs inside the projection that reads its output, where the backend can.
+    const InputNorm attn_norm{L.attn_norm.tensor(), c.rms_norm_eps};
+    b.matmul_many(x, &attn_norm, qkv_w, qkv_bias, qkv);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
       const Tensor qh = q.reshaped(T * c.num_heads, c.head_dim);
       const Tensor kh = k.reshaped(T * c.num_kv_heads, c.head_dim);
@@ -203,15 +202,10 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
         r.kv->attend(l, r.start, rq, rk_pre, rk, rv, ra);
       r0 += r.rows;
     }
-    b.matmul(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h);
-    b.add_rmsnorm(x, h, L.ffn_norm.tensor(), c.rms_norm_eps, h);
-    b.matmul_swiglu(h, L.w_gate_up.tensor(), ffn);
-    b.matmul(ffn, L.w_down.tensor(), nullptr, h);
-    // The residual add, fused with the next layer's attention norm.
-    if (l + 1 < c.num_layers)
-      b.add_rmsnorm(x, h, layers_[l + 1].attn_norm.tensor(), c.rms_norm_eps, h);
-    else
-      b.add(x, h);
+    b.matmul_add(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, x);
+    const InputNorm ffn_norm{L.ffn_norm.tensor(), c.rms_norm_eps};
+    b.matmul_swiglu(x, &ffn_norm, L.w_gate_up.tensor(), ffn);
+    b.matmul_add(ffn, L.w_down.tensor(), nullptr, x);
   }
   if (logits.rows == 0) return;
   const Tensor normed = a.normed.tensor().row_range(0, logits.rows);

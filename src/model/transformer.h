@@ -33,7 +33,7 @@ class Transformer {
 
   // Activations of `rows` tokens in flight.
   struct Activations {
-    DeviceArray x, h;     // (rows, hidden) residual stream; normed block input / block output
+    DeviceArray x;        // (rows, hidden) residual stream
     DeviceArray q, attn;  // (rows, heads * head_dim)
     DeviceArray k, v;     // (rows, kv_heads * head_dim)
     DeviceArray k_pre;    // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants

@@ -72,86 +72,85 @@ double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
-// matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond) and add_rmsnorm
-// (with out aliasing y, as the forward pass calls it) against the CPU backend.
-TEST(CudaStepOps, FusedProjectionsAndAddNormMatchCpu) {
+// matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond), without and with
+// the input norm, and matmul_add (the residual add in the matvec's epilogue) against the CPU.
+TEST(CudaStepOps, FusedProjectionsMatchCpu) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
   auto cpu = make_cpu_backend(0);
-  for (int64_t rows : {int64_t{1}, int64_t{6}, int64_t{20}}) {
-    const int64_t in = 512;
-    std::vector<std::vector<float>> results[2];
-    int side = 0;
-    for (Backend* b : {cpu.get(), cuda.get()}) {
-      // Same bf16 values on both sides: CUDA uploads round, download gives them back.
-      DeviceArray x = b->upload(HostTensor::owned_f32(
-          {rows, in}, cuda->download(random_device(*cuda, rows, in, 10).tensor())));
-      std::vector<DeviceArray> w, bias, out;
-      const int64_t features[3] = {256, 64, 72};
-      for (int i = 0; i < 3; ++i) {
-        w.push_back(b->upload(HostTensor::owned_f32(
-            {features[i], in},
-            cuda->download(random_device(*cuda, features[i], in, 11 + i).tensor()))));
-        bias.push_back(b->upload(HostTensor::owned_f32(
-            {features[i]}, cuda->download(random_device(*cuda, 1, features[i], 20 + i).tensor()))));
-        out.push_back(b->alloc(rows, features[i]));
+  for (int64_t rows : {int64_t{1}, int64_t{6}, int64_t{8}, int64_t{20}}) {
+    for (bool with_norm : {false, true}) {
+      const int64_t in = 512;
+      std::vector<std::vector<float>> results[2];
+      int side = 0;
+      for (Backend* b : {cpu.get(), cuda.get()}) {
+        // Same bf16 values on both sides: CUDA uploads round, download gives them back.
+        auto same_values = [&](int64_t r, int64_t cols, uint64_t seed) {
+          return b->upload(HostTensor::owned_f32(
+              {r, cols}, cuda->download(random_device(*cuda, r, cols, seed).tensor())));
+        };
+        DeviceArray x = same_values(rows, in, 10), norm_w = same_values(1, in, 15);
+        std::vector<DeviceArray> w, bias, out;
+        const int64_t features[3] = {256, 64, 72};
+        for (int i = 0; i < 3; ++i) {
+          w.push_back(same_values(features[i], in, 11 + i));
+          bias.push_back(same_values(1, features[i], 20 + i));
+          out.push_back(b->alloc(rows, features[i]));
+        }
+        const Tensor bias1 = bias[1].tensor();
+        const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
+        const Tensor* biases[3] = {nullptr, &bias1, nullptr};
+        const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
+        const InputNorm norm{norm_w.tensor(), 1e-5f};
+        b->matmul_many(x.tensor(), with_norm ? &norm : nullptr, ws, biases, outs);
+        for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
+        // out[1] += x * w[1]^T + bias: 256 inputs projected onto 64 residual features.
+        DeviceArray residual = same_values(rows, 64, 30), small_x = same_values(rows, 256, 31);
+        DeviceArray w_small = same_values(64, 256, 32);
+        b->matmul_add(small_x.tensor(), w_small.tensor(), with_norm ? &bias1 : nullptr,
+                      residual.tensor());
+        results[side].push_back(b->download(residual.tensor()));
+        ++side;
       }
-      const Tensor bias1 = bias[1].tensor();
-      const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
-      const Tensor* biases[3] = {nullptr, &bias1, nullptr};
-      const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
-      b->matmul_many(x.tensor(), ws, biases, outs);
-      for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
-      ++side;
+      for (int i = 0; i < 4; ++i)
+        EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2)
+            << rows << " rows, output " << i << (with_norm ? ", normed input / bias" : "");
     }
-    for (int i = 0; i < 3; ++i)
-      EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2) << rows << " rows, weight " << i;
-  }
-  for (int64_t cols : {int64_t{4096}, int64_t{12}}) {
-    const int64_t rows = 5;
-    std::vector<float> xs[2], outs[2];
-    int side = 0;
-    for (Backend* b : {cpu.get(), cuda.get()}) {
-      auto host = [&](uint64_t seed, int64_t r) {
-        return HostTensor::owned_f32({r, cols},
-                                     cuda->download(random_device(*cuda, r, cols, seed).tensor()));
-      };
-      DeviceArray x = b->upload(host(30, rows)), y = b->upload(host(31, rows)),
-                  w = b->upload(host(32, 1));
-      b->add_rmsnorm(x.tensor(), y.tensor(), w.tensor(), 1e-5f, y.tensor());
-      xs[side] = b->download(x.tensor());
-      outs[side++] = b->download(y.tensor());
-    }
-    EXPECT_LE(rel_l2(xs[1], xs[0]), 1e-2) << cols;
-    EXPECT_LE(rel_l2(outs[1], outs[0]), 1e-2) << cols;
   }
 }
 
 // matmul_swiglu with SwiGLU in the matvec's epilogue (1-8 rows) and the GEMM then swiglu beyond,
-// against the CPU backend and against the unfused ops on the GPU.
+// without and with the input norm, against the CPU backend and the unfused ops on the GPU.
 TEST(CudaStepOps, MatmulSwigluMatchesCpuAndTheUnfusedOps) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
   auto cpu = make_cpu_backend(0);
   const int64_t in = 512, features = 200;
   for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{20}}) {
-    std::vector<float> results[3];  // fused on the GPU, unfused on the GPU, cpu
+    std::vector<float> results[3][2];  // (fused on the GPU, unfused on the GPU, cpu) x norm
     for (int run = 0; run < 3; ++run) {
       Backend& b = run < 2 ? *cuda : *cpu;
       auto same_values = [&](int64_t r, int64_t cols, uint64_t seed) {
         return b.upload(HostTensor::owned_f32(
             {r, cols}, cuda->download(random_device(*cuda, r, cols, seed).tensor())));
       };
-      DeviceArray x = same_values(rows, in, 50), w = same_values(2 * features, in, 51);
-      DeviceArray out = b.alloc(rows, features);
-      if (run == 1)
-        b.Backend::matmul_swiglu(x.tensor(), w.tensor(), out.tensor());
-      else
-        b.matmul_swiglu(x.tensor(), w.tensor(), out.tensor());
-      results[run] = b.download(out.tensor());
+      DeviceArray x = same_values(rows, in, 50), w = same_values(2 * features, in, 51),
+                  norm_w = same_values(1, in, 52);
+      const InputNorm norm{norm_w.tensor(), 1e-5f};
+      for (bool with_norm : {false, true}) {
+        DeviceArray out = b.alloc(rows, features);
+        if (run == 1)
+          b.Backend::matmul_swiglu(x.tensor(), with_norm ? &norm : nullptr, w.tensor(),
+                                   out.tensor());
+        else
+          b.matmul_swiglu(x.tensor(), with_norm ? &norm : nullptr, w.tensor(), out.tensor());
+        results[run][with_norm] = b.download(out.tensor());
+      }
     }
-    EXPECT_LE(rel_l2(results[0], results[2]), 1e-2) << rows << " rows";
-    EXPECT_LE(rel_l2(results[0], results[1]), 1e-2) << rows << " rows";
+    for (int n = 0; n < 2; ++n) {
+      EXPECT_LE(rel_l2(results[0][n], results[2][n]), 1e-2) << rows << " rows, norm " << n;
+      EXPECT_LE(rel_l2(results[0][n], results[1][n]), 1e-2) << rows << " rows, norm " << n;
+    }
   }
 }
 

@@ -76,16 +76,17 @@ struct MatvecPart {
   int64_t n = 0;
   const bf16* w_up = nullptr;  // [n, k] stride ws, 16-byte aligned, or nullptr
 };
+// What matvec does around the products: with norm_w ([k], 16-byte aligned) the rows of x are
+// rmsnorm(x) * norm_w (eps) on the fly, the norm of the residual stream before a projection;
+// with accumulate the products are added onto out (a projection into the residual stream).
+struct MatvecOptions {
+  const bf16* norm_w = nullptr;
+  float eps = 0.0f;
+  bool accumulate = false;
+};
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
 void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
-            cudaStream_t stream);
-
-// x += y (rounded to bf16, as add), then out = rmsnorm(x) * w; out may alias y. One warp per
-// row, 16-byte accesses (cols, strides multiples of 8, rows 16-byte aligned: add_rmsnorm_fits).
-bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
-                      const bf16* out, int64_t os, int64_t cols);
-void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, float eps,
-                 bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream);
+            const MatvecOptions& options, cudaStream_t stream);
 
 // dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
 // is one int32 in device memory, read when the kernel runs.
