@@ -404,8 +404,9 @@ class CudaBackend final : public Backend {
                      int head_dim, const RopeParams& rope, const Tensor& keys,
                      const Tensor& values) override {
     if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
-        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || q.cols % head_dim != 0 ||
-        k.cols % head_dim != 0 || int(rope.inv_freq.size()) != head_dim / 2)
+        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || head_dim % 2 != 0 ||
+        q.cols % head_dim != 0 || k.cols % head_dim != 0 ||
+        int(rope.inv_freq.size()) != head_dim / 2)
       fail(
           "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
           "columns, head_dim {})",

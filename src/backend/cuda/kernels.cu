@@ -311,6 +311,7 @@ __device__ __forceinline__ void matvec_row(float (&acc)[M], const uint4* wr, con
 // kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
 // norm, warp r of each block first computes row r's 1/rms (M <= kMatvecWarps) for the block.
 constexpr int kMatvecWarps = 8;
+static_assert(kMatvecRows <= kMatvecWarps, "the norm prologue takes one warp per row of x");
 template <int M>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {

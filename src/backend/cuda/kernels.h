@@ -38,7 +38,8 @@ void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const 
 // The decode step's RoPE and KV append (Backend::rope_store_at): q [rows, q_heads * head_dim]
 // stride qs is rotated in place as by rope; row r of k [rows, kv_heads * head_dim] stride ks,
 // rotated, goes to row positions[r] of keys (stride keys_s), and row r of v (stride vs) to row
-// positions[r] of values (stride values_s). k is not written.
+// positions[r] of values (stride values_s). k is not written. head_dim even: one thread per
+// rotation pair, and v is copied by the same pairs.
 void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
                 int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
                 int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
