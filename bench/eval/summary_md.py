@@ -3,7 +3,12 @@
 # length and method (dense, shadowkv, yakv, yakv with residual landmarks), then GPU KV bytes per
 # token (pooled over tasks) and decode tok/s per length.  Usage: summary_md.py DIR/summary.json
 import json, sys
-s = json.load(open(sys.argv[1]))
+if len(sys.argv) != 2:
+    sys.exit('usage: summary_md.py DIR/summary.json')
+try:
+    s = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    sys.exit(f'summary_md.py: cannot read {sys.argv[1]}: {e}')
 cells = s['cells']
 def mname(c):
     if c['method'] != 'yakv': return c['method']

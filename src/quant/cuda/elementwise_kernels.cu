@@ -11,8 +11,7 @@ constexpr int kThreads = 256, kWarps = kThreads / 32;
 // One warp per row, lanes along the row.
 __global__ void elementwise_encode_kernel(bool fp8, SourceRows src, size_t n, RecordMap out) {
   const int lane = threadIdx.x % 32;
-  const size_t warps = size_t(gridDim.x) * blockDim.x / 32;
-  for (size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < n; i += warps) {
+  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
     const SourceRow row = src.row(i);
     uint8_t* rec = out.at(i);
     for (size_t j = lane; j < src.dim; j += 32) {
@@ -31,8 +30,7 @@ __global__ void elementwise_encode_kernel(bool fp8, SourceRows src, size_t n, Re
 __global__ void elementwise_decode_kernel(bool fp8, ConstRecordMap in, RowSelect sel, size_t n,
                                           DestRows dst) {
   const int lane = threadIdx.x % 32;
-  const size_t warps = size_t(gridDim.x) * blockDim.x / 32;
-  for (size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < n; i += warps) {
+  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
     const uint8_t* rec = in.at(sel(i));
     const DestRow out = dst.row(i);
     for (size_t j = lane; j < dst.dim; j += 32)

@@ -44,12 +44,11 @@ __device__ void decode_regs(const uint8_t* rec, const DecodeShape& S, const floa
 __global__ void higgs_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, DestRows dst,
                                     DecodeShape S, const float* __restrict__ pts) {
   extern __shared__ float smem[];
-  const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* z = smem + warp * S.h;
   const float inv_h = 1.0f / float(S.h);  // exact: h is a power of two
   const size_t tasks = n * size_t(S.G);
-  for (size_t task = size_t(blockIdx.x) * warps + warp; task < tasks;
-       task += size_t(gridDim.x) * warps) {
+  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
     size_t i;
     int g;
     split_task(task, S.G, i, g);

@@ -98,7 +98,7 @@ template <int P>
 __global__ void higgs_encode_kernel(SourceRows src, size_t n, EncodeShape S, RecordMap out,
                                     DeviceGrid grid) {
   extern __shared__ float smem[];
-  const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* pts = smem;
   float* hn = pts + S.npts * P;
   float* y = hn + S.npts + warp * S.T * P;
@@ -108,8 +108,7 @@ __global__ void higgs_encode_kernel(SourceRows src, size_t n, EncodeShape S, Rec
   const SearchTables st{pts, hn, S.npts, grid.table};
   __syncthreads();
   const size_t tasks = n * size_t(S.G);
-  for (size_t task = size_t(blockIdx.x) * warps + warp; task < tasks;
-       task += size_t(gridDim.x) * warps) {
+  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
     size_t i;
     int g;
     split_task(task, S.G, i, g);

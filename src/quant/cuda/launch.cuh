@@ -60,6 +60,15 @@ void with_tuple_size(int p, F&& f) {
   }
 }
 
+// Grid-stride loops with one warp per task: `for (size_t i = grid_warp(); i < n; i +=
+// grid_warps())`.
+__device__ __forceinline__ size_t grid_warp() {
+  return (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+}
+__device__ __forceinline__ size_t grid_warps() {
+  return size_t(gridDim.x) * blockDim.x / 32;
+}
+
 // Records may sit at any byte offset (a residual layout after an fp8 meta record), so scalars
 // are read and written a byte at a time.
 __device__ __forceinline__ float load_f32(const uint8_t* p) {

@@ -9,8 +9,8 @@ namespace {
 // One warp per block of m vectors, lanes along the vectors.
 __global__ void block_means_kernel(SourceRows src, size_t n, size_t m, float* means) {
   const int lane = threadIdx.x % 32;
-  const size_t blocks = (n + m - 1) / m, warps = size_t(gridDim.x) * blockDim.x / 32;
-  for (size_t b = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; b < blocks; b += warps) {
+  const size_t blocks = (n + m - 1) / m;
+  for (size_t b = grid_warp(); b < blocks; b += grid_warps()) {
     const size_t end = min(n, (b + 1) * m);
     for (size_t j = lane; j < src.dim; j += 32) {
       double s = 0.0;

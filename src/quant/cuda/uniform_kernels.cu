@@ -58,8 +58,7 @@ __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, 
 __global__ void uniform_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, UniformShape S,
                                       DestRows dst) {
   const int lane = threadIdx.x % 32;
-  const size_t warps = size_t(gridDim.x) * blockDim.x / 32;
-  for (size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < n; i += warps) {
+  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
     const uint8_t* rec = in.at(sel(i));
     const DestRow out = dst.row(i);
     for (size_t j = lane; j < dst.dim; j += 32) {
