@@ -236,49 +236,72 @@ TEST(DeviceQuantizer, DecodeRowsFromMappedHostMemory) {
 #endif
 }
 
+#ifdef KVO_HAVE_CUDA
+// score_heads of n_rows x (kv_heads * gqa) queries against n_keys keys per KV head equals
+// scale * dot(q, cpu decode(key)) within 2e-5 of sum |q_j k_j|; returns the misses.
+size_t score_heads_misses(int p, int npts, int grp, size_t dim, size_t n_rows, int kv_heads,
+                          int gqa, size_t n_keys) {
+  HiggsQuantizer q(p, npts, grp);
+  const float scale = 0.125f;
+  const int heads = kv_heads * gqa;
+  const auto keys = bf16_normal(size_t(kv_heads) * n_keys, dim, 45);
+  const auto query = bf16_normal(n_rows, size_t(heads) * dim, 46);
+  const auto codes = q.encode(keys.data(), size_t(kv_heads) * n_keys, dim);
+  std::vector<float> dec(size_t(kv_heads) * n_keys * dim);
+  q.decode(codes.data(), size_t(kv_heads) * n_keys, dim, dec.data());
+  std::vector<uint16_t> qbits(query.size());
+  for (size_t i = 0; i < query.size(); ++i) qbits[i] = float_to_bf16(query[i]);
+  DeviceBuffer<uint16_t> dq(qbits);
+  DeviceBuffer<uint8_t> dk(codes);
+  DeviceBuffer<float> ds(n_rows * size_t(heads) * n_keys);
+  cuda::score_heads(q, dq.get(), int64_t(heads) * int64_t(dim), n_rows, heads, gqa, dk.get(),
+                    n_keys, dim, scale, ds.get(), nullptr);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto got = ds.download();
+  size_t bad = 0;
+  for (size_t r = 0; r < n_rows; ++r)
+    for (int hq = 0; hq < heads; ++hq)
+      for (size_t k = 0; k < n_keys; ++k) {
+        const float* qv = &query[(r * heads + hq) * dim];
+        const float* kv = &dec[((hq / gqa) * n_keys + k) * dim];
+        double dot = 0, mag = 0;
+        for (size_t j = 0; j < dim; ++j) {
+          dot += double(qv[j]) * kv[j];
+          mag += std::fabs(double(qv[j]) * kv[j]);
+        }
+        const float g = got[(r * heads + hq) * n_keys + k];
+        bad += !(std::fabs(g - scale * dot) <= scale * (2e-5 * mag + 1e-6));
+      }
+  return bad;
+}
+#endif
+
 TEST(DeviceQuantizer, ScoreHeadsEqualsDotWithCpuDecode) {
   SKIP_WITHOUT_CUDA();
 #ifdef KVO_HAVE_CUDA
-  // (d, n, group, dim): per-head records of 64 and 128 values, and groups spanning 1024 values.
+  // (d, n, group, dim): per-head records of 64 and 128 values, and groups spanning 1024 values
+  // (scored in table slices). 1000 keys end in a part tile (the kernel stages 256), 37 in a
+  // part of one warp's 32; 3 rows give query sets of one and two queries per block.
   const std::vector<std::tuple<int, int, int, size_t>> shapes = {
       {4, 256, 128, 128}, {4, 256, 128, 64},   {2, 256, 128, 128},   {2, 256, 128, 64},
       {8, 256, 128, 128}, {6, 4096, 128, 128}, {2, 256, 1024, 1024}, {4, 256, 1024, 1024}};
-  const size_t n_rows = 3, n_keys = 1000, kv_heads = 2;
-  const float scale = 0.125f;
   for (auto [p, npts, grp, dim] : shapes)
-    for (int gqa : {1, 4, 8}) {
-      HiggsQuantizer q(p, npts, grp);
-      const int heads = int(kv_heads) * gqa;
-      const auto keys = bf16_normal(kv_heads * n_keys, dim, 45);
-      const auto query = bf16_normal(n_rows, heads * dim, 46);
-      const auto codes = q.encode(keys.data(), kv_heads * n_keys, dim);
-      std::vector<float> dec(kv_heads * n_keys * dim);
-      q.decode(codes.data(), kv_heads * n_keys, dim, dec.data());
-      std::vector<uint16_t> qbits(query.size());
-      for (size_t i = 0; i < query.size(); ++i) qbits[i] = float_to_bf16(query[i]);
-      DeviceBuffer<uint16_t> dq(qbits);
-      DeviceBuffer<uint8_t> dk(codes);
-      DeviceBuffer<float> ds(n_rows * heads * n_keys);
-      cuda::score_heads(q, dq.get(), int64_t(heads * dim), n_rows, heads, gqa, dk.get(), n_keys,
-                        dim, scale, ds.get(), nullptr);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const auto got = ds.download();
-      size_t bad = 0;
-      for (size_t r = 0; r < n_rows; ++r)
-        for (int hq = 0; hq < heads; ++hq)
-          for (size_t k = 0; k < n_keys; ++k) {
-            const float* qv = &query[(r * heads + hq) * dim];
-            const float* kv = &dec[((hq / gqa) * n_keys + k) * dim];
-            double dot = 0, mag = 0;
-            for (size_t j = 0; j < dim; ++j) {
-              dot += double(qv[j]) * kv[j];
-              mag += std::fabs(double(qv[j]) * kv[j]);
-            }
-            const float g = got[(r * heads + hq) * n_keys + k];
-            bad += !(std::fabs(g - scale * dot) <= scale * (2e-5 * mag + 1e-6));
-          }
-      EXPECT_EQ(bad, 0u) << q.spec() << " dim " << dim << " gqa " << gqa;
-    }
+    for (int gqa : {1, 4, 8})
+      for (size_t n_keys : {1000, 37})
+        EXPECT_EQ(score_heads_misses(p, npts, grp, dim, 3, 2, gqa, n_keys), 0u)
+            << "d=" << p << " n=" << npts << " group " << grp << " dim " << dim << " gqa " << gqa
+            << " keys " << n_keys;
+#endif
+}
+
+TEST(DeviceQuantizer, ScoreHeadsStreamsManyTilesPerBlock) {
+  SKIP_WITHOUT_CUDA();
+#ifdef KVO_HAVE_CUDA
+  // So many queries that each block keeps one query set for all keys: 8 and 5 tiles through
+  // the 3-buffer (d=4), 2-buffer (d=2) and sliced (group 1024) pipelines, the last tile short.
+  EXPECT_EQ(score_heads_misses(4, 256, 128, 128, 800, 1, 1, 2000), 0u);
+  EXPECT_EQ(score_heads_misses(2, 256, 128, 128, 300, 1, 1, 2000), 0u);
+  EXPECT_EQ(score_heads_misses(2, 256, 1024, 1024, 300, 1, 1, 1100), 0u);
 #endif
 }
 

@@ -1,13 +1,31 @@
 // HIGGS scores on CUDA in the rotated domain (higgs.h): per query a table lut[t][c] =
 // grid[c] . (H q)_t in shared memory, then each key costs one table read per tuple.
 //
-// Lanes split a key's tuples, not the keys: a lane owns R consecutive tuples of a key and the
-// table stores them in columns chosen so that the 32 lanes of a read always hit 32 different
-// banks whatever the codes (a key per lane would hit random banks). A warp takes 32 steps of
-// one or two keys at a time, keeps one partial sum per step in each lane, and a transposing
-// butterfly leaves each key's total in one lane (31 or 30 shuffles per 32 steps). Tables above
-// kLutBytes are split into tuple slices, one launch each, the later ones adding to the scores
-// in slice order (deterministic).
+// Layout and why it should stream at memory speed (d=4, n=256, group 128: a 36-byte record of
+// 32 codes and the scale, a 32 KB table):
+// - Keys reach shared memory only through cp.async, tiles of 256 keys, 2-3 tiles in flight per
+//   block: whole records are one contiguous byte range, copied in 16-byte chunks (4-byte copies
+//   only at the two ragged ends), so no warp waits on a global load and no register holds one
+//   in flight (<= 80 registers, 2-3 blocks of 8 warps per SM).
+// - A warp step scores 32 / L keys: lane group hk = lane / L takes one key, its lane i the R
+//   consecutive tuples i*R .. i*R+R-1 (one shared load of R codes; 8 lanes x 4 tuples for 32
+//   tuples, 16 x 4 for 64). At sub-step r the lane reads tuple m = (r + hk) % R, stored in
+//   column m*L + i: the key groups read different m, so the 32 reads of a step hit 32 different
+//   banks whatever the codes, with ONE copy of the table. Slices of < 32 tuples (d=8, d=16,
+//   large grids) give groups of keys a table copy each instead, as many as fit.
+// - Each lane keeps L partial sums (the steps of a chunk, times the queries of the block) and
+//   one transposing butterfly per chunk of 32 keys (L - 1 shuffles) leaves each (query, key)
+//   total in one lane. Per key and query that is ~4.5 warp instructions of table work (byte
+//   permute, multiply-add, load, add per lookup) plus ~1 of reduction and ~1.5 of staging and
+//   output, against a budget of ~12 at 70% of the H200's read bandwidth (85 G records/s over
+//   132 SMs at 1.98 GHz: 3 SM cycles of 4 issue slots per record); shared-memory traffic is
+//   ~1.6 wavefronts per key of the 3 cycles.
+// - GQA: two query heads of one KV head share a block when their tables fit in 64 KB (d=4),
+//   so each staged code feeds both; further query sets run in neighbouring blocks that find the
+//   same keys in L2.
+// - Tables above 64 KB (group 1024, grids of 4096 points) are split into tuple slices, one
+//   launch each that stages only its slice's codes and the scale of each key (4-byte copies),
+//   the later launches adding to the scores in slice order (deterministic).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,18 +40,51 @@
 namespace kvo::quant::cuda {
 namespace {
 
-constexpr size_t kLutBytes = 64 * 1024;
+constexpr size_t kLutBytes = 64 * 1024;  // the tables of one block
 constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kWarpKeys = 32;                  // keys per warp and tile
+constexpr int kTileKeys = kWarps * kWarpKeys;  // 256
+constexpr int kOverread = 64;                  // the lanes of a key read <= 64 bytes of a row
 
 struct ScoreShape {
-  int h, p, T, npts;  // group, tuple size, tuples per record, grid points
-  int t0, TS, R, W;   // this slice: first tuple, tuples, tuples per lane, table columns
+  int h, p, T, npts;         // group, tuple size, tuples per record, grid points
+  int t0, TS, lanes, W;      // slice: first tuple, tuples, lanes per key in use, table columns
+  int copies, table_stride;  // table copies (1, 2, 4) and floats per query table (+1 zero word)
+  bool whole;                // one slice: records staged whole, else slice codes + scale per key
+  int row, scale_off;        // bytes per staged key and offset of its scale
+  int stage_bytes, depth;    // bytes per tile buffer, buffers
   size_t dim, rec, codes_bytes, head_bytes, n_keys, keys_per_block;
-  int num_q_heads, group;
+  int num_q_heads, group, per_head, sets_per_head;  // per_head = n_rows * group queries
   int64_t q_stride;
   float factor;     // scale / h
   bool accumulate;  // add to the scores of earlier slices
 };
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+// A shared-memory load from a 32-bit shared address: the lookup address needs no base added.
+__device__ __forceinline__ float lds_f32(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+// Waits until at most `pending` (depth - 2: 0 or 1) groups are outstanding.
+__device__ __forceinline__ void cp_async_wait(int pending) {
+  if (pending == 0)
+    asm volatile("cp.async.wait_group 0;\n" ::);
+  else
+    asm volatile("cp.async.wait_group 1;\n" ::);
+}
 
 template <int LB>
 __device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
@@ -42,13 +93,19 @@ __device__ __forceinline__ uint32_t load_word(const uint8_t* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// Sums the 32 partial sums of each lane group (LPK = 32 / KPS lanes) transposed: each step
-// hands half of the values to the partner lane (xor OFF) and keeps the other half, so after the
-// steps OFF = LPK/2 .. 1 lane i of its group holds the totals of values i*V .. i*V+V-1 in
-// acc[0..V), V = 32 / LPK. OFF and V are template constants: every index is static and acc
-// stays in registers.
-template <int OFF, int V>
-__device__ __forceinline__ void transpose_reduce(float (&acc)[32], int lane) {
+// Byte selector for __byte_perm(w, 0, sel) that extracts code m (CB bytes) of w zero-extended;
+// 0x4444 (all bytes from the zero operand) reads code 0 for tuples a lane must not count.
+template <int CB>
+__device__ __forceinline__ uint32_t code_selector(int m) {
+  if constexpr (CB == 1) return 0x4440u | uint32_t(m);
+  return 0x4400u | (uint32_t(2 * m + 1) << 4) | uint32_t(2 * m);
+}
+
+// Sums the N partial sums of each group of N lanes transposed: each step hands half of the
+// values to the partner lane (xor OFF) and keeps the other half, so after OFF = N/2 .. 1 lane i
+// of a group holds the total of value i in acc[0]. Every index is static: acc stays in registers.
+template <int OFF, int V, int N>
+__device__ __forceinline__ void transpose_reduce(float (&acc)[N], int lane) {
   const bool upper = lane & OFF;
 #pragma unroll
   for (int i = 0; i < V / 2; ++i) {
@@ -56,102 +113,214 @@ __device__ __forceinline__ void transpose_reduce(float (&acc)[32], int lane) {
     const float keep = upper ? acc[i + V / 2] : acc[i];
     acc[i] = keep + __shfl_xor_sync(kFullMask, send, OFF);
   }
-  if constexpr (OFF > 1) transpose_reduce<OFF / 2, V / 2>(acc, lane);
+  if constexpr (OFF > 1) transpose_reduce<OFF / 2, V / 2, N>(acc, lane);
 }
 
-// blockIdx.x: query (r * num_q_heads + hq), so the queries of one KV head run side by side and
-// share its keys in L2; blockIdx.y: a run of keys_per_block keys.
-// KPS keys per warp step: lane group h = lane / LPK takes key kb + KPS*s + h at step s, its
-// lane i the tuples i*R .. i*R+R-1 (R = TS*KPS/32); the table keeps KPS copies side by
-// side, tuple i*R+r of copy h in column r*32 + h*LPK + i, so a read is conflict-free. Two keys
-// per step halve the loads and the reduction per key. LB: bytes per code load (the lane's R
-// codes in LB-byte words), CB: bytes per code.
-template <int LB, int CB, int KPS>
-__global__ void __launch_bounds__(kThreads, 2)
+// Issues the copies of keys [k0, k1) of `head` into buf (one commit group is the caller's):
+// whole records back to back from byte (head + k0*rec) % 16 on, or per key a row of the slice's
+// code words then the scale. Bytes after the keys, up to the end of buf, become zero, so the
+// rows past a short last tile read as code 0.
+template <int CB>
+__device__ __forceinline__ void stage_tile(const ScoreShape& S, const uint8_t* head, size_t k0,
+                                           size_t k1, uint8_t* buf) {
+  int used = 0;  // bytes of buf the copies fill
+  if (S.whole) {
+    const uint8_t* a = head + k0 * S.rec;
+    const uint8_t* lo = a - (reinterpret_cast<uintptr_t>(a) % 16);
+    used = int((head + k1 * S.rec) - lo);
+    for (int x = threadIdx.x * 16; x < used; x += kThreads * 16) {
+      if (lo + x >= a && x + 16 <= used) {
+        cp_async16(buf + x, lo + x);
+      } else {
+        for (int w = x; w < x + 16; w += 4)
+          if (lo + w >= a && w < used) cp_async4(buf + w, lo + w);
+      }
+    }
+  } else {
+    // Word w of row k: codes of tuples t0 + 4w/CB.. while inside the record's codes, zero past
+    // them (tuples >= T, never counted), the scale last. Walked without divisions.
+    const int words = S.row / 4, nk = int(k1 - k0);
+    used = nk * S.row;
+    int k = threadIdx.x / words, w = threadIdx.x % words;
+    const int dk = kThreads / words, dw = kThreads % words;
+    for (; k < nk; k += dk, w += dw) {
+      if (w >= words) {
+        w -= words;
+        ++k;
+        if (k >= nk) break;
+      }
+      uint8_t* dst = buf + k * S.row + 4 * w;
+      const uint8_t* rec = head + (k0 + size_t(k)) * S.rec;
+      const size_t off = w == words - 1 ? S.codes_bytes : size_t(S.t0) * CB + 4 * size_t(w);
+      if (off < S.codes_bytes || w == words - 1)
+        cp_async4(dst, rec + off);
+      else
+        *reinterpret_cast<uint32_t*>(dst) = 0u;
+    }
+  }
+  if (k1 - k0 < size_t(kTileKeys))
+    for (int x = (used + 3) / 4 * 4 + 4 * threadIdx.x; x < S.stage_bytes; x += 4 * kThreads)
+      *reinterpret_cast<uint32_t*>(buf + x) = 0u;
+}
+
+// blockIdx.x: a set of up to QB queries of one KV head (kv = x / sets_per_head), so the sets
+// of a KV head run side by side and share its keys in L2; blockIdx.y: a run of keys_per_block
+// keys (a multiple of the tile). CB: bytes per code, R: tuples per lane, L: lanes per key (a
+// warp step scores 32 / L keys), QB: queries per block.
+template <int CB, int R, int L, int QB>
+__global__ void __launch_bounds__(kThreads, 3)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
                        float* __restrict__ scores) {
-  constexpr int LPK = 32 / KPS, V = KPS;  // lanes per key, totals per lane at the end
-  extern __shared__ float smem[];
-  float* qrot = smem;       // [h]
-  float* lut = smem + S.h;  // [npts][W]
-  const int W = S.W;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, h = lane / LPK, li = lane % LPK;
-  const int qi = blockIdx.x, r = qi / S.num_q_heads, hq = qi % S.num_q_heads;
-  const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
-  for (int k = threadIdx.x; k < S.h; k += kThreads)
-    qrot[k] = size_t(k) < S.dim ? bf16_to_float(qv[k]) : 0.0f;
-  __syncthreads();
-  if (warp == 0) warp_hadamard_smem(qrot, S.h, lane);
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < S.npts * W; idx += kThreads) {
-    const int c = idx / W, col = idx % W;
-    const int t = S.t0 + (col % 32 % LPK) * S.R + col / 32;
-    float acc = 0.0f;
-    if (t < S.T && t < S.t0 + S.TS)
-      for (int j = 0; j < S.p; ++j)
-        if (t * S.p + j < S.h) acc = fmaf(pts[c * S.p + j], qrot[t * S.p + j], acc);
-    lut[idx] = acc;
-  }
-  __syncthreads();
+  constexpr int KPS = 32 / L;     // keys per warp step
+  constexpr int kSteps = L / QB;  // steps per chunk: L partial sums per lane, QB chunks a tile
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint8_t* stages = smem;                                                 // [depth][stage_bytes]
+  float* lut = reinterpret_cast<float*>(smem + S.depth * S.stage_bytes);  // [QB][table_stride]
+  float* qrot = lut + QB * S.table_stride;                                // [h]
 
-  const uint8_t* head = keys + size_t(hq / S.group) * S.head_bytes;
-  float* out = scores + size_t(qi) * S.n_keys;
+  const int kv = blockIdx.x / S.sets_per_head;
+  const int first = (blockIdx.x % S.sets_per_head) * QB, nq = min(QB, S.per_head - first);
+  const uint8_t* head = keys + size_t(kv) * S.head_bytes;
   const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
   const size_t end = min(S.n_keys, begin + S.keys_per_block);
-  const int first = S.t0 + li * S.R;    // the lane's first tuple
-  const bool active = li * S.R < S.TS;  // slices narrower than the lanes leave some idle
-  constexpr int kCodesPerWord = LB / CB;
-  for (size_t kb = begin + size_t(warp) * 32 * KPS; kb < end; kb += kWarps * 32 * KPS) {
-    const int nk = int(min(size_t(32 * KPS), end - kb));
-    float acc[32];
-#pragma unroll
-    for (int s = 0; s < 32; ++s) acc[s] = 0.0f;
-    for (int c0 = 0; c0 < S.R; c0 += kCodesPerWord) {
-      if (!active || first + c0 >= S.T) break;  // nothing (left) for this lane
-      const uint8_t* base = head + (kb + h) * S.rec + size_t(first + c0) * CB;
-      // All 32 loads first, so they are in flight together; keys past the end read as code 0
-      // into sums that are never stored.
-      uint32_t w[32];
-#pragma unroll
-      for (int s = 0; s < 32; ++s)
-        w[s] = KPS * s + h < nk ? load_word<LB>(base + size_t(KPS * s) * S.rec) : 0u;
-#pragma unroll
-      for (int b = 0; b < kCodesPerWord; ++b)
-#pragma unroll
-        for (int s = 0; s < 32; ++s) {
-          const uint32_t code = CB == 1 ? (w[s] >> (8 * b)) & 0xffu : (w[s] >> (16 * b)) & 0xffffu;
-          acc[s] += lut[code * W + (c0 + b) * 32 + lane];
-        }
+  const int tiles = int((end - begin + kTileKeys - 1) / kTileKeys);
+
+  // The first tiles load while the tables are built.
+  for (int j = 0; j + 1 < S.depth; ++j) {
+    if (j < tiles)
+      stage_tile<CB>(S, head, begin + size_t(j) * kTileKeys,
+                     min(end, begin + size_t(j + 1) * kTileKeys), stages + j * S.stage_bytes);
+    cp_async_commit();
+  }
+
+  for (int g = 0; g < QB; ++g) {
+    float* lt = lut + g * S.table_stride;
+    if (g < nq) {
+      const int j = first + g, r = j / S.group, hq = kv * S.group + j % S.group;
+      const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
+      for (int k = threadIdx.x; k < S.h; k += kThreads)
+        qrot[k] = size_t(k) < S.dim ? bf16_to_float(qv[k]) : 0.0f;
+      __syncthreads();
+      if (threadIdx.x < 32) warp_hadamard_smem(qrot, S.h, threadIdx.x);
+      __syncthreads();
     }
-    transpose_reduce<LPK / 2, 32>(acc, lane);
+    // Column col of copy col / TS holds tuple t0 + i*R + m, m = (col % TS) / lanes,
+    // i = (col % TS) % lanes (the lane's sub-step column below); tuples >= T are zero.
+    for (int idx = threadIdx.x; idx < S.table_stride; idx += kThreads) {
+      const int c = idx / S.W, col = idx % S.W % S.TS;
+      const int t = S.t0 + (col % S.lanes) * R + col / S.lanes;
+      float acc = 0.0f;
+      if (g < nq && c < S.npts && t < S.T)
+        for (int j = 0; j < S.p; ++j)
+          if (t * S.p + j < S.h) acc = fmaf(pts[c * S.p + j], qrot[t * S.p + j], acc);
+      lt[idx] = acc;  // idx = npts * W: the zero word read by idle lanes
+    }
+    __syncthreads();  // qrot is the next query's
+  }
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hk = lane / L, i = lane % L;
+  // Per sub-step r: the code selector and the shared address of this lane's table column (idle
+  // lanes read code 0 at the zero word after the table), so a lookup is a byte permute, one
+  // multiply-add and the load.
+  uint32_t sel[R], at[R];
+  const uint32_t lut_at = smem_addr(lut), row_bytes = 4u * uint32_t(S.W);
 #pragma unroll
-    for (int u = 0; u < V; ++u) {
-      const int s = li * V + u, k = KPS * s + h;
-      if (k < nk) {
-        const size_t key = kb + k;
-        const float v = acc[u] * load_f32(head + key * S.rec + S.codes_bytes) * S.factor;
-        out[key] = S.accumulate ? out[key] + v : v;
+  for (int r = 0; r < R; ++r) {
+    const int m = (r + hk) % R;
+    const bool active = i < S.lanes, counted = active && S.t0 + i * R + m < S.T;
+    sel[r] = counted ? code_selector<CB>(m) : 0x4444u;
+    const int copy = hk / R % S.copies;
+    const int col = active ? copy * S.TS + m * S.lanes + i : S.npts * S.W;
+    at[r] = lut_at + 4u * uint32_t(col);
+  }
+  const uint32_t table_bytes = 4u * uint32_t(S.table_stride);
+  // After the reduction lane i holds value i: query g = i / kSteps of the set, step i % kSteps.
+  const int my_g = i / kSteps, my_step = i % kSteps;
+  float* my_out = nullptr;
+  if (my_g < nq) {
+    const int j = first + my_g, r = j / S.group, hq = kv * S.group + j % S.group;
+    my_out = scores + (size_t(r) * S.num_q_heads + size_t(hq)) * S.n_keys;
+  }
+
+  for (int tile = 0; tile < tiles; ++tile) {
+    cp_async_wait(S.depth - 2);
+    __syncthreads();  // tile is in; every warp is done with the buffer refilled next
+    const int next = tile + S.depth - 1;
+    if (next < tiles)
+      stage_tile<CB>(S, head, begin + size_t(next) * kTileKeys,
+                     min(end, begin + size_t(next + 1) * kTileKeys),
+                     stages + (next % S.depth) * S.stage_bytes);
+    cp_async_commit();
+
+    const size_t k0 = begin + size_t(tile) * kTileKeys;
+    const int nk = int(min(size_t(kTileKeys), end - k0));
+    const uint8_t* buf = stages + (tile % S.depth) * S.stage_bytes +
+                         (S.whole ? int(reinterpret_cast<uintptr_t>(head + k0 * S.rec) % 16) : 0);
+#pragma unroll 1
+    for (int chunk = 0; chunk < QB; ++chunk) {
+      const int row0 = warp * kWarpKeys + chunk * KPS * kSteps;  // first key of the chunk
+      if (row0 >= nk) break;
+      // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
+      // apart, which puts their code words in disjoint banks for 36-, 68- and 20-byte records.
+      const uint8_t* rp = buf + (row0 + hk * kSteps) * S.row + i * R * CB;
+      float acc[L];  // acc[g * kSteps + s]: query g of the set, step s; set by sub-step 0
+#pragma unroll
+      for (int s = 0; s < kSteps; ++s) {
+        const uint32_t w = load_word<R * CB>(rp + s * S.row);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const uint32_t a = __byte_perm(w, 0u, sel[r]) * row_bytes + at[r];
+#pragma unroll
+          for (int g = 0; g < QB; ++g) {
+            const float x = lds_f32(a + g * table_bytes);
+            acc[g * kSteps + s] = r == 0 ? x : acc[g * kSteps + s] + x;
+          }
+        }
+      }
+      transpose_reduce<L / 2, L, L>(acc, lane);
+      const int row = row0 + hk * kSteps + my_step;
+      if (my_out && row < nk) {
+        const float v =
+            acc[0] * *reinterpret_cast<const float*>(buf + row * S.row + S.scale_off) * S.factor;
+        float* o = my_out + k0 + row;
+        *o = S.accumulate ? *o + v : v;
       }
     }
   }
 }
 
-template <int LB, int CB, int KPS>
-void launch_slice(const uint16_t* d_q, const ScoreShape& S, size_t n_queries, const uint8_t* d_keys,
+template <int CB, int R, int L, int QB>
+void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const uint8_t* d_keys,
                   const float* pts, float* d_scores, cudaStream_t stream) {
-  const size_t smem = (size_t(S.h) + size_t(S.npts) * S.W) * sizeof(float);
-  auto* kernel = higgs_score_kernel<LB, CB, KPS>;
-  const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
-  // Enough key runs for two waves of resident blocks, each at least one pass of the warps.
-  const size_t runs_wanted = std::max<size_t>(1, 2 * size_t(resident) / n_queries);
+  auto* kernel = higgs_score_kernel<CB, R, L, QB>;
   ScoreShape s = S;
-  s.keys_per_block = std::max<size_t>(kThreads, (S.n_keys + runs_wanted - 1) / runs_wanted);
+  const auto smem_bytes = [&](int depth) {
+    return size_t(depth) * s.stage_bytes + (size_t(QB) * s.table_stride + s.h) * sizeof(float);
+  };
+  // Three tile buffers unless that leaves room for only one block per SM where two would fit.
+  int dev = 0, per_sm = 0, per_block = 0;
+  KVO_CUDA_CHECK(cudaGetDevice(&dev));
+  KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const size_t two_blocks = size_t(per_sm) / 2 - 1024;  // 1 KB per block is the system's
+  s.depth = smem_bytes(3) <= two_blocks || smem_bytes(2) > two_blocks ? 3 : 2;
+  const size_t smem = smem_bytes(s.depth);
+  if (smem > size_t(per_block))
+    throw_error("score_heads: " + std::to_string(smem) + " bytes of shared memory needed, " +
+                std::to_string(per_block) + " available");
+  const size_t sets = size_t(kv_heads) * size_t(s.sets_per_head);
+  const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
+  // One wave: each set of queries gets resident / sets runs of whole tiles.
+  const size_t runs_wanted = std::max<size_t>(1, (size_t(resident) + sets - 1) / sets);
+  const size_t tiles = (S.n_keys + kTileKeys - 1) / kTileKeys;
+  s.keys_per_block = size_t(kTileKeys) * ((tiles + runs_wanted - 1) / runs_wanted);
   const size_t runs = (S.n_keys + s.keys_per_block - 1) / s.keys_per_block;
-  if (runs > 65535)
-    throw_error("score_heads: " + std::to_string(S.n_keys) + " keys per head is too many");
-  kernel<<<dim3(unsigned(n_queries), unsigned(runs)), kThreads, smem, stream>>>(d_q, s, d_keys, pts,
-                                                                                d_scores);
+  if (runs > 65535 || sets > 0x7fffffffu)
+    throw_error("score_heads: " + std::to_string(sets) + " query sets x " + std::to_string(runs) +
+                " key runs is too large a grid");
+  kernel<<<dim3(unsigned(sets), unsigned(runs)), kThreads, smem, stream>>>(d_q, s, d_keys, pts,
+                                                                           d_scores);
   KVO_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -175,6 +344,7 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   if (reinterpret_cast<uintptr_t>(d_keys) % 4 != 0) reject("keys must be 4-byte aligned");
   const size_t n_queries = n_rows * size_t(num_q_heads);
   if (n_queries == 0 || n_keys == 0) return;
+  if (n_rows * size_t(group) > 0x7fffffffu) reject("too many queries per KV head");
   ScoreShape S{};
   S.h = q.group();
   S.p = q.p();
@@ -187,37 +357,58 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   S.n_keys = n_keys;
   S.num_q_heads = num_q_heads;
   S.group = group;
+  S.per_head = int(n_rows * size_t(group));
   S.q_stride = q_stride;
   S.factor = scale / float(S.h);
   const int cb = q.code_bytes();
-  // Slice width TS: the most tuples (a power of two) whose table fits. Two keys per warp step
-  // when two copies of the table fit and a key has at least 16 tuples to spread over 16 lanes.
-  const size_t fit = std::max<size_t>(1, kLutBytes / (sizeof(float) * size_t(S.npts)));
+  const size_t table_bytes = sizeof(float) * size_t(S.npts);  // per table column
+  const size_t fit = std::max<size_t>(1, kLutBytes / table_bytes);
+  // Slice width TS: the most tuples (a power of two) whose table fits, at most 64 (16 for
+  // two-byte codes) so that a lane's codes are one load of <= 4 bytes.
   int TS = 1;
-  while (size_t(TS) * 2 <= fit && TS < S.T) TS *= 2;
-  const int kps = TS >= 16 && size_t(2 * TS) <= fit ? 2 : 1;
+  while (size_t(TS) * 2 <= fit && TS < S.T && TS < (cb == 1 ? 64 : 16)) TS *= 2;
+  if (TS * cb % 4 != 0) reject("grid too large for a table slice of 4 code bytes");
+  // R tuples per lane, L lanes per key: 32 tuples are 8 lanes x 4, 64 are 16 x 4; narrower
+  // slices keep 8 lanes per key (4 keys per step) with 2, 1 tuples each (idle lanes below 8).
+  const int R = TS >= 32 ? 4 : TS == 16 ? 2 : 1, L = TS >= 32 ? TS / 4 : 8;
   S.TS = TS;
-  S.R = std::max(1, TS * kps / 32);  // tuples per lane
-  // 32 * R columns keep every read conflict-free; a slice narrower than the lanes (grids of
-  // thousands of points) keeps just its TS columns, read by lanes 0..TS-1.
-  S.W = TS * kps >= 32 ? 32 * S.R : TS;
-  const int LB = std::min(S.R * cb, 4);
+  S.lanes = std::min(L, TS);
+  // The keys of a step read different sub-step columns m when R >= keys per step; otherwise
+  // groups of R keys take a table copy each, as many as fit.
+  S.copies = std::max(1, (32 / L) / R);
+  while (S.copies > 1 && size_t(S.copies * TS) > fit) S.copies /= 2;
+  S.W = S.copies * TS;
+  S.table_stride = S.npts * S.W + 1;
+  S.whole = S.T <= TS;
+  S.row = S.whole ? int(S.rec) : TS * cb + 4;
+  S.scale_off = S.whole ? int(S.codes_bytes) : TS * cb;
+  S.stage_bytes = ((S.whole ? 16 : 0) + kTileKeys * S.row + kOverread + 15) / 16 * 16;
+  // Queries per block: two of one KV head when both tables fit.
+  const int qb = S.per_head >= 2 && size_t(2 * S.W) * table_bytes <= kLutBytes ? 2 : 1;
+  S.sets_per_head = (S.per_head + qb - 1) / qb;
+  const int kv_heads = num_q_heads / group;
   const float* pts = device_grid(q.grid()).points;
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  using I4 = std::integral_constant<int, 4>;
+  using I8 = std::integral_constant<int, 8>;
+  using I16 = std::integral_constant<int, 16>;
   for (int t0 = 0; t0 < S.T; t0 += TS) {
     S.t0 = t0;
     S.accumulate = t0 > 0;
-    auto go = [&](auto lb, auto cbc, auto kpsc) {
-      launch_slice<decltype(lb)::value, decltype(cbc)::value, decltype(kpsc)::value>(
-          d_q, S, n_queries, d_keys, pts, d_scores, stream);
+    auto go = [&](auto cbc, auto rc, auto lc) {
+      constexpr int CB = decltype(cbc)::value, RC = decltype(rc)::value, LC = decltype(lc)::value;
+      if (qb == 2)
+        launch_slice<CB, RC, LC, 2>(d_q, S, kv_heads, d_keys, pts, d_scores, stream);
+      else
+        launch_slice<CB, RC, LC, 1>(d_q, S, kv_heads, d_keys, pts, d_scores, stream);
     };
-    using I1 = std::integral_constant<int, 1>;
-    using I2 = std::integral_constant<int, 2>;
-    using I4 = std::integral_constant<int, 4>;
-    auto with_kps = [&](auto lb, auto cbc) { kps == 2 ? go(lb, cbc, I2{}) : go(lb, cbc, I1{}); };
-    if (cb == 1)
-      LB == 1 ? with_kps(I1{}, I1{}) : LB == 2 ? with_kps(I2{}, I1{}) : with_kps(I4{}, I1{});
+    if (cb == 2)
+      R == 2 ? go(I2{}, I2{}, I8{}) : go(I2{}, I1{}, I8{});
+    else if (L == 16)
+      go(I1{}, I4{}, I16{});
     else
-      LB == 2 ? with_kps(I2{}, I2{}) : with_kps(I4{}, I2{});
+      R == 4 ? go(I1{}, I4{}, I8{}) : R == 2 ? go(I1{}, I2{}, I8{}) : go(I1{}, I1{}, I8{});
   }
 }
 
