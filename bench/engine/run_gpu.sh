@@ -6,7 +6,8 @@
 #             CPU batch tests, then a short bench pass (roofline at 4K, 8K at batch 1 and 16).
 # MODE bench: the 8B figures of bench/RESULTS.md: decode roofline at 4K; prefill/decode tok/s
 #             at 8K/32K/128K, batch 1 and the largest batch that fits; HF generate() alongside.
-# MODE decode [HF_PROMPT]: decode-path tests, the 4K/8K roofline, the decode-step bench
+# MODE decode [HF_PROMPT]: decode-path tests (the recorded sparse policies too), the 4K/8K
+#             roofline, the decode-step bench
 #             (CudaDecodeStepBench: each GEMM's bandwidth, the attention, 32 layers with and
 #             without the small ops), HF generate() at its largest batch for HF_PROMPT tokens
 #             (default 32768). A pack may carry variants/{kvoffload,kvoffload_tests}.NAME.xz,
@@ -44,7 +45,7 @@ fi
 
 if [[ $MODE == decode ]]; then
   step "decode-path tests"
-  timeout 50 $G/kvoffload_tests --gtest_filter='CudaOps*:CudaStepOps*:*CudaAttention.*:*CudaOracle*:CudaBatch*:CudaSampling*' \
+  timeout 120 $G/kvoffload_tests --gtest_filter='CudaOps*:CudaStepOps*:*CudaAttention.*:*CudaOracle*:CudaBatch*:CudaSampling*:CudaSparseRecorded*:CudaSparseFullBudget*:*/CudaSparse.*:CudaSmolLM2*:BenchCli*:BatchGenerator*' \
     > "$OUT/tests.log" 2>&1
   grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran' "$OUT/tests.log" | tee -a "$OUT/$MODE.log"
   step "ours: roofline 4K/8K, batch 1"

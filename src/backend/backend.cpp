@@ -44,6 +44,62 @@ DeviceArray& DeviceArray::operator=(DeviceArray&& other) noexcept {
   return *this;
 }
 
+namespace {
+
+// x, or rmsnorm(x) with `norm` in `scratch` (allocated here) when there is one.
+Tensor normed_input(Backend& b, const Tensor& x, const InputNorm* norm, DeviceArray& scratch) {
+  if (!norm) return x;
+  scratch = b.alloc(x.rows, x.cols);
+  b.rmsnorm(x, norm->weight, norm->eps, scratch.tensor());
+  return scratch.tensor();
+}
+
+}  // namespace
+
+void Backend::matmul_many(const Tensor& x, const InputNorm* norm, std::span<const Tensor> ws,
+                          std::span<const Tensor* const> biases, std::span<const Tensor> outs) {
+  DeviceArray scratch;
+  const Tensor in = normed_input(*this, x, norm, scratch);
+  for (size_t i = 0; i < ws.size(); ++i) matmul(in, ws[i], biases[i], outs[i]);
+}
+
+void Backend::matmul_add(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) {
+  DeviceArray scratch = alloc(out.rows, out.cols);
+  matmul(x, w, bias, scratch.tensor());
+  add(out, scratch.tensor());
+}
+
+void Backend::matmul_swiglu(const Tensor& x, const InputNorm* norm, const Tensor& w,
+                            const Tensor& out) {
+  check(w.rows % 2 == 0 && out.rows == x.rows && out.cols == w.rows / 2,
+        "internal: matmul_swiglu shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+        w.cols, out.rows, out.cols);
+  DeviceArray normed, scratch = alloc(x.rows, w.rows);
+  const Tensor gate_up = scratch.tensor();
+  matmul(normed_input(*this, x, norm, normed), w, nullptr, gate_up);
+  // Column halves of gate_up: (n, features) each, rows 2 * features apart.
+  Tensor gate = gate_up, up = gate_up;
+  gate.cols = up.cols = out.cols;
+  up.data = static_cast<char*>(up.data) + out.cols * int64_t(dtype_size(gate_up.dtype));
+  swiglu(gate, up, out);
+}
+
+void Backend::rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& positions, int head_dim, const RopeParams& rope,
+                            const Tensor& keys, const Tensor& values) {
+  check(k.rows == q.rows && v.rows == q.rows && positions.rows == q.rows && k.cols == keys.cols &&
+            v.cols == values.cols,
+        "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
+        "columns)",
+        q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols);
+  rope_at(q, positions, head_dim, rope);
+  rope_at(k, positions, head_dim, rope);
+  for (int64_t t = 0; t < k.rows; ++t) {
+    copy_rows_at(k.row_range(t, 1), keys, positions.row_range(t, 1));
+    copy_rows_at(v.row_range(t, 1), values, positions.row_range(t, 1));
+  }
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
   if (device == "cpu") return make_cpu_backend(threads);
   if (device == "cuda" || device == "auto") {

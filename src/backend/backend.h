@@ -58,6 +58,13 @@ struct RopeParams {
   bool adjacent_pairs = false;  // pairs (2i, 2i+1) instead of (i, i + head_dim/2)
 };
 
+// The RMSNorm a projection applies to its input rows first (x / rms(x) * weight), so that a
+// backend may normalize on the fly rather than in an op of its own.
+struct InputNorm {
+  Tensor weight;  // (1, in)
+  float eps = 0.0f;
+};
+
 // Shapes of one attention call. Queries are `q_len` consecutive tokens whose first has
 // position `q_start`; keys/values hold positions [0, kv_len). Causal: query at position p sees
 // keys 0..p. GQA: query head h reads KV head h / (num_heads / num_kv_heads).
@@ -100,21 +107,21 @@ class Backend {
   // In place on x (tokens, heads * head_dim); token t has position positions[t].
   virtual void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
                     const RopeParams& rope) = 0;
-  // outs[i] = x * ws[i]^T (+ *biases[i], when not null): several projections of one input (q, k
-  // and v) that a backend may compute in one pass.
-  virtual void matmul_many(const Tensor& x, std::span<const Tensor> ws,
-                           std::span<const Tensor* const> biases, std::span<const Tensor> outs) {
-    for (size_t i = 0; i < ws.size(); ++i) matmul(x, ws[i], biases[i], outs[i]);
-  }
-  // x += y, then out = rmsnorm(x): a residual add and the next norm, fused where the backend can.
-  // out may alias y.
-  virtual void add_rmsnorm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps,
-                           const Tensor& out) {
-    add(x, y);
-    rmsnorm(x, weight, eps, out);
-  }
+  // outs[i] = n(x) * ws[i]^T (+ *biases[i], when not null), n(x) = rmsnorm(x) with `norm`, or x
+  // when norm is null: several projections of one input (q, k and v) that a backend may compute
+  // in one pass. The default normalizes into a scratch first.
+  virtual void matmul_many(const Tensor& x, const InputNorm* norm, std::span<const Tensor> ws,
+                           std::span<const Tensor* const> biases, std::span<const Tensor> outs);
+  // out += x * w^T (+ bias): a projection onto the residual stream. The default goes through a
+  // scratch and add.
+  virtual void matmul_add(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out);
   // out = silu(gate) * up, element-wise.
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // The feed-forward's first half, fused where the backend can: out = swiglu(n(x) * w_gate^T,
+  // n(x) * w_up^T), n as in matmul_many, with w = [w_gate; w_up] stacked, (2 * features, in); out
+  // (n, features). The default is matmul into a scratch (n, 2 * features), then swiglu.
+  virtual void matmul_swiglu(const Tensor& x, const InputNorm* norm, const Tensor& w,
+                             const Tensor& out);
   // x += y, element-wise.
   virtual void add(const Tensor& x, const Tensor& y) = 0;
   // Causal GQA attention: q (q_len, heads*head_dim), k/v (kv_len, kv_heads*head_dim),
@@ -140,6 +147,14 @@ class Backend {
   // dst rows [*first, *first + src.rows) = src, `first` a (1, 1) index tensor (the caller keeps
   // that inside dst).
   virtual void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) = 0;
+  // The decode step's RoPE and KV append in one pass where the backend can: q (T, heads *
+  // head_dim) is rotated in place at positions (T, 1); token t's rotated key goes to row
+  // positions[t] of keys and its value to row positions[t] of values (keys, values: (capacity,
+  // kv_heads * head_dim), the layer's whole cache). k (T, kv_heads * head_dim) is scratch: it may
+  // be left rotated or not. The default is rope_at twice and a copy_rows_at per row.
+  virtual void rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& positions, int head_dim, const RopeParams& rope,
+                             const Tensor& keys, const Tensor& values);
   // attention() whose q_start is read from the (1, 1) index tensor `q_start` when it runs; keys
   // [0, q_start + q_len) are attended and shape.kv_len (<= k.rows) bounds that length.
   virtual void attention_at(const Tensor& q, const Tensor& k, const Tensor& v,

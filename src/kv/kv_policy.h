@@ -66,6 +66,17 @@ class KvPolicy {
     (void)layer, (void)position, (void)q, (void)k_pre, (void)k, (void)v, (void)out;
   }
   virtual void recorded_step_done(int64_t length) { (void)length; }
+  // A recordable policy that stores each layer's new keys and values unchanged at row `position`
+  // of a (capacity, kv_heads * head_dim) table each (dense) returns those tables: the caller then
+  // writes the new rows in the pass that rotates q and k (Backend::rope_store_at) and calls
+  // attend_at with k_pre, k and v empty. Other policies store keys their own way: empty tables.
+  struct Tables {
+    Tensor keys, values;
+  };
+  virtual Tables tables_at(int layer) const {
+    (void)layer;
+    return {};
+  }
 };
 
 // Attention quality of one layer and KV head at one decode step, against exact attention over

@@ -47,13 +47,11 @@ Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_ro
   Backend& b = backend_;
   Activations a;
   a.x = b.alloc(rows, c.hidden_size);
-  a.h = b.alloc(rows, c.hidden_size);
   a.q = b.alloc(rows, q_width);
   a.attn = b.alloc(rows, q_width);
   a.k = b.alloc(rows, kv_width);
   a.v = b.alloc(rows, kv_width);
   if (pre_rope_keys) a.k_pre = b.alloc(rows, kv_width);
-  a.gate_up = b.alloc(rows, 2 * int64_t{c.intermediate_size});
   a.ffn = b.alloc(rows, c.intermediate_size);
   a.normed = b.alloc(rows, c.hidden_size);
   return a;
@@ -63,7 +61,8 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
   const ModelConfig& c = config_;
   const int64_t per_row = 3 * int64_t{c.hidden_size} + 2 * int64_t{c.num_heads} * c.head_dim +
                           3 * int64_t{c.num_kv_heads} * c.head_dim +
-                          3 * int64_t{c.intermediate_size} + c.vocab_size;  // + one row of logits
+                          // ffn and the [gate | up] scratch matmul_swiglu may take; one logits row
+                          3 * int64_t{c.intermediate_size} + c.vocab_size;
   return rows * per_row * value_bytes();
 }
 
@@ -138,14 +137,8 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   auto rows_of = [T](const DeviceArray& d) {
     return d.empty() ? Tensor{} : d.tensor().row_range(0, T);
   };
-  const Tensor x = rows_of(a.x), h = rows_of(a.h), q = rows_of(a.q), k = rows_of(a.k),
-               v = rows_of(a.v), k_pre = rows_of(a.k_pre), attn = rows_of(a.attn),
-               gate_up = rows_of(a.gate_up), ffn = rows_of(a.ffn);
-  // Column views of gate_up: (T, intermediate) each, rows 2 * intermediate apart.
-  Tensor gate = gate_up, up = gate_up;
-  gate.cols = up.cols = c.intermediate_size;
-  up.data = static_cast<char*>(up.data) +
-            int64_t{c.intermediate_size} * int64_t(dtype_size(gate_up.dtype));
+  const Tensor x = rows_of(a.x), q = rows_of(a.q), k = rows_of(a.k), v = rows_of(a.v),
+               k_pre = rows_of(a.k_pre), attn = rows_of(a.attn), ffn = rows_of(a.ffn);
   auto rope = [&](const Tensor& t) {
     if (in.positions_at)
       b.rope_at(t, *in.positions_at, c.head_dim, rope_);
@@ -157,7 +150,6 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     b.embedding_at(*in.ids_at, embedding_.tensor(), x);
   else
     b.embedding(in.ids, embedding_.tensor(), x);
-  b.rmsnorm(x, layers_[0].attn_norm.tensor(), c.rms_norm_eps, h);
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     const Tensor bq = L.bq.tensor(), bk = L.bk.tensor(), bv = L.bv.tensor(), bo = L.bo.tensor();
@@ -165,7 +157,9 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     const Tensor* qkv_bias[3] = {L.bq.empty() ? nullptr : &bq, L.bk.empty() ? nullptr : &bk,
                                  L.bv.empty() ? nullptr : &bv};
     const Tensor qkv[3] = {q, k, v};
-    b.matmul_many(h, qkv_w, qkv_bias, qkv);
+    // Each norm runs inside the projection that reads its output, where the backend can.
+    const InputNorm attn_norm{L.attn_norm.tensor(), c.rms_norm_eps};
+    b.matmul_many(x, &attn_norm, qkv_w, qkv_bias, qkv);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
       const Tensor qh = q.reshaped(T * c.num_heads, c.head_dim);
       const Tensor kh = k.reshaped(T * c.num_kv_heads, c.head_dim);
@@ -173,8 +167,25 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       b.rmsnorm(kh, L.k_norm.tensor(), c.rms_norm_eps, kh);
     }
     if (k_pre.data) b.copy(k, k_pre);
-    rope(q);
-    rope(k);
+    // A recorded step over caches that store rows as given rotates q and k and appends k and v in
+    // one pass per sequence; the policies then only attend.
+    const bool stored =
+        in.recorded && std::all_of(in.runs.begin(), in.runs.end(), [l](const Run& r) {
+          return r.kv->tables_at(l).keys.data != nullptr;
+        });
+    if (stored) {
+      int64_t r0 = 0;
+      for (const Run& r : in.runs) {
+        const KvPolicy::Tables t = r.kv->tables_at(l);
+        b.rope_store_at(q.row_range(r0, r.rows), k.row_range(r0, r.rows), v.row_range(r0, r.rows),
+                        in.positions_at->row_range(r0, r.rows), c.head_dim, rope_, t.keys,
+                        t.values);
+        r0 += r.rows;
+      }
+    } else {
+      rope(q);
+      rope(k);
+    }
     // Each sequence's rows attend through its own policy; the policies may run side by side.
     for (const Run& r : in.runs) r.kv->inputs_ready();
     int64_t r0 = 0;
@@ -182,22 +193,19 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),
                    rv = v.row_range(r0, r.rows), ra = attn.row_range(r0, r.rows);
       const Tensor rk_pre = k_pre.data ? k_pre.row_range(r0, r.rows) : rk;
-      if (in.recorded)
-        r.kv->attend_at(l, in.positions_at->row_range(r0, 1), rq, rk_pre, rk, rv, ra);
+      const Tensor position = in.recorded ? in.positions_at->row_range(r0, 1) : Tensor{};
+      if (stored)
+        r.kv->attend_at(l, position, rq, Tensor{}, Tensor{}, Tensor{}, ra);
+      else if (in.recorded)
+        r.kv->attend_at(l, position, rq, rk_pre, rk, rv, ra);
       else
         r.kv->attend(l, r.start, rq, rk_pre, rk, rv, ra);
       r0 += r.rows;
     }
-    b.matmul(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, h);
-    b.add_rmsnorm(x, h, L.ffn_norm.tensor(), c.rms_norm_eps, h);
-    b.matmul(h, L.w_gate_up.tensor(), nullptr, gate_up);
-    b.swiglu(gate, up, ffn);
-    b.matmul(ffn, L.w_down.tensor(), nullptr, h);
-    // The residual add, fused with the next layer's attention norm.
-    if (l + 1 < c.num_layers)
-      b.add_rmsnorm(x, h, layers_[l + 1].attn_norm.tensor(), c.rms_norm_eps, h);
-    else
-      b.add(x, h);
+    b.matmul_add(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, x);
+    const InputNorm ffn_norm{L.ffn_norm.tensor(), c.rms_norm_eps};
+    b.matmul_swiglu(x, &ffn_norm, L.w_gate_up.tensor(), ffn);
+    b.matmul_add(ffn, L.w_down.tensor(), nullptr, x);
   }
   if (logits.rows == 0) return;
   const Tensor normed = a.normed.tensor().row_range(0, logits.rows);

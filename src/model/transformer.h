@@ -33,11 +33,10 @@ class Transformer {
 
   // Activations of `rows` tokens in flight.
   struct Activations {
-    DeviceArray x, h;     // (rows, hidden) residual stream; normed block input / block output
+    DeviceArray x;        // (rows, hidden) residual stream
     DeviceArray q, attn;  // (rows, heads * head_dim)
     DeviceArray k, v;     // (rows, kv_heads * head_dim)
     DeviceArray k_pre;    // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants
-    DeviceArray gate_up;  // (rows, 2 * intermediate) [gate | up] projections
     DeviceArray ffn;      // (rows, intermediate) silu(gate) * up
     DeviceArray normed;   // (rows, hidden) final-normed rows that get logits
   };

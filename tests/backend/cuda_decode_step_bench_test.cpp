@@ -2,8 +2,9 @@
 // figures go to bench/RESULTS.md, nothing here is timed against a target). Every measurement is
 // a CUDA graph of the backend's ops, replayed: each decode GEMM alone (10 launches in a row) with
 // its read bandwidth next to the plain read (cuda_read_bandwidth), the decode attention at
-// 4K/32K/128K keys, and 32 layers of a step's ops in order (q/k/v, RoPE x2, K/V appends,
-// attention, o, add+norm, gate/up, SwiGLU, down, add+norm) next to the same chain of its four
+// 4K/32K/128K keys, and 32 layers of a step's ops in order (norm with q/k/v, RoPE with the K/V
+// append, attention, o with the residual add, norm with gate/up and SwiGLU, down with the residual
+// add) next to the same chain of its four
 // GEMMs alone: the difference is what the small ops and the gaps between kernels cost. Weights
 // and caches are uninitialized device memory (the values do not change the speed).
 #include <gtest/gtest.h>
@@ -53,15 +54,12 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
   auto zeros = [&](int64_t cols) {
     return b.upload(HostTensor::owned_f32({1, cols}, std::vector<float>(cols, 0.0f)));
   };
-  DeviceArray x = zeros(hidden), h = zeros(hidden), q = zeros(qw), k = zeros(kw), v = zeros(kw),
-              attn = zeros(qw), gate_up = zeros(2 * inter), ffn = zeros(inter),
-              logits = zeros(vocab);
+  DeviceArray x = zeros(hidden), q = zeros(qw), k = zeros(kw), v = zeros(kw), attn = zeros(qw),
+              ffn = zeros(inter), logits = zeros(vocab);
+  const InputNorm input_norm{norm.tensor(), 1e-5f};
   const Tensor qkv_w[3] = {wq.tensor(), wk.tensor(), wv.tensor()};
   const Tensor* no_bias[3] = {nullptr, nullptr, nullptr};
   const Tensor qkv_out[3] = {q.tensor(), k.tensor(), v.tensor()};
-  Tensor gate = gate_up.tensor(), up = gate_up.tensor();
-  gate.cols = up.cols = inter;
-  up.data = static_cast<char*>(up.data) + inter * 2;
 
   struct Gemm {
     const char* name;
@@ -69,14 +67,16 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
     double bytes;
   };
   const Gemm gemms[] = {
-      {"q/k/v", [&] { b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out); },
+      {"q/k/v", [&] { b.matmul_many(x.tensor(), &input_norm, qkv_w, no_bias, qkv_out); },
        2.0 * (qw + 2 * kw) * hidden},
-      {"o", [&] { b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor()); }, 2.0 * hidden * qw},
-      {"gate/up", [&] { b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor()); },
+      {"o", [&] { b.matmul_add(attn.tensor(), wo.tensor(), nullptr, x.tensor()); },
+       2.0 * hidden * qw},
+      {"gate/up",
+       [&] { b.matmul_swiglu(x.tensor(), &input_norm, w_gate_up.tensor(), ffn.tensor()); },
        2.0 * 2 * inter * hidden},
-      {"down", [&] { b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor()); },
+      {"down", [&] { b.matmul_add(ffn.tensor(), w_down.tensor(), nullptr, x.tensor()); },
        2.0 * hidden * inter},
-      {"lm head", [&] { b.matmul(h.tensor(), lm_head.tensor(), nullptr, logits.tensor()); },
+      {"lm head", [&] { b.matmul(x.tensor(), lm_head.tensor(), nullptr, logits.tensor()); },
        2.0 * vocab * hidden},
   };
   for (const Gemm& g : gemms) {
@@ -125,21 +125,16 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
   };
   auto step = [&](bool small_ops) {
     for (int l = 0; l < 32; ++l) {
-      b.matmul_many(h.tensor(), qkv_w, no_bias, qkv_out);
+      b.matmul_many(x.tensor(), &input_norm, qkv_w, no_bias, qkv_out);
       if (small_ops) {
-        b.rope_at(q.tensor(), position.tensor(), int(d), rope);
-        b.rope_at(k.tensor(), position.tensor(), int(d), rope);
-        b.copy_rows_at(k.tensor(), layer_cache(cache_k, l), position.tensor());
-        b.copy_rows_at(v.tensor(), layer_cache(cache_v, l), position.tensor());
+        b.rope_store_at(q.tensor(), k.tensor(), v.tensor(), position.tensor(), int(d), rope,
+                        layer_cache(cache_k, l), layer_cache(cache_v, l));
         b.attention_at(q.tensor(), layer_cache(cache_k, l), layer_cache(cache_v, l), shape,
                        position.tensor(), attn.tensor());
       }
-      b.matmul(attn.tensor(), wo.tensor(), nullptr, h.tensor());
-      if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
-      b.matmul(h.tensor(), w_gate_up.tensor(), nullptr, gate_up.tensor());
-      if (small_ops) b.swiglu(gate, up, ffn.tensor());
-      b.matmul(ffn.tensor(), w_down.tensor(), nullptr, h.tensor());
-      if (small_ops) b.add_rmsnorm(x.tensor(), h.tensor(), norm.tensor(), 1e-5f, h.tensor());
+      b.matmul_add(attn.tensor(), wo.tensor(), nullptr, x.tensor());
+      b.matmul_swiglu(x.tensor(), &input_norm, w_gate_up.tensor(), ffn.tensor());
+      b.matmul_add(ffn.tensor(), w_down.tensor(), nullptr, x.tensor());
     }
   };
   const double layer_bytes = 2.0 * hidden * (qw + 2 * kw + qw + 3 * inter);

@@ -1,13 +1,20 @@
-// The decode-step ops that read ids and positions from device memory (embedding_at, rope_at,
-// copy_rows_at, attention_at) against their host-argument forms on the same GPU: identical for
-// the gathers, copies and RoPE; for attention_at, whose key split is planned for the length
-// bound rather than the actual length, within fp32-summation noise, at positions that leave
-// most splits empty, split a few keys each, or fill the bound. Skipped where no GPU is present.
+// The decode-step ops on the GPU. Those that read ids and positions from device memory
+// (embedding_at, rope_at, copy_rows_at, rope_store_at, attention_at) against their host-argument
+// forms: identical for the gathers, copies and RoPE; for attention_at, whose key split is planned
+// for the length bound rather than the actual length, within fp32-summation noise, at positions
+// that leave most splits empty, split a few keys each, or fill the bound. The fused ones
+// (matmul_many, matmul_add, matmul_swiglu, rope_store_at) against the CPU backend and their
+// defaults at every decode row count and at shapes that leave partial blocks and tails. Skipped
+// where no GPU is present.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
@@ -72,58 +79,176 @@ double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
-// matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond) and add_rmsnorm
-// (with out aliasing y, as the forward pass calls it) against the CPU backend.
-TEST(CudaStepOps, FusedProjectionsAndAddNormMatchCpu) {
+// Normal values times scale * (1 + growth * row), rounded to bf16 (a CUDA upload rounds, the
+// download gives them back) and put on `b`: both backends then compute from the same inputs.
+DeviceArray bf16_values(Backend& cuda, Backend& b, int64_t rows, int64_t cols, uint64_t seed,
+                        float scale = 1.0f, float growth = 0.0f) {
+  std::vector<float> v = cuda.download(random_device(cuda, rows, cols, seed).tensor());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) v[r * cols + c] *= scale * (1.0f + growth * float(r));
+  return b.upload(HostTensor::owned_f32(
+      {rows, cols}, cuda.download(cuda.upload(HostTensor::owned_f32({rows, cols}, v)).tensor())));
+}
+
+// Every row count of the matvec kernel (1-8, one instantiation each) and the GEMMs beyond.
+const std::vector<int64_t> kDecodeRows = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
+// 1160 inputs: the matvec's 4-chunk loop, then a tail that only some lanes take; 36: rows that are
+// not 16-byte multiples, so the GEMM path (and the norm in its own kernel) at every row count.
+const std::vector<int64_t> kInputWidths = {1160, 36};
+
+// matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond), without and with
+// the input norm, and matmul_add (the residual add in the matvec's epilogue, cuBLAS with beta 1
+// beyond) against the CPU. Rows of x differ in scale, so a row normalized by another's 1/rms
+// shows; 257 + 61 + 70 features leave the last block of the stacked parts 2 idle warps.
+TEST(CudaStepOps, FusedProjectionsMatchCpu) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
   auto cpu = make_cpu_backend(0);
-  for (int64_t rows : {int64_t{1}, int64_t{6}, int64_t{20}}) {
-    const int64_t in = 512;
-    std::vector<std::vector<float>> results[2];
-    int side = 0;
-    for (Backend* b : {cpu.get(), cuda.get()}) {
-      // Same bf16 values on both sides: CUDA uploads round, download gives them back.
-      DeviceArray x = b->upload(HostTensor::owned_f32(
-          {rows, in}, cuda->download(random_device(*cuda, rows, in, 10).tensor())));
-      std::vector<DeviceArray> w, bias, out;
-      const int64_t features[3] = {256, 64, 72};
-      for (int i = 0; i < 3; ++i) {
-        w.push_back(b->upload(HostTensor::owned_f32(
-            {features[i], in},
-            cuda->download(random_device(*cuda, features[i], in, 11 + i).tensor()))));
-        bias.push_back(b->upload(HostTensor::owned_f32(
-            {features[i]}, cuda->download(random_device(*cuda, 1, features[i], 20 + i).tensor()))));
-        out.push_back(b->alloc(rows, features[i]));
+  for (int64_t in : kInputWidths) {
+    for (int64_t rows : kDecodeRows) {
+      for (bool with_norm : {false, true}) {
+        std::vector<std::vector<float>> results[2];
+        int side = 0;
+        for (Backend* b : {cpu.get(), cuda.get()}) {
+          DeviceArray x = bf16_values(*cuda, *b, rows, in, 10, 1.0f, 1.0f),
+                      norm_w = bf16_values(*cuda, *b, 1, in, 15);
+          std::vector<DeviceArray> w, bias, out;
+          const int64_t features[3] = {257, 61, 70};
+          for (int i = 0; i < 3; ++i) {
+            w.push_back(bf16_values(*cuda, *b, features[i], in, 11 + i));
+            bias.push_back(bf16_values(*cuda, *b, 1, features[i], 20 + i));
+            out.push_back(b->alloc(rows, features[i]));
+          }
+          const Tensor bias1 = bias[1].tensor();
+          const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
+          const Tensor* biases[3] = {nullptr, &bias1, nullptr};
+          const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
+          const InputNorm norm{norm_w.tensor(), 1e-5f};
+          b->matmul_many(x.tensor(), with_norm ? &norm : nullptr, ws, biases, outs);
+          for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
+          // residual += x * w[1]^T (+ bias), the residual as large as the product: a lost or
+          // doubled add shows.
+          DeviceArray residual = bf16_values(*cuda, *b, rows, 61, 30, std::sqrt(float(in)), 1.0f);
+          b->matmul_add(x.tensor(), w[1].tensor(), with_norm ? &bias1 : nullptr, residual.tensor());
+          results[side].push_back(b->download(residual.tensor()));
+          ++side;
+        }
+        for (int i = 0; i < 4; ++i)
+          EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2)
+              << rows << "x" << in << ", output " << i
+              << (with_norm ? ", normed input / bias" : "");
       }
-      const Tensor bias1 = bias[1].tensor();
-      const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
-      const Tensor* biases[3] = {nullptr, &bias1, nullptr};
-      const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
-      b->matmul_many(x.tensor(), ws, biases, outs);
-      for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
-      ++side;
     }
-    for (int i = 0; i < 3; ++i)
-      EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2) << rows << " rows, weight " << i;
   }
-  for (int64_t cols : {int64_t{4096}, int64_t{12}}) {
-    const int64_t rows = 5;
-    std::vector<float> xs[2], outs[2];
-    int side = 0;
-    for (Backend* b : {cpu.get(), cuda.get()}) {
-      auto host = [&](uint64_t seed, int64_t r) {
-        return HostTensor::owned_f32({r, cols},
-                                     cuda->download(random_device(*cuda, r, cols, seed).tensor()));
-      };
-      DeviceArray x = b->upload(host(30, rows)), y = b->upload(host(31, rows)),
-                  w = b->upload(host(32, 1));
-      b->add_rmsnorm(x.tensor(), y.tensor(), w.tensor(), 1e-5f, y.tensor());
-      xs[side] = b->download(x.tensor());
-      outs[side++] = b->download(y.tensor());
+}
+
+// matmul_swiglu with SwiGLU in the matvec's epilogue (1-8 rows) and the GEMM then swiglu beyond,
+// without and with the input norm, against the CPU backend and the unfused ops on the GPU; 203
+// features: the last block has 5 idle warps.
+TEST(CudaStepOps, MatmulSwigluMatchesCpuAndTheUnfusedOps) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  const int64_t features = 203;
+  for (int64_t in : kInputWidths) {
+    for (int64_t rows : kDecodeRows) {
+      std::vector<float> results[3][2];  // (fused on the GPU, unfused on the GPU, cpu) x norm
+      for (int run = 0; run < 3; ++run) {
+        Backend& b = run < 2 ? *cuda : *cpu;
+        DeviceArray x = bf16_values(*cuda, b, rows, in, 50, 1.0f, 1.0f),
+                    w = bf16_values(*cuda, b, 2 * features, in, 51),
+                    norm_w = bf16_values(*cuda, b, 1, in, 52);
+        const InputNorm norm{norm_w.tensor(), 1e-5f};
+        for (bool with_norm : {false, true}) {
+          DeviceArray out = b.alloc(rows, features);
+          if (run == 1)
+            b.Backend::matmul_swiglu(x.tensor(), with_norm ? &norm : nullptr, w.tensor(),
+                                     out.tensor());
+          else
+            b.matmul_swiglu(x.tensor(), with_norm ? &norm : nullptr, w.tensor(), out.tensor());
+          results[run][with_norm] = b.download(out.tensor());
+        }
+      }
+      for (int n = 0; n < 2; ++n) {
+        EXPECT_LE(rel_l2(results[0][n], results[2][n]), 1e-2)
+            << rows << "x" << in << ", norm " << n;
+        EXPECT_LE(rel_l2(results[0][n], results[1][n]), 1e-2)
+            << rows << "x" << in << ", norm " << n;
+      }
     }
-    EXPECT_LE(rel_l2(xs[1], xs[0]), 1e-2) << cols;
-    EXPECT_LE(rel_l2(outs[1], outs[0]), 1e-2) << cols;
+  }
+}
+
+// rope_store_at (RoPE of q and k plus the KV append in one kernel) against its default, rope_at
+// and copy_rows_at on the same GPU (bit-identical: the same rotation), and against the CPU, for
+// head sizes 32/64/128, GQA groups of 4, 1 and 6, one row and several: the rows at the positions
+// change, every other row of the cache keeps its contents.
+TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  const int64_t capacity = 50;
+  struct Heads {
+    int d, heads, kv_heads;
+  };
+  for (Heads h : {Heads{64, 8, 2}, Heads{32, 4, 4}, Heads{128, 6, 1}}) {
+    const int64_t width = int64_t{h.kv_heads} * h.d;
+    RopeParams rope;
+    for (int i = 0; i < h.d / 2; ++i)
+      rope.inv_freq.push_back(std::pow(10000.0f, -float(i) / float(h.d / 2)));
+    for (const std::vector<int32_t>& positions : {std::vector<int32_t>{7, 49, 0}, {23}}) {
+      const auto rows = int64_t(positions.size());
+      for (bool adjacent : {false, true}) {
+        rope.adjacent_pairs = adjacent;
+        std::vector<float> results[3][3];  // (fused, default on the GPU, cpu) x (q, keys, values)
+        for (int run = 0; run < 3; ++run) {
+          Backend& b = run < 2 ? *cuda : *cpu;
+          DeviceArray q = bf16_values(*cuda, b, rows, h.heads * h.d, 40),
+                      k = bf16_values(*cuda, b, rows, width, 41),
+                      v = bf16_values(*cuda, b, rows, width, 42),
+                      keys = bf16_values(*cuda, b, capacity, width, 43),
+                      values = bf16_values(*cuda, b, capacity, width, 44);
+          DeviceArray at = ints(b, positions);
+          if (run == 1)
+            b.Backend::rope_store_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), h.d, rope,
+                                     keys.tensor(), values.tensor());
+          else
+            b.rope_store_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), h.d, rope,
+                            keys.tensor(), values.tensor());
+          results[run][0] = b.download(q.tensor());
+          results[run][1] = b.download(keys.tensor());
+          results[run][2] = b.download(values.tensor());
+        }
+        const std::string what = fmt::format("head_dim {}, {}/{} heads, {} rows, adjacent {}", h.d,
+                                             h.heads, h.kv_heads, rows, adjacent);
+        for (int i = 0; i < 3; ++i) {
+          EXPECT_EQ(results[0][i], results[1][i]) << "tensor " << i << ", " << what;
+          EXPECT_LE(rel_l2(results[0][i], results[2][i]), 1e-2) << "tensor " << i << ", " << what;
+        }
+        const std::vector<float> cache_before[2] = {
+            cuda->download(random_device(*cuda, capacity, width, 43).tensor()),
+            cuda->download(random_device(*cuda, capacity, width, 44).tensor())};
+        const std::vector<float> new_v =
+            cuda->download(random_device(*cuda, rows, width, 42).tensor());
+        auto row = [&](const std::vector<float>& t, int64_t r) {
+          return std::vector<float>(t.begin() + r * width, t.begin() + (r + 1) * width);
+        };
+        for (int64_t r = 0; r < capacity; ++r) {
+          const auto at = std::find(positions.begin(), positions.end(), int32_t(r));
+          if (at == positions.end()) {
+            EXPECT_EQ(row(results[0][1], r), row(cache_before[0], r))
+                << "key row " << r << ", " << what;
+            EXPECT_EQ(row(results[0][2], r), row(cache_before[1], r))
+                << "value row " << r << ", " << what;
+          } else {
+            EXPECT_NE(row(results[0][1], r), row(cache_before[0], r))
+                << "key row " << r << ", " << what;
+            EXPECT_EQ(row(results[0][2], r), row(new_v, at - positions.begin()))
+                << "value row " << r << ", " << what;
+          }
+        }
+      }
+    }
   }
 }
 

@@ -60,5 +60,22 @@ TEST(CudaBatchDecode, RecordedStepsGiveTheTokensOfEagerSteps) {
   }
 }
 
+// More sequences than the matvec kernel takes rows (kMatvecRows = 8): the recorded step's
+// projections are cuBLAS GEMMs (the residual adds with beta 1, the norms in their own kernels,
+// their scratch allocated while recording) and RoPE with the K/V append runs once per sequence.
+TEST(CudaBatchDecode, RecordedStepsOfTenSequencesGiveTheTokensOfEagerSteps) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  for (const std::string& arch : testing::tiny_archs()) {
+    const ModelConfig c = testing::tiny_config(arch);
+    Transformer model(*cuda, c, random_weights(c, 4));
+    const auto prompts = testing::tiny_prompts(c.vocab_size, {3, 9, 1, 30, 64, 2, 17, 5, 120, 8});
+    const BatchResult graph = run(model, prompts, 12, true, 160);
+    const BatchResult eager = run(model, prompts, 12, false, 160);
+    EXPECT_TRUE(graph.recorded) << arch;
+    EXPECT_EQ(graph.tokens, eager.tokens) << arch;
+  }
+}
+
 }  // namespace
 }  // namespace kvo

@@ -90,11 +90,20 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) override {
+    gemm(x, w, bias, 0.0f, out);
+  }
+  void matmul_add(const Tensor& x, const Tensor& w, const Tensor* bias,
+                  const Tensor& out) override {
+    gemm(x, w, bias, 1.0f, out);
+  }
+
+  // out = x * w^T (+ bias) + beta * out.
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, float beta, const Tensor& out) {
     if (x.cols != w.cols || out.rows != x.rows || out.cols != w.rows)
       fail("internal: matmul shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows, w.cols,
            out.rows, out.cols);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(x.rows), int(w.rows), int(x.cols),
-                1.0f, f32(x), int(x.stride), f32(w), int(w.stride), 0.0f, f32(out),
+                1.0f, f32(x), int(x.stride), f32(w), int(w.stride), beta, f32(out),
                 int(out.stride));
     if (bias && bias->data) {
       const float* b = f32(*bias);

@@ -269,7 +269,7 @@ class CudaBackend final : public Backend {
     if (x.rows == 0 || w.rows == 0) return;
     if (cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols)) {
       const cuda::MatvecPart part = matvec_part(w, bias, out);
-      cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, stream_);
+      cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, {}, stream_);
       return;
     }
     float beta = 0.0f;
@@ -278,6 +278,11 @@ class CudaBackend final : public Backend {
                            stream_);
       beta = 1.0f;  // cuBLAS adds x * w^T onto the bias rows in fp32
     }
+    gemm(x, w, beta, out);
+  }
+
+  // out = x * w^T + beta * out through cuBLAS, accumulating in fp32.
+  void gemm(const Tensor& x, const Tensor& w, float beta, const Tensor& out) {
     const float alpha = 1.0f;
     // Row-major out(n, o) = x(n, k) * w(o, k)^T is column-major out^T(o, n) = w^T^T * x^T.
     KVO_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(x.rows),
@@ -286,28 +291,49 @@ class CudaBackend final : public Backend {
                             CUDA_R_16BF, int(out.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
-  void matmul_many(const Tensor& x, std::span<const Tensor> ws,
+  void matmul_many(const Tensor& x, const InputNorm* norm, std::span<const Tensor> ws,
                    std::span<const Tensor* const> biases, std::span<const Tensor> outs) override {
-    bool one_launch = ws.size() <= size_t(cuda::kMatvecParts);
+    bool one_launch = ws.size() <= size_t(cuda::kMatvecParts) && norm_fits(x, norm);
     for (size_t i = 0; i < ws.size() && one_launch; ++i)
       one_launch = x.cols == ws[i].cols && outs[i].rows == x.rows && outs[i].cols == ws[i].rows &&
                    cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(ws[i], "matmul"), ws[i].stride,
                                      x.rows, x.cols);
-    if (!one_launch) return Backend::matmul_many(x, ws, biases, outs);
+    if (!one_launch) return Backend::matmul_many(x, norm, ws, biases, outs);
     cuda::MatvecPart parts[cuda::kMatvecParts];
     for (size_t i = 0; i < ws.size(); ++i) parts[i] = matvec_part(ws[i], biases[i], outs[i]);
-    cuda::matvec(bf(x, "matmul"), x.stride, parts, int(ws.size()), x.rows, x.cols, stream_);
+    cuda::matvec(bf(x, "matmul"), x.stride, parts, int(ws.size()), x.rows, x.cols,
+                 matvec_norm(norm), stream_);
   }
 
-  void add_rmsnorm(const Tensor& x, const Tensor& y, const Tensor& weight, float eps,
-                   const Tensor& out) override {
-    check_same_shape(x, y, "add_rmsnorm");
-    check_same_shape(x, out, "add_rmsnorm");
-    if (!cuda::add_rmsnorm_fits(bf(x, "add"), x.stride, bf(y, "add"), y.stride,
-                                bf(weight, "rmsnorm"), bf(out, "rmsnorm"), out.stride, x.cols))
-      return Backend::add_rmsnorm(x, y, weight, eps, out);
-    cuda::add_rmsnorm(bf(x, "add"), x.stride, bf(y, "add"), y.stride, bf(weight, "rmsnorm"), eps,
-                      bf(out, "rmsnorm"), out.stride, x.rows, x.cols, stream_);
+  void matmul_add(const Tensor& x, const Tensor& w, const Tensor* bias,
+                  const Tensor& out) override {
+    if (x.cols != w.cols || out.rows != x.rows || out.cols != w.rows)
+      fail("internal: matmul_add shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+           w.cols, out.rows, out.cols);
+    if (x.rows == 0 || w.rows == 0) return;
+    if (!cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols)) {
+      if (bias && bias->data) return Backend::matmul_add(x, w, bias, out);
+      return gemm(x, w, 1.0f, out);  // cuBLAS adds onto out in fp32
+    }
+    const cuda::MatvecPart part = matvec_part(w, bias, out);
+    cuda::MatvecOptions options;
+    options.accumulate = true;
+    cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, options, stream_);
+  }
+
+  void matmul_swiglu(const Tensor& x, const InputNorm* norm, const Tensor& w,
+                     const Tensor& out) override {
+    const int64_t features = w.rows / 2;
+    if (w.rows % 2 != 0 || x.cols != w.cols || out.rows != x.rows || out.cols != features)
+      fail("internal: matmul_swiglu shapes ({}x{}) * ({}x{})^T -> ({}x{})", x.rows, x.cols, w.rows,
+           w.cols, out.rows, out.cols);
+    // w_up starts features * stride elements after w: 16-byte aligned whenever w fits.
+    if (!norm_fits(x, norm) ||
+        !cuda::matvec_fits(bf(x, "matmul"), x.stride, bf(w, "matmul"), w.stride, x.rows, x.cols))
+      return Backend::matmul_swiglu(x, norm, w, out);
+    cuda::MatvecPart part = matvec_part(w.row_range(0, features), nullptr, out);
+    part.w_up = bf(w.row_range(features, features), "matmul");
+    cuda::matvec(bf(x, "matmul"), x.stride, &part, 1, x.rows, x.cols, matvec_norm(norm), stream_);
   }
 
   void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
@@ -373,6 +399,23 @@ class CudaBackend final : public Backend {
     if (positions.rows != x.rows) fail("internal: rope needs one position per row");
     cuda::rope(bf(x, "rope"), x.stride, x.rows, x.cols / head_dim, head_dim, i32(positions),
                device_inv_freq(rope), rope.adjacent_pairs, stream_);
+  }
+  void rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                     int head_dim, const RopeParams& rope, const Tensor& keys,
+                     const Tensor& values) override {
+    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
+        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || head_dim % 2 != 0 ||
+        q.cols % head_dim != 0 || k.cols % head_dim != 0 ||
+        int(rope.inv_freq.size()) != head_dim / 2)
+      fail(
+          "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
+          "columns, head_dim {})",
+          q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols,
+          head_dim);
+    cuda::rope_store(bf(q, "rope"), q.stride, q.cols / head_dim, bf(k, "rope"), k.stride,
+                     bf(v, "copy"), v.stride, k.cols / head_dim, bf(keys, "copy"), keys.stride,
+                     bf(values, "copy"), values.stride, q.rows, head_dim, i32(positions),
+                     device_inv_freq(rope), rope.adjacent_pairs, stream_);
   }
   void copy_rows_at(const Tensor& src, const Tensor& dst, const Tensor& first) override {
     if (src.cols != dst.cols) fail("internal: copy_rows_at column mismatch");
@@ -450,6 +493,20 @@ class CudaBackend final : public Backend {
   static cuda::MatvecPart matvec_part(const Tensor& w, const Tensor* bias, const Tensor& out) {
     return {bf(w, "matmul"),   w.stride,   bias && bias->data ? bf(*bias, "bias") : nullptr,
             bf(out, "matmul"), out.stride, w.rows};
+  }
+
+  // Whether the matvec kernel can apply `norm` (none, or a 16-byte aligned weight of x.cols).
+  static bool norm_fits(const Tensor& x, const InputNorm* norm) {
+    return !norm || (norm->weight.rows * norm->weight.cols == x.cols &&
+                     reinterpret_cast<uintptr_t>(bf(norm->weight, "rmsnorm")) % 16 == 0);
+  }
+  static cuda::MatvecOptions matvec_norm(const InputNorm* norm) {
+    cuda::MatvecOptions options;
+    if (norm) {
+      options.norm_w = bf(norm->weight, "rmsnorm");
+      options.eps = norm->eps;
+    }
+    return options;
   }
 
   static int32_t* i32(const Tensor& t) {

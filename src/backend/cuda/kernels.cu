@@ -106,26 +106,62 @@ __global__ void rmsnorm_kernel(const bf16* x, int64_t xs, const bf16* w, float e
   }
 }
 
-// One thread per (row, head, pair).
-__global__ void rope_kernel(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim,
-                            const int32_t* positions, const float* inv_freq, bool adjacent) {
+struct RopeStoreArgs {
+  bf16* q;  // rotated in place
+  int64_t qs, q_heads;
+  const bf16* k;  // rotated into keys; kv_heads == 0: plain RoPE of q
+  int64_t ks;
+  const bf16* v;  // copied into values
+  int64_t vs, kv_heads;
+  bf16* keys;
+  int64_t keys_s;
+  bf16* values;
+  int64_t values_s, rows;
+  int head_dim;
+  const int32_t* positions;
+  const float* inv_freq;
+  bool adjacent;
+};
+
+// One thread per (row, head, pair), the heads of q first, then those of k with v's same pair.
+__global__ void rope_store_kernel(const RopeStoreArgs a) {
   allow_successor();
   wait_for_predecessor();
-  const int half = head_dim / 2;
-  const int64_t n = rows * heads * half;
+  const int half = a.head_dim / 2;
+  const int64_t heads = a.q_heads + a.kv_heads;
+  const int64_t n = a.rows * heads * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int i = static_cast<int>(idx % half);
     const int64_t rh = idx / half;
     const int64_t h = rh % heads, r = rh / heads;
+    const int64_t pos = a.positions[r];
     float s, c;
-    sincosf(float(positions[r]) * inv_freq[i], &s, &c);
-    bf16* v = x + r * xs + h * head_dim;
-    const int a = adjacent ? 2 * i : i, b = adjacent ? 2 * i + 1 : i + half;
-    const float x0 = __bfloat162float(v[a]), x1 = __bfloat162float(v[b]);
-    v[a] = __float2bfloat16_rn(x0 * c - x1 * s);
-    v[b] = __float2bfloat16_rn(x1 * c + x0 * s);
+    sincosf(float(pos) * a.inv_freq[i], &s, &c);
+    const int ea = a.adjacent ? 2 * i : i, eb = a.adjacent ? 2 * i + 1 : i + half;
+    const bf16* src;
+    bf16* dst;
+    if (h < a.q_heads) {
+      src = dst = a.q + r * a.qs + h * a.head_dim;
+    } else {
+      const int64_t kh = h - a.q_heads;
+      src = a.k + r * a.ks + kh * a.head_dim;
+      dst = a.keys + pos * a.keys_s + kh * a.head_dim;
+      const bf16* vr = a.v + r * a.vs + kh * a.head_dim;
+      bf16* vd = a.values + pos * a.values_s + kh * a.head_dim;
+      vd[ea] = vr[ea];
+      vd[eb] = vr[eb];
+    }
+    const float x0 = __bfloat162float(src[ea]), x1 = __bfloat162float(src[eb]);
+    dst[ea] = __float2bfloat16_rn(x0 * c - x1 * s);
+    dst[eb] = __float2bfloat16_rn(x1 * c + x0 * s);
   }
+}
+
+void launch_rope_store(const RopeStoreArgs& a, cudaStream_t stream) {
+  const int64_t n = a.rows * (a.q_heads + a.kv_heads) * (a.head_dim / 2);
+  if (n == 0) return;
+  launch_overlapped("rope_store_kernel", rope_store_kernel, blocks_for(n), kThreads, 0, stream, a);
 }
 
 __device__ __forceinline__ float silu(float g) {
@@ -216,14 +252,25 @@ struct BroadcastOp {
   }
 };
 
-// acc[r] += dot(8 weights in `w`, 8 elements of row r of x at chunk c).
+// acc[r] += dot(8 weights in `w`, 8 elements of row r of x at chunk c), the weights scaled by
+// chunk c of the norm weight g when there is one (the rest of the norm, 1/rms, is per row).
 template <int M>
 __device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, const bf16* x,
-                                           int64_t xs, int64_t c) {
+                                           int64_t xs, int64_t c, const bf16* g) {
   const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
   float2 wf[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) wf[j] = __bfloat1622float2(wp[j]);
+  if (g) {
+    const uint4 gv = reinterpret_cast<const uint4*>(g)[c];
+    const __nv_bfloat162* gp = reinterpret_cast<const __nv_bfloat162*>(&gv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 gf = __bfloat1622float2(gp[j]);
+      wf[j].x *= gf.x;
+      wf[j].y *= gf.y;
+    }
+  }
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     const uint4 xv = reinterpret_cast<const uint4*>(x + r * xs)[c];
@@ -240,26 +287,14 @@ struct MatvecArgs {
   MatvecPart parts[kMatvecParts];
   int64_t first_row[kMatvecParts + 1];  // part i owns rows [first_row[i], first_row[i+1])
   int count;
+  MatvecOptions options;
 };
 
-// kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp; 4 weight
-// loads per lane in flight.
-constexpr int kMatvecWarps = 8;
+// acc[r] = this lane's share of dot(weight row wr, row r of x) over `chunks` 16-byte chunks; 4
+// weight loads per lane in flight.
 template <int M>
-__global__ void __launch_bounds__(kMatvecWarps * 32)
-    matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
-  allow_successor();
-  wait_for_predecessor();
-  const int64_t row = blockIdx.x * int64_t(kMatvecWarps) + threadIdx.x / 32;
-  if (row >= args.first_row[args.count]) return;
-  int part = 0;
-  while (part + 1 < args.count && row >= args.first_row[part + 1]) ++part;
-  const MatvecPart& p = args.parts[part];
-  const int lane = threadIdx.x % 32;
-  const int64_t n = row - args.first_row[part];
-  const uint4* wr = reinterpret_cast<const uint4*>(p.w + n * p.ws);
-  const int64_t chunks = k / 8;
-  float acc[M];
+__device__ __forceinline__ void matvec_row(float (&acc)[M], const uint4* wr, const bf16* x,
+                                           int64_t xs, int64_t chunks, int lane, const bf16* g) {
 #pragma unroll
   for (int r = 0; r < M; ++r) acc[r] = 0.0f;
   int64_t c = lane;
@@ -268,15 +303,62 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
 #pragma unroll
     for (int u = 0; u < 4; ++u) wv[u] = __ldcs(wr + c + 32 * u);  // streamed: read once a step
 #pragma unroll
-    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u);
+    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u, g);
   }
-  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c);
+  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c, g);
+}
+
+// kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
+// norm, warp r of each block first computes row r's 1/rms (M <= kMatvecWarps) for the block.
+constexpr int kMatvecWarps = 8;
+static_assert(kMatvecRows <= kMatvecWarps, "the norm prologue takes one warp per row of x");
+template <int M>
+__global__ void __launch_bounds__(kMatvecWarps * 32)
+    matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
+  allow_successor();
+  wait_for_predecessor();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const bf16* g = args.options.norm_w;
+  __shared__ float inv_rms[M];
+  if (g) {
+    if (warp < M) {
+      const uint4* xr = reinterpret_cast<const uint4*>(x + warp * xs);
+      float sum = 0.0f;
+      for (int64_t c = lane; c < k / 8; c += 32) {
+        const uint4 u = xr[c];
+        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 f = __bfloat1622float2(p[j]);
+          sum += f.x * f.x + f.y * f.y;
+        }
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) inv_rms[warp] = rsqrtf(sum / float(k) + args.options.eps);
+    }
+    __syncthreads();  // before any warp leaves: every warp of the block reaches it
+  }
+  const int64_t row = blockIdx.x * int64_t(kMatvecWarps) + warp;
+  if (row >= args.first_row[args.count]) return;
+  int part = 0;
+  while (part + 1 < args.count && row >= args.first_row[part + 1]) ++part;
+  const MatvecPart& p = args.parts[part];
+  const int64_t n = row - args.first_row[part];
+  float acc[M], up[M];
+  matvec_row<M>(acc, reinterpret_cast<const uint4*>(p.w + n * p.ws), x, xs, k / 8, lane, g);
+  // p is the same for the whole warp, so every lane takes this branch or none (warp_sum).
+  if (p.w_up)
+    matvec_row<M>(up, reinterpret_cast<const uint4*>(p.w_up + n * p.ws), x, xs, k / 8, lane, g);
 #pragma unroll
   for (int r = 0; r < M; ++r) {
-    float v = warp_sum(acc[r]);
+    const float scale = g ? inv_rms[r] : 1.0f;
+    float v = warp_sum(acc[r]) * scale;
+    if (p.w_up) v = silu(v) * (warp_sum(up[r]) * scale);
     if (lane == 0) {
       if (p.bias) v += __bfloat162float(p.bias[n]);
-      p.out[r * p.os + n] = __float2bfloat16_rn(v);
+      bf16* o = p.out + r * p.os + n;
+      if (args.options.accumulate) v += __bfloat162float(*o);
+      *o = __float2bfloat16_rn(v);
     }
   }
 }
@@ -288,49 +370,6 @@ void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
   launch_overlapped("matvec_kernel", matvec_kernel<M>,
                     unsigned((rows + kMatvecWarps - 1) / kMatvecWarps), kMatvecWarps * 32, 0,
                     stream, x, xs, k, args);
-}
-
-// One warp per row: pass 1 adds (rounding x to bf16) and sums squares, pass 2 normalizes the
-// same elements (so out may alias y).
-__global__ void add_rmsnorm_kernel(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
-                                   float eps, bf16* out, int64_t os, int64_t rows, int64_t cols) {
-  allow_successor();
-  wait_for_predecessor();
-  const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;
-  uint4* xr = reinterpret_cast<uint4*>(x + r * xs);
-  const uint4* yr = reinterpret_cast<const uint4*>(y + r * ys);
-  float sum = 0.0f;
-  for (int64_t i = lane; i < cols / 8; i += 32) {
-    uint4 a = xr[i];
-    const uint4 b = yr[i];
-    __nv_bfloat162* pa = reinterpret_cast<__nv_bfloat162*>(&a);
-    const __nv_bfloat162* pb = reinterpret_cast<const __nv_bfloat162*>(&b);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 fa = __bfloat1622float2(pa[j]), fb = __bfloat1622float2(pb[j]);
-      pa[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
-      const float2 s = __bfloat1622float2(pa[j]);
-      sum += s.x * s.x + s.y * s.y;
-    }
-    xr[i] = a;
-  }
-  sum = warp_sum(sum);
-  const float inv = rsqrtf(sum / float(cols) + eps);
-  uint4* orow = reinterpret_cast<uint4*>(out + r * os);
-  for (int64_t i = lane; i < cols / 8; i += 32) {
-    uint4 a = xr[i];
-    const uint4 wv = reinterpret_cast<const uint4*>(w)[i];
-    __nv_bfloat162* pa = reinterpret_cast<__nv_bfloat162*>(&a);
-    const __nv_bfloat162* pw = reinterpret_cast<const __nv_bfloat162*>(&wv);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(pa[j]), g = __bfloat1622float2(pw[j]);
-      pa[j] = __floats2bfloat162_rn(f.x * inv * g.x, f.y * inv * g.y);
-    }
-    orow[i] = a;
-  }
 }
 
 // One block per row.
@@ -363,9 +402,10 @@ bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m
 }
 
 void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
-            cudaStream_t stream) {
+            const MatvecOptions& options, cudaStream_t stream) {
   MatvecArgs args{};
   args.count = count;
+  args.options = options;
   for (int i = 0; i < count; ++i) {
     args.parts[i] = parts[i];
     args.first_row[i + 1] = args.first_row[i] + parts[i].n;
@@ -397,21 +437,6 @@ void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64
       launch_matvec<8>(x, xs, k, args, stream);
       break;
   }
-}
-
-bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
-                      const bf16* out, int64_t os, int64_t cols) {
-  return cols % 8 == 0 && xs % 8 == 0 && ys % 8 == 0 && os % 8 == 0 && aligned(x, 16) &&
-         aligned(y, 16) && aligned(w, 16) && aligned(out, 16);
-}
-
-void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, float eps,
-                 bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream) {
-  if (rows == 0) return;
-  const int warps = 8;
-  launch_overlapped("add_rmsnorm_kernel", add_rmsnorm_kernel,
-                    static_cast<unsigned>((rows + warps - 1) / warps), warps * 32, 0, stream, x, xs,
-                    y, ys, w, eps, out, os, rows, cols);
 }
 
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
@@ -455,10 +480,18 @@ void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int
 
 void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const int32_t* positions,
           const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
-  const int64_t n = rows * heads * (head_dim / 2);
-  if (n == 0) return;
-  launch_overlapped("rope_kernel", rope_kernel, blocks_for(n), kThreads, 0, stream, x, xs, rows,
-                    heads, head_dim, positions, inv_freq, adjacent_pairs);
+  launch_rope_store({x, xs, heads, nullptr, 0, nullptr, 0, 0, nullptr, 0, nullptr, 0, rows,
+                     head_dim, positions, inv_freq, adjacent_pairs},
+                    stream);
+}
+
+void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
+                int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
+                int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
+                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
+  launch_rope_store({q, qs, q_heads, k, ks, v, vs, kv_heads, keys, keys_s, values, values_s, rows,
+                     head_dim, positions, inv_freq, adjacent_pairs},
+                    stream);
 }
 
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,

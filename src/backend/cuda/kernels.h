@@ -35,6 +35,16 @@ void rmsnorm(const bf16* x, int64_t xs, const bf16* w, float eps, bf16* out, int
 void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const int32_t* positions,
           const float* inv_freq, bool adjacent_pairs, cudaStream_t stream);
 
+// The decode step's RoPE and KV append (Backend::rope_store_at): q [rows, q_heads * head_dim]
+// stride qs is rotated in place as by rope; row r of k [rows, kv_heads * head_dim] stride ks,
+// rotated, goes to row positions[r] of keys (stride keys_s), and row r of v (stride vs) to row
+// positions[r] of values (stride values_s). k is not written. head_dim even: one thread per
+// rotation pair, and v is copied by the same pairs.
+void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
+                int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
+                int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
+                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream);
+
 // out = silu(gate) * up; all [rows, cols] with their own strides; out may alias gate or up.
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,
             int64_t rows, int64_t cols, cudaStream_t stream);
@@ -53,7 +63,9 @@ void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64
 // x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
 // with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
 // each weight once per step at close to the memory bandwidth.
-// Up to kMatvecParts weights of one input (q, k, v) go in one launch.
+// Up to kMatvecParts weights of one input (q, k, v) go in one launch. A part with w_up computes
+// out = silu(x * w^T) * (x * w_up^T) instead (SwiGLU in the epilogue: one warp reads both rows
+// of a feature), and has no bias.
 constexpr int kMatvecRows = 8;
 constexpr int kMatvecParts = 3;
 struct MatvecPart {
@@ -63,17 +75,19 @@ struct MatvecPart {
   bf16* out = nullptr;         // [m, n] stride os
   int64_t os = 0;
   int64_t n = 0;
+  const bf16* w_up = nullptr;  // [n, k] stride ws, 16-byte aligned, or nullptr
+};
+// What matvec does around the products: with norm_w ([k], 16-byte aligned) the rows of x are
+// rmsnorm(x) * norm_w (eps) on the fly, the norm of the residual stream before a projection;
+// with accumulate the products are added onto out (a projection into the residual stream).
+struct MatvecOptions {
+  const bf16* norm_w = nullptr;
+  float eps = 0.0f;
+  bool accumulate = false;
 };
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
 void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
-            cudaStream_t stream);
-
-// x += y (rounded to bf16, as add), then out = rmsnorm(x) * w; out may alias y. One warp per
-// row, 16-byte accesses (cols, strides multiples of 8, rows 16-byte aligned: add_rmsnorm_fits).
-bool add_rmsnorm_fits(const bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w,
-                      const bf16* out, int64_t os, int64_t cols);
-void add_rmsnorm(bf16* x, int64_t xs, const bf16* y, int64_t ys, const bf16* w, float eps,
-                 bf16* out, int64_t os, int64_t rows, int64_t cols, cudaStream_t stream);
+            const MatvecOptions& options, cudaStream_t stream);
 
 // dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
 // is one int32 in device memory, read when the kernel runs.
