@@ -174,6 +174,76 @@ TEST(CudaGatherBench, ScatteredRecordsOverPcie) {
       }
   }
 }
+
+// Where the collapse of concurrent small gathers comes from: 64-byte records, gathers of 32768
+// each from a 1 GiB store in 2 MiB pages, every round with fresh lists (the bench above repeats
+// one list per stream), each gather in its own window of the store.
+// - "sorted": one ascending list in a window of 2 MiB (one huge page), 64 MiB (one layer's keys
+//   of a 128K sequence, 8 heads x 64-byte records) or the whole store. If the rate follows the
+//   window, not the number of gathers in flight, the limit is translating host pages.
+// - "per-head": the policy's list (selected_records) in a 64 MiB window: 8 ascending runs of 4096
+//   tokens, record token * 8 + head. Reading it rank by rank across the runs instead, so that the
+//   reads in flight stay closer, gave the same rate (H200, bench/RESULTS.md): it was dropped.
+TEST(CudaGatherBench, LocalityOfScatteredRecords) {
+  if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1";
+  SKIP_WITHOUT_CUDA();
+  constexpr int64_t kStoreBytes = int64_t{1} << 30, kPerGather = 32768, kRounds = 8, kRec = 64;
+  constexpr int kHeads = 8;
+  std::mt19937_64 rng(11);
+  MappedHostBuffer store(static_cast<size_t>(kStoreBytes), HostPages::huge);
+  // A gather's list in a window of `window` bytes at a random place of the store.
+  auto sorted_list = [&](int64_t window) {
+    std::vector<int32_t> list = random_list(kPerGather, window / kRec, rng);
+    std::sort(list.begin(), list.end());
+    return list;
+  };
+  auto per_head_list = [&](int64_t window) {
+    const int64_t tokens = window / kRec / kHeads, per_head = kPerGather / kHeads;
+    std::vector<int32_t> list;
+    for (int h = 0; h < kHeads; ++h) {
+      std::vector<int32_t> run = random_list(per_head, tokens, rng);
+      std::sort(run.begin(), run.end());
+      for (int32_t t : run) list.push_back(t * kHeads + h);
+    }
+    return list;
+  };
+  auto measure = [&](const char* what, int64_t window, bool per_head, int streams) {
+    std::vector<cudaStream_t> s(static_cast<size_t>(streams));
+    for (cudaStream_t& x : s) KVO_CUDA(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
+    // lists[round * streams + i]: gather i's records in round `round` (kRounds: the warm-up).
+    std::vector<DeviceBuffer<int32_t>> lists;
+    for (int64_t l = 0; l < (kRounds + 1) * streams; ++l) {
+      const int64_t first = int64_t(rng() % uint64_t(kStoreBytes / window)) * (window / kRec);
+      std::vector<int32_t> list = per_head ? per_head_list(window) : sorted_list(window);
+      for (int32_t& r : list) r += int32_t(first);
+      lists.push_back(upload(list));
+    }
+    std::vector<DeviceBuffer<uint8_t>> staging;
+    for (int i = 0; i < streams; ++i) staging.emplace_back(size_t(kPerGather * kRec));
+    auto round = [&](int r) {
+      for (int i = 0; i < streams; ++i)
+        cuda::gather_records(store.device(), kRec, nullptr, kRec,
+                             lists[size_t(r * streams + i)].get(), nullptr, kPerGather,
+                             staging[size_t(i)].get(), s[size_t(i)]);
+    };
+    round(kRounds);
+    KVO_CUDA(cudaDeviceSynchronize());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < kRounds; ++r) round(r);
+    KVO_CUDA(cudaDeviceSynchronize());
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double records = double(kRounds * streams * kPerGather);
+    std::printf("bench gather %-8s window %4lld MiB, %2d streams: %6.2f GB/s, %5.0f M records/s\n",
+                what, (long long)(window >> 20), streams, records * kRec / sec / 1e9,
+                records / sec / 1e6);
+    EXPECT_GT(sec, 0.0);
+    for (cudaStream_t x : s) cudaStreamDestroy(x);
+  };
+  for (int64_t window : {int64_t{2} << 20, int64_t{64} << 20, kStoreBytes})
+    for (int streams : {1, 25}) measure("sorted", window, false, streams);
+  for (int streams : {1, 25}) measure("per-head", int64_t{64} << 20, true, streams);
+}
+
 #endif
 
 }  // namespace

@@ -253,10 +253,11 @@ struct BroadcastOp {
 };
 
 // acc[r] += dot(8 weights in `w`, 8 elements of row r of x at chunk c), the weights scaled by
-// chunk c of the norm weight g when there is one (the rest of the norm, 1/rms, is per row).
-template <int M>
-__device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, const bf16* x,
-                                           int64_t xs, int64_t c, const bf16* g) {
+// chunk c of the norm weight g when there is one (the rest of the norm, 1/rms, is per row and
+// applied after the sum); with kSumSquares, sumsq[r] += the squares of those 8 elements.
+template <int M, bool kSumSquares>
+__device__ __forceinline__ void matvec_fma(float (&acc)[M], float (&sumsq)[M], const uint4& w,
+                                           const bf16* x, int64_t xs, int64_t c, const bf16* g) {
   const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
   float2 wf[4];
 #pragma unroll
@@ -279,6 +280,7 @@ __device__ __forceinline__ void matvec_fma(float (&acc)[M], const uint4& w, cons
     for (int j = 0; j < 4; ++j) {
       const float2 xf = __bfloat1622float2(xp[j]);
       acc[r] = fmaf(wf[j].x, xf.x, fmaf(wf[j].y, xf.y, acc[r]));
+      if constexpr (kSumSquares) sumsq[r] = fmaf(xf.x, xf.x, fmaf(xf.y, xf.y, sumsq[r]));
     }
   }
 }
@@ -290,70 +292,79 @@ struct MatvecArgs {
   MatvecOptions options;
 };
 
-// acc[r] = this lane's share of dot(weight row wr, row r of x) over `chunks` 16-byte chunks; 4
-// weight loads per lane in flight.
-template <int M>
-__device__ __forceinline__ void matvec_row(float (&acc)[M], const uint4* wr, const bf16* x,
-                                           int64_t xs, int64_t chunks, int lane, const bf16* g) {
+// A lane streams the 16-byte chunks lane, lane + 32, ... of a weight row, 4 loads in flight.
+constexpr int kMatvecBatch = 4;
+
+// The lane's first batch of chunks of weight row wr. Weights are never written during a step, so
+// this runs before the PDL wait: the loads overlap the predecessor's tail.
+__device__ __forceinline__ void matvec_first_batch(uint4 (&wv)[kMatvecBatch], const uint4* wr,
+                                                   int64_t chunks, int lane) {
 #pragma unroll
-  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-  int64_t c = lane;
-  for (; c + 96 < chunks; c += 128) {
-    uint4 wv[4];
+  for (int u = 0; u < kMatvecBatch; ++u)
+    if (lane + 32 * u < chunks) wv[u] = __ldcs(wr + lane + 32 * u);  // streamed: read once a step
+}
+
+// acc[r] = this lane's share of dot(weight row wr, row r of x) over `chunks` 16-byte chunks,
+// starting from the batch in wv; with kSumSquares, sumsq[r] = its share of |row r of x|^2 (the
+// lanes of a warp cover every chunk of x once).
+template <int M, bool kSumSquares>
+__device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
+                                           uint4 (&wv)[kMatvecBatch], const uint4* wr,
+                                           const bf16* x, int64_t xs, int64_t chunks, int lane,
+                                           const bf16* g) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) wv[u] = __ldcs(wr + c + 32 * u);  // streamed: read once a step
-#pragma unroll
-    for (int u = 0; u < 4; ++u) matvec_fma<M>(acc, wv[u], x, xs, c + 32 * u, g);
+  for (int r = 0; r < M; ++r) {
+    acc[r] = 0.0f;
+    if constexpr (kSumSquares) sumsq[r] = 0.0f;
   }
-  for (; c < chunks; c += 32) matvec_fma<M>(acc, __ldcs(wr + c), x, xs, c, g);
+  for (int64_t c = lane;; c += 32 * kMatvecBatch) {
+#pragma unroll
+    for (int u = 0; u < kMatvecBatch; ++u)
+      if (c + 32 * u < chunks) matvec_fma<M, kSumSquares>(acc, sumsq, wv[u], x, xs, c + 32 * u, g);
+    const int64_t next = c + 32 * kMatvecBatch;
+    if (next >= chunks) break;
+#pragma unroll
+    for (int u = 0; u < kMatvecBatch; ++u)
+      if (next + 32 * u < chunks) wv[u] = __ldcs(wr + next + 32 * u);
+  }
 }
 
 // kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
-// norm, warp r of each block first computes row r's 1/rms (M <= kMatvecWarps) for the block.
+// norm, each warp also sums the squares of x while it streams, so 1/rms needs no pass of its own.
 constexpr int kMatvecWarps = 8;
-static_assert(kMatvecRows <= kMatvecWarps, "the norm prologue takes one warp per row of x");
 template <int M>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
   allow_successor();
-  wait_for_predecessor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const bf16* g = args.options.norm_w;
-  __shared__ float inv_rms[M];
-  if (g) {
-    if (warp < M) {
-      const uint4* xr = reinterpret_cast<const uint4*>(x + warp * xs);
-      float sum = 0.0f;
-      for (int64_t c = lane; c < k / 8; c += 32) {
-        const uint4 u = xr[c];
-        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float2 f = __bfloat1622float2(p[j]);
-          sum += f.x * f.x + f.y * f.y;
-        }
-      }
-      sum = warp_sum(sum);
-      if (lane == 0) inv_rms[warp] = rsqrtf(sum / float(k) + args.options.eps);
-    }
-    __syncthreads();  // before any warp leaves: every warp of the block reaches it
-  }
   const int64_t row = blockIdx.x * int64_t(kMatvecWarps) + warp;
-  if (row >= args.first_row[args.count]) return;
+  const bool active = row < args.first_row[args.count];
   int part = 0;
   while (part + 1 < args.count && row >= args.first_row[part + 1]) ++part;
   const MatvecPart& p = args.parts[part];
-  const int64_t n = row - args.first_row[part];
-  float acc[M], up[M];
-  matvec_row<M>(acc, reinterpret_cast<const uint4*>(p.w + n * p.ws), x, xs, k / 8, lane, g);
+  const int64_t n = row - args.first_row[part], chunks = k / 8;
+  const uint4* w = reinterpret_cast<const uint4*>(p.w + n * p.ws);
+  const uint4* w_up = p.w_up ? reinterpret_cast<const uint4*>(p.w_up + n * p.ws) : nullptr;
+  uint4 wv[kMatvecBatch];
+  if (active) matvec_first_batch(wv, w, chunks, lane);
+  wait_for_predecessor();
+  if (!active) return;
+  const bf16* g = args.options.norm_w;
+  float acc[M], up[M], sumsq[M];
+  if (g)
+    matvec_row<M, true>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
+  else
+    matvec_row<M, false>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
   // p is the same for the whole warp, so every lane takes this branch or none (warp_sum).
-  if (p.w_up)
-    matvec_row<M>(up, reinterpret_cast<const uint4*>(p.w_up + n * p.ws), x, xs, k / 8, lane, g);
+  if (w_up) {
+    matvec_first_batch(wv, w_up, chunks, lane);
+    matvec_row<M, false>(up, sumsq, wv, w_up, x, xs, chunks, lane, g);
+  }
 #pragma unroll
   for (int r = 0; r < M; ++r) {
-    const float scale = g ? inv_rms[r] : 1.0f;
+    const float scale = g ? rsqrtf(warp_sum(sumsq[r]) / float(k) + args.options.eps) : 1.0f;
     float v = warp_sum(acc[r]) * scale;
-    if (p.w_up) v = silu(v) * (warp_sum(up[r]) * scale);
+    if (w_up) v = silu(v) * (warp_sum(up[r]) * scale);
     if (lane == 0) {
       if (p.bias) v += __bfloat162float(p.bias[n]);
       bf16* o = p.out + r * p.os + n;
