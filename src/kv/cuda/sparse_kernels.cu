@@ -78,85 +78,123 @@ __device__ uint32_t order_key(float x, bool negate) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-constexpr int kTopKBlock = 1024;
+constexpr int kTopKBlock = 1024, kTopKWarps = kTopKBlock / 32;
+constexpr int kTopKBatch = 8;  // loads in flight per thread
+constexpr uint32_t kNoBin = ~0u;
 
-// One block per row: radix select of the k-th largest key (4 passes of 8 bits), then an ordered
-// compaction of the keys above it plus the lowest-index ties.
+// hist[digit] += the keys of row s whose bits above `shift` equal prefix (under mask), by their
+// `bits`-wide digit at `shift`. Scores share their leading bits: one shared atomic per distinct
+// bin and warp, not per lane; every lane runs the same trip count for the warp-wide match.
+__device__ void top_k_histogram(const float* s, int64_t n, bool negate, uint32_t prefix,
+                                uint32_t mask, int shift, int bits, uint32_t* hist) {
+  const int lane = threadIdx.x % 32;
+  for (int64_t base = 0; base < n; base += int64_t(kTopKBlock) * kTopKBatch) {
+    float v[kTopKBatch];
+#pragma unroll
+    for (int j = 0; j < kTopKBatch; ++j) {
+      const int64_t i = base + j * kTopKBlock + threadIdx.x;
+      v[j] = i < n ? s[i] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kTopKBatch; ++j) {
+      uint32_t bin = kNoBin;
+      if (base + j * kTopKBlock + threadIdx.x < n) {
+        const uint32_t u = order_key(v[j], negate);
+        if ((u & mask) == prefix) bin = (u >> shift) & ((1u << bits) - 1);
+      }
+      const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+      if (bin != kNoBin && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+    }
+  }
+}
+
+// One block per row: radix select of the k-th largest key (digits of 11, 11 and 10 bits), then
+// an ordered compaction of the keys above it plus its lowest-index ties: each warp counts its
+// own contiguous segment, and after a scan of the counts writes its picks in index order.
 __global__ void __launch_bounds__(kTopKBlock)
     top_k_kernel(const float* scores, int64_t n, int64_t k, bool negate, int32_t* out) {
   const float* s = scores + int64_t(blockIdx.x) * n;
   int32_t* o = out + int64_t(blockIdx.x) * k;
-  __shared__ uint32_t hist[256];
+  __shared__ uint32_t hist[2048];
   __shared__ uint32_t sh_prefix;
   __shared__ int64_t sh_remaining;
-  const int tid = threadIdx.x;
+  __shared__ int64_t warp_gt[kTopKWarps], warp_eq[kTopKWarps];
+  using Scan = cub::BlockScan<int64_t, kTopKBlock>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   uint32_t prefix = 0, mask = 0;
   int64_t remaining = k;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += kTopKBlock) hist[i] = 0;
+  constexpr int kShift[3] = {21, 10, 0}, kBits[3] = {11, 11, 10};
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = kShift[pass], bits = kBits[pass];
+    for (int i = tid; i < 2048; i += kTopKBlock) hist[i] = 0;
     __syncthreads();
-    // Scores share their leading bits: one atomic per distinct bin and warp, not per lane
-    // (every lane runs the same trip count so that the whole warp takes part in the match).
-    for (int64_t base = 0; base < n; base += kTopKBlock) {
-      const int64_t i = base + tid;
-      uint32_t bin = 256;  // no bin
-      if (i < n) {
-        const uint32_t u = order_key(s[i], negate);
-        if ((u & mask) == prefix) bin = (u >> shift) & 255u;
-      }
-      const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-      if (bin < 256 && (threadIdx.x % 32) == uint32_t(__ffs(peers) - 1))
-        atomicAdd(&hist[bin], __popc(peers));
-    }
+    top_k_histogram(s, n, negate, prefix, mask, shift, bits, hist);
     __syncthreads();
-    // The digit d of the k-th largest: hist[d+1..255] < remaining <= hist[d..255]. Warp 0, lane l
-    // owns bins [8l, 8l + 8); a suffix sum over the lanes gives the counts above each lane's bins.
-    if (tid < 32) {
-      uint32_t own = 0;
-      for (int j = 0; j < 8; ++j) own += hist[tid * 8 + j];
-      uint32_t suffix = own;  // own + every higher lane
-      for (int o = 1; o < 32; o <<= 1) {
-        const uint32_t up = __shfl_down_sync(0xffffffffu, suffix, o);
-        if (tid + o < 32) suffix += up;
-      }
-      int64_t above = int64_t(suffix) - own;
-      for (int j = 7; j >= 0; --j) {
-        const int d = tid * 8 + j;
-        if (above < remaining && above + hist[d] >= remaining) {
-          sh_prefix = prefix | (uint32_t(d) << shift);
-          sh_remaining = remaining - above;
-        }
-        above += hist[d];
-      }
+    // The digit d of the k-th largest: count(> d) < remaining <= count(>= d). Thread t owns the
+    // bins 2047 - 2t and 2046 - 2t (descending), so an exclusive scan gives the count above.
+    const int b0 = 2047 - 2 * tid, b1 = b0 - 1;
+    const int64_t h0 = hist[b0], h1 = hist[b1];
+    int64_t above = 0;
+    Scan(scan_storage).ExclusiveSum(h0 + h1, above);
+    if (above < remaining && above + h0 >= remaining) {
+      sh_prefix = prefix | (uint32_t(b0) << shift);
+      sh_remaining = remaining - above;
+    } else if (above + h0 < remaining && above + h0 + h1 >= remaining) {
+      sh_prefix = prefix | (uint32_t(b1) << shift);
+      sh_remaining = remaining - above - h0;
     }
     __syncthreads();
     prefix = sh_prefix;
     remaining = sh_remaining;
-    mask |= 255u << shift;
-    __syncthreads();
+    mask |= ((1u << bits) - 1) << shift;
   }
-  // Keys > prefix are all selected; of the keys == prefix, the first `remaining` by index.
-  const int64_t seg = (n + kTopKBlock - 1) / kTopKBlock;
-  const int64_t lo = tid * seg < n ? tid * seg : n, hi = lo + seg < n ? lo + seg : n;
-  int gt = 0, eq = 0;
-  for (int64_t i = lo; i < hi; ++i) {
-    const uint32_t u = order_key(s[i], negate);
-    gt += u > prefix;
-    eq += u == prefix;
+  // Keys > prefix are all selected; of the keys == prefix, the first `remaining` by index. The
+  // segments are whole multiples of 32 * kTopKBatch keys, read kTopKBatch loads at a time.
+  constexpr int64_t kStep = 32 * kTopKBatch;
+  const int64_t seg = ((n + kTopKWarps - 1) / kTopKWarps + kStep - 1) / kStep * kStep;
+  const int64_t lo = warp * seg < n ? warp * seg : n, hi = lo + seg < n ? lo + seg : n;
+  // f(i, gt mask, eq mask) for each run of 32 keys from i, in index order.
+  auto for_each_run = [&](auto&& f) {
+    for (int64_t base = lo; base < hi; base += kStep) {
+      uint32_t u[kTopKBatch];
+#pragma unroll
+      for (int j = 0; j < kTopKBatch; ++j) {
+        const int64_t i = base + 32 * j + lane;
+        u[j] = i < hi ? order_key(s[i], negate) : 0u;
+      }
+#pragma unroll
+      for (int j = 0; j < kTopKBatch; ++j) {
+        const int64_t i = base + 32 * j + lane;
+        f(i, __ballot_sync(0xffffffffu, i < hi && u[j] > prefix),
+          __ballot_sync(0xffffffffu, i < hi && u[j] == prefix));
+      }
+    }
+  };
+  int64_t gt_before = 0, eq_before = 0;
+  for_each_run([&](int64_t, uint32_t gts, uint32_t eqs) {
+    gt_before += __popc(gts);
+    eq_before += __popc(eqs);
+  });
+  if (lane == 0) {
+    warp_gt[warp] = gt_before;
+    warp_eq[warp] = eq_before;
   }
-  using Scan = cub::BlockScan<int, kTopKBlock>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  int gt_before = 0, eq_before = 0;
-  Scan(scan_storage).ExclusiveSum(gt, gt_before);
   __syncthreads();
-  Scan(scan_storage).ExclusiveSum(eq, eq_before);
-  for (int64_t i = lo; i < hi; ++i) {
-    const uint32_t u = order_key(s[i], negate);
-    if (u > prefix || (u == prefix && eq_before < remaining))
-      o[gt_before + (eq_before < remaining ? int64_t(eq_before) : remaining)] = int32_t(i);
-    gt_before += u > prefix;
-    eq_before += u == prefix;
+  gt_before = eq_before = 0;
+  for (int w = 0; w < warp; ++w) {
+    gt_before += warp_gt[w];
+    eq_before += warp_eq[w];
   }
+  const uint32_t below_lane = (1u << lane) - 1, lane_bit = 1u << lane;
+  for_each_run([&](int64_t i, uint32_t gts, uint32_t eqs) {
+    const int64_t g = gt_before + __popc(gts & below_lane),
+                  e = eq_before + __popc(eqs & below_lane);
+    if ((gts & lane_bit) || ((eqs & lane_bit) && e < remaining))
+      o[g + (e < remaining ? e : remaining)] = int32_t(i);
+    gt_before += __popc(gts);
+    eq_before += __popc(eqs);
+  });
 }
 
 // Number of entries of the ascending a[0, n) below x.
