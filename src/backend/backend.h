@@ -160,6 +160,12 @@ class Backend {
   virtual void attention_at(const Tensor& q, const Tensor& k, const Tensor& v,
                             const AttentionShape& shape, const Tensor& q_start,
                             const Tensor& out) = 0;
+  // Scratch bytes one attention/attention_at call of `shape` allocates (split-K partial sums);
+  // a recording keeps every call's, so batch sizing counts them per layer and sequence.
+  virtual int64_t attention_workspace_bytes(const AttentionShape& shape) const {
+    (void)shape;
+    return 0;
+  }
   // ids(r) = the token drawn from logits row r by the rule of engine/sampler.h (greedy when
   // temperature == 0, else softmax(logits / temperature) cut to top_k, then to the smallest
   // prefix of mass >= top_p, sampled with uniforms[r] in [0, 1)). logits (B, vocab), ids (B, 1).

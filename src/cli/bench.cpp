@@ -55,9 +55,9 @@ int64_t host_kv_limit() {
 
 // The batch for prompts of n tokens: `requested`, or the largest that fits when 0. Checked
 // before anything is allocated, from what each sequence's policy allocates (plan_kv_footprint):
-// the device must hold B sequences' KV caches and decode activations plus one prefill's staging,
-// on top of the prefill activations and a reserve for cuBLAS and the attention/sampling
-// workspaces; pinned host memory must hold B sequences' offloaded stores.
+// the device must hold B sequences' KV caches, decode activations and recorded-step scratch plus
+// one prefill's staging, on top of the prefill activations and a reserve for cuBLAS and the
+// attention/sampling workspaces; pinned host memory must hold B sequences' offloaded stores.
 struct BatchFit {
   int64_t batch = 0;
   int64_t largest = 0;
@@ -69,8 +69,9 @@ BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, in
                        int64_t requested) {
   const KvFootprint kv = plan_kv_footprint(spec, r.config, n, n + gen, r.transformer->value_bytes(),
                                            r.backend->name() == "cuda");
-  const int64_t per_sequence =
-      kv.gpu_bytes + r.transformer->activation_bytes(1) + int64_t(r.config.vocab_size) * 4;
+  const int64_t per_sequence = kv.gpu_bytes + r.transformer->activation_bytes(1) +
+                               r.transformer->recorded_step_bytes(n + gen) +
+                               int64_t(r.config.vocab_size) * 4;
   const int64_t reserve =
       r.transformer->activation_bytes(512) + kv.prefill_gpu_bytes + (int64_t{1} << 30);
   const int64_t available = r.backend->available_bytes(), host = host_kv_limit();

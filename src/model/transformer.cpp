@@ -66,6 +66,16 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
   return rows * per_row * value_bytes();
 }
 
+int64_t Transformer::recorded_step_bytes(int64_t kv_len) const {
+  const ModelConfig& c = config_;
+  const AttentionShape decode{c.num_heads, c.num_kv_heads, c.head_dim, 1, kv_len - 1, kv_len, 1.0f};
+  // Per layer: the normed input twice, [gate | up], and the two products added onto the residual.
+  const int64_t unfused =
+      (4 * int64_t{c.hidden_size} + 2 * int64_t{c.intermediate_size}) * value_bytes();
+  return c.num_layers * (backend_.attention_workspace_bytes(decode) + unfused) +
+         int64_t{c.vocab_size} * 4;
+}
+
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,
                                         KvPolicy& kv, int64_t n_out, int64_t chunk,
                                         const std::function<void(int64_t, int64_t)>& on_chunk) {

@@ -426,6 +426,17 @@ class CudaBackend final : public Backend {
                     const Tensor& q_start, const Tensor& out) override {
     run_attention(q, k, v, shape, i32(q_start), out);
   }
+  int64_t attention_workspace_bytes(const AttentionShape& shape) const override {
+    cuda::AttentionArgs a;
+    a.num_heads = shape.num_heads;
+    a.num_kv_heads = shape.num_kv_heads;
+    a.head_dim = shape.head_dim;
+    a.q_len = shape.q_len;
+    a.q_start = shape.q_start;
+    a.kv_len = shape.kv_len;
+    a.scale = shape.scale;
+    return cuda::attention_workspace_bytes(a, num_sms_);
+  }
   void sample(const Tensor& logits, float temperature, int top_k, float top_p,
               std::span<const float> uniforms, const Tensor& ids) override {
     if (int64_t(uniforms.size()) != logits.rows || ids.rows != logits.rows)
