@@ -102,6 +102,22 @@ KVO_HD inline void load_chunk(const uint16_t* points, uint32_t i, uint32_t (&c)[
 #endif
 }
 
+// One step of the canonical ranking (grid.h): point c becomes the best when its value is
+// strictly lower, so of equal values the first ranked stays.
+template <int P>
+KVO_HD inline void rank_point(const float* y, const float* pts, const float* half_norms, uint32_t c,
+                              float& best_d, uint32_t& best) {
+  float pt[P];
+  load_point<P>(pts + c * P, pt);
+  float d = half_norms[c];
+  KVO_UNROLL
+  for (int j = 0; j < P; ++j) d = fmaf(-y[j], pt[j], d);
+  if (d < best_d) {
+    best_d = d;
+    best = c;
+  }
+}
+
 // EdenGrid::nearest of U tuples at once, each restricted to its candidate list: code[u] for
 // y[u*P .. u*P+P). The U searches run in the same rounds of one chunk each, so their table
 // loads overlap. pts: [npts, P], half_norms: [npts].
@@ -156,17 +172,8 @@ KVO_HD inline void nearest_pruned(const float* y, const float* pts, const float*
     for (int u = 0; u < U; ++u) {
       if (r >= chunks[u]) continue;
       KVO_UNROLL
-      for (int b = 0; b < C; ++b) {
-        float pt[P];
-        load_point<P>(pts + c[u][b] * P, pt);
-        float d = half_norms[c[u][b]];
-        KVO_UNROLL
-        for (int j = 0; j < P; ++j) d = fmaf(-y[u * P + j], pt[j], d);
-        if (d < best_d[u]) {
-          best_d[u] = d;
-          code[u] = c[u][b];
-        }
-      }
+      for (int b = 0; b < C; ++b)
+        rank_point<P>(y + u * P, pts, half_norms, c[u][b], best_d[u], code[u]);
     }
     if (!more) break;
   }

@@ -59,11 +59,37 @@ __device__ void code_from_smem(const float* y, const EncodeShape& S, const Searc
   }
 }
 
-// Two tuples per lane and search once a group has two per lane (groups above 256 values).
+// Grids without a table, groups of <= 16 tuples (d=8, d=16 at h=128): two lanes per tuple
+// scan all points, lane t the lower half and lane t + 16 the upper one; the lower half wins
+// equal values, as it comes first in the full scan.
+template <int P>
+__device__ void code_split_scan(const float* y, const EncodeShape& S, const SearchTables& st, int g,
+                                uint8_t* rec, int lane) {
+  const int t = lane % 16;
+  const bool upper = lane >= 16;
+  float yt[P];
+#pragma unroll
+  for (int j = 0; j < P; ++j) yt[j] = t < S.T ? y[t * P + j] : 0.0f;
+  const uint32_t mid = uint32_t(st.npts) / 2, end = upper ? uint32_t(st.npts) : mid;
+  float best_d = INFINITY;
+  uint32_t best = 0;
+#pragma unroll 2
+  for (uint32_t c = upper ? mid : 0; c < end; ++c)
+    rank_point<P>(yt, st.pts, st.half_norms, c, best_d, best);
+  const float upper_d = __shfl_xor_sync(kFullMask, best_d, 16);
+  const uint32_t upper_best = __shfl_xor_sync(kFullMask, best, 16);
+  if (!upper && t < S.T) put_code(rec, S, g, t, upper_d < best_d ? upper_best : best);
+}
+
+// The codes of a group in the shared slice: small groups of grids without a table split the
+// scan over the warp; two tuples per lane and search once a group has two per lane (groups
+// above 256 values).
 template <int P>
 __device__ void code_from_smem(const float* y, const EncodeShape& S, const SearchTables& st, int g,
                                uint8_t* rec, int lane) {
-  if (S.T >= 64)
+  if (!st.table.cells && S.T <= 16)
+    code_split_scan<P>(y, S, st, g, rec, lane);
+  else if (S.T >= 64)
     code_from_smem<P, 2>(y, S, st, g, rec, lane);
   else
     code_from_smem<P, 1>(y, S, st, g, rec, lane);
