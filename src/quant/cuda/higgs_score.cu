@@ -176,8 +176,8 @@ __device__ __forceinline__ void stage_tile(const ScoreShape& S, const uint8_t* h
 // blockIdx.x: a set of up to QB queries of one KV head (kv = x / sets_per_head), so the sets
 // of a KV head run side by side and share its keys in L2; blockIdx.y: a run of keys_per_block
 // keys (a multiple of the tile). CB: bytes per code, R: tuples per lane, L: lanes per key (a
-// warp step scores 32 / L keys), QB: queries per block, J: chunks scored together.
-template <int CB, int R, int L, int QB, int J>
+// warp step scores 32 / L keys), QB: queries per block.
+template <int CB, int R, int L, int QB>
 __global__ void __launch_bounds__(kThreads, 3)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
@@ -273,46 +273,36 @@ __global__ void __launch_bounds__(kThreads, 3)
     cur = cur + 1 == S.depth ? 0 : cur + 1;
     fill = fill + 1 == S.depth ? 0 : fill + 1;
     // The warp's keys of the tile, kChunkKeys * chunks, in chunks of kChunkKeys / QB keys for
-    // all QB queries, J chunks at a time (J divides QB * chunks): their loads and lookups are
-    // independent, so one warp keeps J times as many in flight. Rows past nk read zeros.
+    // all QB queries.
     const int warp_row0 = warp * kChunkKeys * S.chunks;
 #pragma unroll 1
-    for (int chunk = 0; chunk < QB * S.chunks; chunk += J) {
-      if (warp_row0 + chunk * KPS * kSteps >= nk) break;
-      // acc[j][g * kSteps + s]: chunk + j, query g of the set, step s; set by sub-step 0.
-      float acc[J][L];
+    for (int chunk = 0; chunk < QB * S.chunks; ++chunk) {
+      const int row0 = warp_row0 + chunk * KPS * kSteps;  // first key of the chunk
+      if (row0 >= nk) break;
+      // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
+      // apart, which puts their code words in disjoint banks for 36-, 68- and 20-byte records.
+      const uint8_t* rp = buf + (row0 + hk * kSteps) * S.row + i * R * CB;
+      float acc[L];  // acc[g * kSteps + s]: query g of the set, step s; set by sub-step 0
 #pragma unroll
-      for (int j = 0; j < J; ++j) {
-        // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
-        // apart, which puts their code words in disjoint banks for 36-, 68- and 20-byte
-        // records.
-        const int row0 = warp_row0 + (chunk + j) * KPS * kSteps;  // first key of the chunk
-        const uint8_t* rp = buf + (row0 + hk * kSteps) * S.row + i * R * CB;
+      for (int s = 0; s < kSteps; ++s) {
+        const uint32_t w = load_word<R * CB>(rp + s * S.row);
 #pragma unroll
-        for (int s = 0; s < kSteps; ++s) {
-          const uint32_t w = load_word<R * CB>(rp + s * S.row);
+        for (int r = 0; r < R; ++r) {
+          const uint32_t a = __byte_perm(w, 0u, sel[r]) * row_bytes + at[r];
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const uint32_t a = __byte_perm(w, 0u, sel[r]) * row_bytes + at[r];
-#pragma unroll
-            for (int g = 0; g < QB; ++g) {
-              const float x = lds_f32(a + g * table_bytes);
-              acc[j][g * kSteps + s] = r == 0 ? x : acc[j][g * kSteps + s] + x;
-            }
+          for (int g = 0; g < QB; ++g) {
+            const float x = lds_f32(a + g * table_bytes);
+            acc[g * kSteps + s] = r == 0 ? x : acc[g * kSteps + s] + x;
           }
         }
       }
-#pragma unroll
-      for (int j = 0; j < J; ++j) {
-        transpose_reduce<L / 2, L, L>(acc[j], lane);
-        const int row = warp_row0 + (chunk + j) * KPS * kSteps + hk * kSteps + my_step;
-        if (my_out && row < nk) {
-          const float v = acc[j][0] *
-                          *reinterpret_cast<const float*>(buf + row * S.row + S.scale_off) *
-                          S.factor;
-          float* o = my_out + k0 + row;
-          *o = S.accumulate ? *o + v : v;
-        }
+      transpose_reduce<L / 2, L, L>(acc, lane);
+      const int row = row0 + hk * kSteps + my_step;
+      if (my_out && row < nk) {
+        const float v =
+            acc[0] * *reinterpret_cast<const float*>(buf + row * S.row + S.scale_off) * S.factor;
+        float* o = my_out + k0 + row;
+        *o = S.accumulate ? *o + v : v;
       }
     }
   }
@@ -321,6 +311,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 template <int CB, int R, int L, int QB>
 void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const uint8_t* d_keys,
                   const float* pts, float* d_scores, cudaStream_t stream) {
+  auto* kernel = higgs_score_kernel<CB, R, L, QB>;
   ScoreShape s = S;
   int dev = 0, per_sm = 0, per_block = 0;
   KVO_CUDA_CHECK(cudaGetDevice(&dev));
@@ -352,11 +343,6 @@ void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const 
     }
   }
   s.chunks = pick.first;
-  // Two chunks at a time where they come in pairs and their sums fit in registers (8 lanes
-  // per key: 8 partial sums per chunk).
-  auto* kernel = higgs_score_kernel<CB, R, L, QB, 1>;
-  if constexpr (L == 8)
-    if (QB * s.chunks % 2 == 0) kernel = higgs_score_kernel<CB, R, L, QB, 2>;
   s.depth = pick.second;
   s.tile_keys = kThreads * s.chunks;
   s.stage_bytes = stage_bytes(s.chunks);
