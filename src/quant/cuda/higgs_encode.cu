@@ -147,34 +147,19 @@ __device__ __forceinline__ void finish_group(const EncodeShape& S, uint8_t* rec,
   }
 }
 
-// The lane's E values of a task (group g of vector i).
-template <int E>
-__device__ __forceinline__ void load_task(const SourceRows& src, const EncodeShape& S, size_t task,
-                                          int lane, float (&v)[E]) {
-  size_t i;
-  int g;
-  split_task(task, S.G, i, g);
-  src.row(i).load<E>(size_t(g) * S.h + size_t(lane * E), src.dim, v);
-}
-
-// A warp's tasks, groups of h = 32*E values held in registers: the next task's values are
-// loaded before the current group is coded, so their memory latency hides behind the search.
+// A warp's tasks, groups of h = 32*E values held in registers.
 template <int E, int P>
 __device__ void encode_tasks_regs(const SourceRows& src, size_t tasks, const EncodeShape& S,
                                   const SearchTables& st, const RecordMap& out, float* y,
                                   int lane) {
-  float v[E] = {};
-  if (grid_warp() < tasks) load_task<E>(src, S, grid_warp(), lane, v);
   for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
-    float next[E] = {};
-    if (task + grid_warps() < tasks) load_task<E>(src, S, task + grid_warps(), lane, next);
     size_t i;
     int g;
     split_task(task, S.G, i, g);
+    float v[E];
+    src.row(i).load<E>(size_t(g) * S.h + size_t(lane * E), src.dim, v);
     uint8_t* rec = out.at(i);
     finish_group(S, rec, g, code_regs<E, P>(v, y, S, st, g, rec, lane), lane);
-#pragma unroll
-    for (int k = 0; k < E; ++k) v[k] = next[k];
     __syncwarp();  // y is the next group's
   }
 }
