@@ -7,22 +7,32 @@
 #include <mutex>
 #include <numeric>
 
+#include "util/error.h"
+
 namespace kvo::quant {
 namespace {
 
-constexpr float kRange = 4.0f;  // |y_j| >= 4 has probability 6e-5 per N(0,1) value
 constexpr int kDominators = 24;
 
-int bins_for(int p) {
+// The table's cube [-range, range)^p and its bins per axis. A tuple outside the cube scans all
+// points, and a warp waits for its slowest lane: on N(0,1) data the cubes leave ~1e-6 (p = 2,
+// |y_j| >= 5) and ~2.5e-4 (p = 4, |y_j| >= 4) of the tuples out. p = 4 cells are fine enough
+// that a list rarely needs a second chunk: a warp of 32 tuples runs 1.4 rounds of 8 candidates
+// on average (2.2 with 20 bins; 28 bins make a 12 MB table).
+struct Cube {
+  float range;
+  int bins;
+};
+Cube cube_for(int p) {
   switch (p) {
     case 1:
-      return 1024;
+      return {4.0f, 1024};
     case 2:
-      return 128;
+      return {5.0f, 160};
     case 3:
-      return 40;
+      return {4.0f, 40};
     default:
-      return 20;  // p = 4: 160000 cells, ~12 candidates for the slowest lane of a warp
+      return {4.0f, 28};
   }
 }
 
@@ -84,9 +94,10 @@ std::unique_ptr<NearestTable> build_table(const EdenGrid& g) {
   auto t = std::make_unique<NearestTable>();
   const int p = g.dim;
   t->p = p;
-  t->bins = bins_for(p);
-  t->range = kRange;
-  const double width = 2.0 * kRange / t->bins;
+  const Cube cube = cube_for(p);
+  t->bins = cube.bins;
+  t->range = cube.range;
+  const double width = 2.0 * cube.range / t->bins;
   t->inv_width = float(1.0 / width);
   std::vector<double> sq_norm(g.size, 0.0);
   double max_coord = 0.0;
@@ -98,7 +109,7 @@ std::unique_ptr<NearestTable> build_table(const EdenGrid& g) {
     }
   // fp32 ranking error of two points (fmaf chain of p steps on values below these bounds),
   // with a 4x safety factor, in squared-distance units.
-  const double r = kRange + 1.0;
+  const double r = cube.range + 1.0;
   const double margin =
       32.0 * (p + 1) * std::ldexp(1.0, -24) * (p * max_coord * max_coord / 2 + p * r * max_coord);
   const double slack = 1e-4;  // a y on a cell border may be binned to either side
@@ -112,23 +123,27 @@ std::unique_ptr<NearestTable> build_table(const EdenGrid& g) {
     for (int j = 0; j < p; ++j) {
       const size_t b = rest % size_t(t->bins);
       rest /= size_t(t->bins);
-      lo[j] = -kRange + double(b) * width - slack;
-      hi[j] = -kRange + double(b + 1) * width + slack;
+      lo[j] = -cube.range + double(b) * width - slack;
+      hi[j] = -cube.range + double(b + 1) * width + slack;
     }
     lists[cell] = cell_candidates(g, lo, hi, sq_norm, margin);
   }
-  t->offsets.resize(cells + 1, 0);
-  for (size_t c = 0; c < cells; ++c) t->offsets[c + 1] = t->offsets[c] + uint32_t(lists[c].size());
-  t->points.reserve(t->offsets.back());
-  for (const auto& l : lists) t->points.insert(t->points.end(), l.begin(), l.end());
+  const int C = chunk_entries(p);
+  t->cells.resize(cells);
+  for (size_t c = 0; c < cells; ++c) {
+    const auto& l = lists[c];
+    const size_t first = t->points.size() / size_t(C), chunks = (l.size() + C - 1) / size_t(C);
+    check(!l.empty() && first < (size_t(1) << 24) && chunks < 256,
+          "nearest table of EDEN{}-{}: cell lists beyond the packed chunk range", p, g.size);
+    t->cells[c] = uint32_t(first << 8 | chunks);
+    t->points.insert(t->points.end(), l.begin(), l.end());
+    t->points.resize(size_t(C) * (first + chunks), l.back());
+    t->candidates += l.size();
+  }
   return t;
 }
 
 }  // namespace
-
-double NearestTable::mean_candidates() const {
-  return double(points.size()) / double(offsets.size() - 1);
-}
 
 const NearestTable* nearest_table(const EdenGrid& g) {
   if (g.dim > 4 || g.size > 65536) return nullptr;

@@ -280,8 +280,8 @@ TEST(DeviceQuantizer, ScoreHeadsEqualsDotWithCpuDecode) {
   SKIP_WITHOUT_CUDA();
 #ifdef KVO_HAVE_CUDA
   // (d, n, group, dim): per-head records of 64 and 128 values, and groups spanning 1024 values
-  // (scored in table slices). 1000 keys end in a part tile (the kernel stages 256), 37 in a
-  // part of one warp's 32; 3 rows give query sets of one and two queries per block.
+  // (scored in table slices). 1000 keys end in a part tile (the kernel stages 256 or more), 37
+  // in a part of one warp's 32; 3 rows give query sets of one and two queries per block.
   const std::vector<std::tuple<int, int, int, size_t>> shapes = {
       {4, 256, 128, 128}, {4, 256, 128, 64},   {2, 256, 128, 128},   {2, 256, 128, 64},
       {8, 256, 128, 128}, {6, 4096, 128, 128}, {2, 256, 1024, 1024}, {4, 256, 1024, 1024}};
@@ -297,11 +297,13 @@ TEST(DeviceQuantizer, ScoreHeadsEqualsDotWithCpuDecode) {
 TEST(DeviceQuantizer, ScoreHeadsStreamsManyTilesPerBlock) {
   SKIP_WITHOUT_CUDA();
 #ifdef KVO_HAVE_CUDA
-  // So many queries that each block keeps one query set for all keys: 8 and 5 tiles through
-  // the 3-buffer (d=4), 2-buffer (d=2) and sliced (group 1024) pipelines, the last tile short.
+  // So many queries that each block keeps one query set for all keys: several tiles through
+  // the 512-key (d=4, two queries per block), 256-key (d=2) and sliced (group 1024) pipelines,
+  // the last tile short; then one query per KV head over enough keys for 1024-key tiles.
   EXPECT_EQ(score_heads_misses(4, 256, 128, 128, 800, 1, 1, 2000), 0u);
   EXPECT_EQ(score_heads_misses(2, 256, 128, 128, 300, 1, 1, 2000), 0u);
   EXPECT_EQ(score_heads_misses(2, 256, 1024, 1024, 300, 1, 1, 1100), 0u);
+  EXPECT_EQ(score_heads_misses(4, 256, 128, 128, 1, 64, 1, 4500), 0u);
 #endif
 }
 

@@ -33,7 +33,7 @@ const DeviceGrid& device_grid(const EdenGrid& g) {
   d.points = upload(g.points);
   d.half_norms = upload(g.half_norms);
   if (table) {
-    d.table.offsets = upload(table->offsets);
+    d.table.cells = upload(table->cells);
     d.table.points = upload(table->points);
     d.table.bins = table->bins;
     d.table.range = table->range;

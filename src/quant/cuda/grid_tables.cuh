@@ -9,7 +9,7 @@ namespace kvo::quant::cuda {
 struct DeviceGrid {
   const float* points = nullptr;      // [npts, p]
   const float* half_norms = nullptr;  // [npts]
-  NearestTableView table;             // offsets == nullptr: no table, scan all points
+  NearestTableView table;             // cells == nullptr: no table, scan all points
 };
 
 // The first call for a grid on the current device uploads it (synchronously, once).

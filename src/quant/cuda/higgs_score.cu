@@ -3,10 +3,12 @@
 //
 // Layout and why it should stream at memory speed (d=4, n=256, group 128: a 36-byte record of
 // 32 codes and the scale, a 32 KB table):
-// - Keys reach shared memory only through cp.async, tiles of 256 keys, 2-3 tiles in flight per
-//   block: whole records are one contiguous byte range, copied in 16-byte chunks (4-byte copies
-//   only at the two ragged ends), so no warp waits on a global load and no register holds one
-//   in flight (<= 80 registers, 2-3 blocks of 8 warps per SM).
+// - Keys reach shared memory only through cp.async, in tiles of 256, 512 or 1024 keys (each
+//   warp takes one to four chunks of 32), one or two tiles in flight per block: whole records
+//   are one contiguous byte range, copied in 16-byte chunks (4-byte copies only at the two
+//   ragged ends), so no warp waits on a global load and no register holds one in flight
+//   (<= 80 registers, 2-3 blocks of 8 warps per SM). Large tiles matter: the wait, barrier and
+//   staging of a tile cost about as much as scoring one chunk.
 // - A warp step scores 32 / L keys: lane group hk = lane / L takes one key, its lane i the R
 //   consecutive tuples i*R .. i*R+R-1 (one shared load of R codes; 8 lanes x 4 tuples for 32
 //   tuples, 16 x 4 for 64). At sub-step r the lane reads tuple m = (r + hk) % R, stored in
@@ -30,6 +32,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "quant/cuda/device_quantizer.h"
 #include "quant/cuda/grid_tables.cuh"
@@ -41,10 +44,9 @@ namespace kvo::quant::cuda {
 namespace {
 
 constexpr size_t kLutBytes = 64 * 1024;  // the tables of one block
-constexpr int kThreads = 256, kWarps = kThreads / 32;
-constexpr int kWarpKeys = 32;                  // keys per warp and tile
-constexpr int kTileKeys = kWarps * kWarpKeys;  // 256
-constexpr int kOverread = 64;                  // the lanes of a key read <= 64 bytes of a row
+constexpr int kThreads = 256;
+constexpr int kChunkKeys = 32;  // keys per warp and chunk of one query (32 / QB with QB queries)
+constexpr int kOverread = 64;   // the lanes of a key read <= 64 bytes of a row
 
 struct ScoreShape {
   int h, p, T, npts;         // group, tuple size, tuples per record, grid points
@@ -52,6 +54,7 @@ struct ScoreShape {
   int copies, table_stride;  // table copies (1, 2, 4) and floats per query table (+1 zero word)
   bool whole;                // one slice: records staged whole, else slice codes + scale per key
   int row, scale_off;        // bytes per staged key and offset of its scale
+  int chunks, tile_keys;     // chunks per warp and tile, keys per tile (kThreads * chunks)
   int stage_bytes, depth;    // bytes per tile buffer, buffers
   size_t dim, rec, codes_bytes, head_bytes, n_keys, keys_per_block;
   int num_q_heads, group, per_head, sets_per_head;  // per_head = n_rows * group queries
@@ -84,6 +87,13 @@ __device__ __forceinline__ void cp_async_wait(int pending) {
     asm volatile("cp.async.wait_group 0;\n" ::);
   else
     asm volatile("cp.async.wait_group 1;\n" ::);
+}
+
+// v as an opaque value: the compiler otherwise sinks the lane's selectors and table addresses
+// into the key loop and recomputes them for every chunk.
+__device__ __forceinline__ uint32_t pinned(uint32_t v) {
+  asm volatile("" : "+r"(v));
+  return v;
 }
 
 template <int LB>
@@ -158,7 +168,7 @@ __device__ __forceinline__ void stage_tile(const ScoreShape& S, const uint8_t* h
         *reinterpret_cast<uint32_t*>(dst) = 0u;
     }
   }
-  if (k1 - k0 < size_t(kTileKeys))
+  if (k1 - k0 < size_t(S.tile_keys))
     for (int x = (used + 3) / 4 * 4 + 4 * threadIdx.x; x < S.stage_bytes; x += 4 * kThreads)
       *reinterpret_cast<uint32_t*>(buf + x) = 0u;
 }
@@ -184,13 +194,14 @@ __global__ void __launch_bounds__(kThreads, 3)
   const uint8_t* head = keys + size_t(kv) * S.head_bytes;
   const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
   const size_t end = min(S.n_keys, begin + S.keys_per_block);
-  const int tiles = int((end - begin + kTileKeys - 1) / kTileKeys);
+  const size_t tk = size_t(S.tile_keys);
+  const int tiles = int((end - begin + tk - 1) / tk);
 
   // The first tiles load while the tables are built.
   for (int j = 0; j + 1 < S.depth; ++j) {
     if (j < tiles)
-      stage_tile<CB>(S, head, begin + size_t(j) * kTileKeys,
-                     min(end, begin + size_t(j + 1) * kTileKeys), stages + j * S.stage_bytes);
+      stage_tile<CB>(S, head, begin + j * tk, min(end, begin + (j + 1) * tk),
+                     stages + j * S.stage_bytes);
     cp_async_commit();
   }
 
@@ -229,10 +240,10 @@ __global__ void __launch_bounds__(kThreads, 3)
   for (int r = 0; r < R; ++r) {
     const int m = (r + hk) % R;
     const bool active = i < S.lanes, counted = active && S.t0 + i * R + m < S.T;
-    sel[r] = counted ? code_selector<CB>(m) : 0x4444u;
+    sel[r] = pinned(counted ? code_selector<CB>(m) : 0x4444u);
     const int copy = hk / R % S.copies;
     const int col = active ? copy * S.TS + m * S.lanes + i : S.npts * S.W;
-    at[r] = lut_at + 4u * uint32_t(col);
+    at[r] = pinned(lut_at + 4u * uint32_t(col));
   }
   const uint32_t table_bytes = 4u * uint32_t(S.table_stride);
   // After the reduction lane i holds value i: query g = i / kSteps of the set, step i % kSteps.
@@ -243,23 +254,30 @@ __global__ void __launch_bounds__(kThreads, 3)
     my_out = scores + (size_t(r) * S.num_q_heads + size_t(hq)) * S.n_keys;
   }
 
+  // Buffers cycle: tile t is in buffer t % depth (cur), tile t + depth - 1 is staged into the
+  // one tile t - 1 used (fill).
+  int cur = 0, fill = S.depth - 1;
   for (int tile = 0; tile < tiles; ++tile) {
     cp_async_wait(S.depth - 2);
     __syncthreads();  // tile is in; every warp is done with the buffer refilled next
     const int next = tile + S.depth - 1;
     if (next < tiles)
-      stage_tile<CB>(S, head, begin + size_t(next) * kTileKeys,
-                     min(end, begin + size_t(next + 1) * kTileKeys),
-                     stages + (next % S.depth) * S.stage_bytes);
+      stage_tile<CB>(S, head, begin + next * tk, min(end, begin + (next + 1) * tk),
+                     stages + fill * S.stage_bytes);
     cp_async_commit();
 
-    const size_t k0 = begin + size_t(tile) * kTileKeys;
-    const int nk = int(min(size_t(kTileKeys), end - k0));
-    const uint8_t* buf = stages + (tile % S.depth) * S.stage_bytes +
+    const size_t k0 = begin + tile * tk;
+    const int nk = int(min(tk, end - k0));
+    const uint8_t* buf = stages + cur * S.stage_bytes +
                          (S.whole ? int(reinterpret_cast<uintptr_t>(head + k0 * S.rec) % 16) : 0);
+    cur = cur + 1 == S.depth ? 0 : cur + 1;
+    fill = fill + 1 == S.depth ? 0 : fill + 1;
+    // The warp's keys of the tile, kChunkKeys * chunks, in chunks of kChunkKeys / QB keys for
+    // all QB queries.
+    const int warp_row0 = warp * kChunkKeys * S.chunks;
 #pragma unroll 1
-    for (int chunk = 0; chunk < QB; ++chunk) {
-      const int row0 = warp * kWarpKeys + chunk * KPS * kSteps;  // first key of the chunk
+    for (int chunk = 0; chunk < QB * S.chunks; ++chunk) {
+      const int row0 = warp_row0 + chunk * KPS * kSteps;  // first key of the chunk
       if (row0 >= nk) break;
       // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
       // apart, which puts their code words in disjoint banks for 36-, 68- and 20-byte records.
@@ -295,26 +313,48 @@ void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const 
                   const float* pts, float* d_scores, cudaStream_t stream) {
   auto* kernel = higgs_score_kernel<CB, R, L, QB>;
   ScoreShape s = S;
-  const auto smem_bytes = [&](int depth) {
-    return size_t(depth) * s.stage_bytes + (size_t(QB) * s.table_stride + s.h) * sizeof(float);
-  };
-  // Three tile buffers unless that leaves room for only one block per SM where two would fit.
   int dev = 0, per_sm = 0, per_block = 0;
   KVO_CUDA_CHECK(cudaGetDevice(&dev));
   KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
   KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const size_t two_blocks = size_t(per_sm) / 2 - 1024;  // 1 KB per block is the system's
-  s.depth = smem_bytes(3) <= two_blocks || smem_bytes(2) > two_blocks ? 3 : 2;
-  const size_t smem = smem_bytes(s.depth);
+  const size_t sets = size_t(kv_heads) * size_t(s.sets_per_head);
+  const auto stage_bytes = [&](int chunks) {
+    const int keys = kThreads * chunks;
+    return ((s.whole ? 16 : 0) + keys * s.row + kOverread + 15) / 16 * 16;
+  };
+  const auto smem_bytes = [&](int chunks, int depth) {
+    return size_t(depth) * stage_bytes(chunks) +
+           (size_t(QB) * s.table_stride + s.h) * sizeof(float);
+  };
+  // Tile pipelines (chunks per warp, buffers), largest tile first: a bigger tile spreads the
+  // wait, barrier and staging of a tile over more keys, and with tiles this large one in flight
+  // per block keeps the memory busy (H200, d=4 group 128, one query: 2870 GB/s with (4, 2),
+  // 2735 with (2, 2), 2653 with (2, 3), 2330 with (1, 2) or (1, 3)). The first that keeps two
+  // blocks per SM (1 KB per block is the system's) and gives every SM two tiles wins; else
+  // one-chunk tiles, three buffers when they fit.
+  const std::pair<int, int> pipes[] = {{4, 2}, {2, 2}, {1, 2}};
+  std::pair<int, int> pick{1, smem_bytes(1, 3) <= size_t(per_block) ? 3 : 2};
+  for (auto [chunks, depth] : pipes) {
+    const size_t tiles = (S.n_keys + size_t(kThreads) * chunks - 1) / (size_t(kThreads) * chunks);
+    if (size_t(per_sm) / (smem_bytes(chunks, depth) + 1024) >= 2 &&
+        tiles * sets >= 2 * size_t(sm_count())) {
+      pick = {chunks, depth};
+      break;
+    }
+  }
+  s.chunks = pick.first;
+  s.depth = pick.second;
+  s.tile_keys = kThreads * s.chunks;
+  s.stage_bytes = stage_bytes(s.chunks);
+  const size_t smem = smem_bytes(s.chunks, s.depth);
   if (smem > size_t(per_block))
     throw_error("score_heads: " + std::to_string(smem) + " bytes of shared memory needed, " +
                 std::to_string(per_block) + " available");
-  const size_t sets = size_t(kv_heads) * size_t(s.sets_per_head);
   const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
   // One wave: each set of queries gets resident / sets runs of whole tiles.
   const size_t runs_wanted = std::max<size_t>(1, (size_t(resident) + sets - 1) / sets);
-  const size_t tiles = (S.n_keys + kTileKeys - 1) / kTileKeys;
-  s.keys_per_block = size_t(kTileKeys) * ((tiles + runs_wanted - 1) / runs_wanted);
+  const size_t tiles = (S.n_keys + s.tile_keys - 1) / s.tile_keys;
+  s.keys_per_block = size_t(s.tile_keys) * ((tiles + runs_wanted - 1) / runs_wanted);
   const size_t runs = (S.n_keys + s.keys_per_block - 1) / s.keys_per_block;
   if (runs > 65535 || sets > 0x7fffffffu)
     throw_error("score_heads: " + std::to_string(sets) + " query sets x " + std::to_string(runs) +
@@ -382,7 +422,6 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   S.whole = S.T <= TS;
   S.row = S.whole ? int(S.rec) : TS * cb + 4;
   S.scale_off = S.whole ? int(S.codes_bytes) : TS * cb;
-  S.stage_bytes = ((S.whole ? 16 : 0) + kTileKeys * S.row + kOverread + 15) / 16 * 16;
   // Queries per block: two of one KV head when both tables fit.
   const int qb = S.per_head >= 2 && size_t(2 * S.W) * table_bytes <= kLutBytes ? 2 : 1;
   S.sets_per_head = (S.per_head + qb - 1) / qb;
