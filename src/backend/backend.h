@@ -160,6 +160,10 @@ class Backend {
   virtual void attention_at(const Tensor& q, const Tensor& k, const Tensor& v,
                             const AttentionShape& shape, const Tensor& q_start,
                             const Tensor& out) = 0;
+  // Tokens a prefill runs at once: enough rows to fill the device (on CUDA, a chunk's attention
+  // needs ~2 blocks of 128 query rows per SM and KV head group), few enough to bound the
+  // activations (Transformer::activation_bytes).
+  virtual int64_t prefill_chunk_rows() const { return 512; }
   // Scratch bytes one attention/attention_at call of `shape` allocates (split-K partial sums);
   // a recording keeps every call's, so batch sizing counts them per layer and sequence.
   virtual int64_t attention_workspace_bytes(const AttentionShape& shape) const {

@@ -72,8 +72,8 @@ BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, in
   const int64_t per_sequence = kv.gpu_bytes + r.transformer->activation_bytes(1) +
                                r.transformer->recorded_step_bytes(n + gen) +
                                int64_t(r.config.vocab_size) * 4;
-  const int64_t reserve =
-      r.transformer->activation_bytes(512) + kv.prefill_gpu_bytes + (int64_t{1} << 30);
+  const int64_t reserve = r.transformer->activation_bytes(r.backend->prefill_chunk_rows()) +
+                          kv.prefill_gpu_bytes + (int64_t{1} << 30);
   const int64_t available = r.backend->available_bytes(), host = host_kv_limit();
   const int64_t device_fits = std::max<int64_t>(0, (available - reserve) / per_sequence);
   const int64_t host_fits =

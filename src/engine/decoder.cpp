@@ -47,7 +47,7 @@ int32_t Decoder::prefill(int64_t b, std::span<const int32_t> prompt,
                          const std::function<void(int64_t, int64_t)>& on_chunk) {
   check(b >= 0 && b < int64_t(kvs_.size()), "internal: no sequence {} in the decoder", b);
   check(!prompt.empty(), "the prompt is empty");
-  model_.prefill(prompt, *kvs_[b], batch_.logits.tensor().row_range(b, 1), 512, on_chunk);
+  model_.prefill(prompt, *kvs_[b], batch_.logits.tensor().row_range(b, 1), 0, on_chunk);
   kvs_[b]->finish_prefill();
   positions_[b] = int64_t(prompt.size());
   return sample(b, 1)[0];

@@ -61,10 +61,10 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   };
 
   auto t0 = Clock::now();
-  constexpr int64_t kChunk = 512;
+  constexpr int64_t kBarAbove = 2048;  // prompt tokens; shorter prefills end before a bar helps
   ProgressBar prefill_bar("prefill", result.prompt_tokens, "tok");
   int32_t id = decoder.prefill(0, prompt, [&](int64_t done, int64_t) {
-    if (options.prefill_progress && result.prompt_tokens > 4 * kChunk) prefill_bar.update(done);
+    if (options.prefill_progress && result.prompt_tokens > kBarAbove) prefill_bar.update(done);
   });
   prefill_bar.finish();
   result.prefill_seconds = seconds_since(t0);

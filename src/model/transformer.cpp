@@ -98,6 +98,7 @@ void Transformer::forward_device(std::span<const int32_t> tokens, int64_t start,
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t n_out = logits.rows;
   if (n == 0) return;
+  if (chunk <= 0) chunk = backend_.prefill_chunk_rows();
   Activations a = make_activations(std::min(chunk, n), kv.wants_pre_rope_keys());
   std::vector<int32_t> positions;
   for (int64_t c0 = 0; c0 < n; c0 += chunk) {

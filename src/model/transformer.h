@@ -20,16 +20,16 @@ class Transformer {
   Transformer(Backend& backend, const ModelConfig& config, const Weights& weights);
 
   // Runs `tokens` (positions start .. start + n - 1) through every layer, chunked so that at
-  // most `chunk` tokens are in flight. Returns logits (n_out, vocab) for the last `n_out`
-  // tokens (n_out <= tokens.size(); 0 returns nothing). `on_chunk(done, total)` reports
-  // progress after each chunk.
+  // most `chunk` tokens are in flight (0: the backend's prefill_chunk_rows()). Returns logits
+  // (n_out, vocab) for the last `n_out` tokens (n_out <= tokens.size(); 0 returns nothing).
+  // `on_chunk(done, total)` reports progress after each chunk.
   std::vector<float> forward(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv,
-                             int64_t n_out = 1, int64_t chunk = 512,
+                             int64_t n_out = 1, int64_t chunk = 0,
                              const std::function<void(int64_t, int64_t)>& on_chunk = {});
   // forward() of a whole prompt (from position 0) that leaves the last token's logits in
   // backend memory: `logits` is a (1, vocab) backend tensor.
   void prefill(std::span<const int32_t> tokens, KvPolicy& kv, const Tensor& logits,
-               int64_t chunk = 512, const std::function<void(int64_t, int64_t)>& on_chunk = {});
+               int64_t chunk = 0, const std::function<void(int64_t, int64_t)>& on_chunk = {});
 
   // Activations of `rows` tokens in flight.
   struct Activations {

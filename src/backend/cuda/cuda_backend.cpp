@@ -426,6 +426,7 @@ class CudaBackend final : public Backend {
                     const Tensor& q_start, const Tensor& out) override {
     run_attention(q, k, v, shape, i32(q_start), out);
   }
+  int64_t prefill_chunk_rows() const override { return 2048; }
   int64_t attention_workspace_bytes(const AttentionShape& shape) const override {
     cuda::AttentionArgs a;
     a.num_heads = shape.num_heads;
