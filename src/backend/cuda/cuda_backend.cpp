@@ -159,6 +159,20 @@ void check_same_shape(const Tensor& a, const Tensor& b, const char* op) {
     fail("internal: {} shape mismatch ({}x{} vs {}x{})", op, a.rows, a.cols, b.rows, b.cols);
 }
 
+// The kernel arguments of an attention shape, without the tensors (attention_workspace_bytes
+// plans from these alone).
+cuda::AttentionArgs attention_args(const AttentionShape& shape) {
+  cuda::AttentionArgs a;
+  a.num_heads = shape.num_heads;
+  a.num_kv_heads = shape.num_kv_heads;
+  a.head_dim = shape.head_dim;
+  a.q_len = shape.q_len;
+  a.q_start = shape.q_start;
+  a.kv_len = shape.kv_len;
+  a.scale = shape.scale;
+  return a;
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend() {
@@ -428,15 +442,7 @@ class CudaBackend final : public Backend {
   }
   int64_t prefill_chunk_rows() const override { return 2048; }
   int64_t attention_workspace_bytes(const AttentionShape& shape) const override {
-    cuda::AttentionArgs a;
-    a.num_heads = shape.num_heads;
-    a.num_kv_heads = shape.num_kv_heads;
-    a.head_dim = shape.head_dim;
-    a.q_len = shape.q_len;
-    a.q_start = shape.q_start;
-    a.kv_len = shape.kv_len;
-    a.scale = shape.scale;
-    return cuda::attention_workspace_bytes(a, num_sms_);
+    return cuda::attention_workspace_bytes(attention_args(shape), num_sms_);
   }
   void sample(const Tensor& logits, float temperature, int top_k, float top_p,
               std::span<const float> uniforms, const Tensor& ids) override {
@@ -534,7 +540,7 @@ class CudaBackend final : public Backend {
     if (q.rows != shape.q_len || q.cols != qw || out.rows != shape.q_len || out.cols != qw ||
         k.rows < shape.kv_len || v.rows < shape.kv_len || k.cols != kw || v.cols != kw)
       fail("internal: attention tensor shapes do not match the attention shape");
-    cuda::AttentionArgs a;
+    cuda::AttentionArgs a = attention_args(shape);
     a.q = bf(q, "attention");
     a.q_stride = q.stride;
     a.k = bf(k, "attention");
@@ -543,13 +549,6 @@ class CudaBackend final : public Backend {
     a.v_stride = v.stride;
     a.out = bf(out, "attention");
     a.out_stride = out.stride;
-    a.num_heads = shape.num_heads;
-    a.num_kv_heads = shape.num_kv_heads;
-    a.head_dim = shape.head_dim;
-    a.q_len = shape.q_len;
-    a.q_start = shape.q_start;
-    a.kv_len = shape.kv_len;
-    a.scale = shape.scale;
     a.q_start_at = q_start_at;
     const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_);
     void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
