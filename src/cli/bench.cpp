@@ -69,8 +69,11 @@ BatchFit fitting_batch(const WeightsRunner& r, const KvSpec& spec, int64_t n, in
                        int64_t requested) {
   const KvFootprint kv = plan_kv_footprint(spec, r.config, n, n + gen, r.transformer->value_bytes(),
                                            r.backend->name() == "cuda");
+  // Dense decodes through the backend's attention; the sparse policies through a workspace of
+  // their own, which kv.gpu_bytes counts. The last term: a row of fp32 sampling scratch.
+  const int64_t backend_attention_keys = spec.method == "dense" ? n + gen : 0;
   const int64_t per_sequence = kv.gpu_bytes + r.transformer->activation_bytes(1) +
-                               r.transformer->recorded_step_bytes(n + gen) +
+                               r.transformer->recorded_step_bytes(backend_attention_keys) +
                                int64_t(r.config.vocab_size) * 4;
   const int64_t reserve = r.transformer->activation_bytes(r.backend->prefill_chunk_rows()) +
                           kv.prefill_gpu_bytes + (int64_t{1} << 30);

@@ -72,8 +72,7 @@ int64_t Transformer::recorded_step_bytes(int64_t kv_len) const {
   // Per layer: the normed input twice, [gate | up], and the two products added onto the residual.
   const int64_t unfused =
       (4 * int64_t{c.hidden_size} + 2 * int64_t{c.intermediate_size}) * value_bytes();
-  return c.num_layers * (backend_.attention_workspace_bytes(decode) + unfused) +
-         int64_t{c.vocab_size} * 4;
+  return c.num_layers * ((kv_len > 0 ? backend_.attention_workspace_bytes(decode) : 0) + unfused);
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,

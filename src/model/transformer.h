@@ -69,9 +69,10 @@ class Transformer {
   // Backend bytes of the activations of `rows` tokens in flight (make_activations).
   int64_t activation_bytes(int64_t rows) const;
   // Backend bytes a recorded decode step keeps per sequence while the recording lives (it never
-  // reuses a block freed inside it): each layer's attention workspace at kv_len keys, the
-  // scratch of the fused ops' unfused paths (Backend::matmul_many, matmul_add, matmul_swiglu:
-  // taken when a batch is too large for the decode matvec) and one row of sampling scratch.
+  // reuses a block freed inside it): each layer's backend attention workspace at kv_len keys
+  // (0: the KV policy attends through a workspace of its own) and the scratch of the fused
+  // ops' unfused paths (Backend::matmul_many, matmul_add, matmul_swiglu: taken when a batch is
+  // too large for the decode matvec).
   int64_t recorded_step_bytes(int64_t kv_len) const;
 
  private:
