@@ -103,6 +103,9 @@ class Backend {
   // out = x / rms(x) * weight, per row; weight has x.cols elements.
   virtual void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) = 0;
   // out = x * w^T (+ bias): x (n, in), w (out_features, in), bias (1, out_features) or empty.
+  // w (in every matmul* op) must not be written by work queued before: a backend may start
+  // reading weights while earlier ops still run (CUDA: the decode matvec's loads before its
+  // programmatic-launch wait).
   virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& out) = 0;
   // In place on x (tokens, heads * head_dim); token t has position positions[t].
   virtual void rope(const Tensor& x, std::span<const int32_t> positions, int head_dim,
