@@ -47,22 +47,18 @@ __global__ void higgs_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* z = smem + warp * S.h;
   const float inv_h = 1.0f / float(S.h);  // exact: h is a power of two
-  const size_t tasks = n * size_t(S.G);
-  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
-    size_t i;
-    int g;
-    split_task(task, S.G, i, g);
+  for_each_warp_task(n, S.G, [&](size_t i, int g) {
     const uint8_t* rec = in.at(sel(i));
     const DestRow out = dst.row(i);
     const float s = load_f32(rec + S.codes_bytes + 4 * size_t(g));
     const size_t j0 = size_t(g) * S.h;
     if (S.h == 64) {
       decode_regs<2>(rec, S, pts, g, s, out, dst.dim, lane);
-      continue;
+      return;
     }
     if (S.h == 128) {
       decode_regs<4>(rec, S, pts, g, s, out, dst.dim, lane);
-      continue;
+      return;
     }
     for (int k = lane; k < S.h; k += 32) z[k] = scaled_point_value(rec, S, pts, g, k, s);
     __syncwarp();
@@ -70,7 +66,7 @@ __global__ void higgs_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, 
     for (int k = lane; k < S.h && j0 + k < dst.dim; k += 32)
       out.store(j0 + k, __fmul_rn(z[k], inv_h));
     __syncwarp();
-  }
+  });
 }
 
 }  // namespace

@@ -149,37 +149,31 @@ __device__ __forceinline__ void finish_group(const EncodeShape& S, uint8_t* rec,
 
 // A warp's tasks, groups of h = 32*E values held in registers.
 template <int E, int P>
-__device__ void encode_tasks_regs(const SourceRows& src, size_t tasks, const EncodeShape& S,
+__device__ void encode_tasks_regs(const SourceRows& src, size_t n, const EncodeShape& S,
                                   const SearchTables& st, const RecordMap& out, float* y,
                                   int lane) {
-  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
-    size_t i;
-    int g;
-    split_task(task, S.G, i, g);
+  for_each_warp_task(n, S.G, [&](size_t i, int g) {
     float v[E];
     src.row(i).load<E>(size_t(g) * S.h + size_t(lane * E), src.dim, v);
     uint8_t* rec = out.at(i);
     finish_group(S, rec, g, code_regs<E, P>(v, y, S, st, g, rec, lane), lane);
     __syncwarp();  // y is the next group's
-  }
+  });
 }
 
 // A warp's tasks, groups above 128 values, through its shared-memory slice y.
 template <int P>
-__device__ void encode_tasks_smem(const SourceRows& src, size_t tasks, const EncodeShape& S,
+__device__ void encode_tasks_smem(const SourceRows& src, size_t n, const EncodeShape& S,
                                   const SearchTables& st, const RecordMap& out, float* y,
                                   int lane) {
-  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
-    size_t i;
-    int g;
-    split_task(task, S.G, i, g);
+  for_each_warp_task(n, S.G, [&](size_t i, int g) {
     uint8_t* rec = out.at(i);
     const float s = rotate_smem(src.row(i), src.dim, size_t(g) * S.h, S.h, y, lane);
     __syncwarp();
     code_from_smem<P>(y, S, st, g, rec, lane);
     finish_group(S, rec, g, s, lane);
     __syncwarp();  // y is the next group's
-  }
+  });
 }
 
 // One warp per (vector, group). Shared memory: grid points [npts, P], half norms [npts], then
@@ -197,13 +191,12 @@ __global__ void __launch_bounds__(kThreads, min_blocks(P))
   for (int k = S.h + lane; k < S.T * P; k += 32) y[k] = 0.0f;
   const SearchTables st{pts, hn, S.npts, grid.table};
   __syncthreads();
-  const size_t tasks = n * size_t(S.G);
   if (S.h == 64)
-    encode_tasks_regs<2, P>(src, tasks, S, st, out, y, lane);
+    encode_tasks_regs<2, P>(src, n, S, st, out, y, lane);
   else if (S.h == 128)
-    encode_tasks_regs<4, P>(src, tasks, S, st, out, y, lane);
+    encode_tasks_regs<4, P>(src, n, S, st, out, y, lane);
   else
-    encode_tasks_smem<P>(src, tasks, S, st, out, y, lane);
+    encode_tasks_smem<P>(src, n, S, st, out, y, lane);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quant/cuda/launch.cuh"
 #include "quant/scalar_codecs.h"
 
 namespace kvo::quant::cuda {
@@ -148,6 +149,19 @@ __device__ __forceinline__ void split_task(size_t task, int groups, size_t& i, i
   } else {
     i = task / size_t(groups);
     g = int(task - i * size_t(groups));
+  }
+}
+
+// f(i, g) for each (vector i, group g) of n vectors of `groups` groups that this warp takes: the
+// warp-per-task grid-stride loop of the encode and decode kernels.
+template <typename F>
+__device__ __forceinline__ void for_each_warp_task(size_t n, int groups, F&& f) {
+  const size_t tasks = n * size_t(groups);
+  for (size_t task = grid_warp(); task < tasks; task += grid_warps()) {
+    size_t i;
+    int g;
+    split_task(task, groups, i, g);
+    f(i, g);
   }
 }
 
