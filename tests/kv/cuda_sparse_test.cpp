@@ -41,8 +41,9 @@ struct Case {
   int head_dim;
   double out_tol;  // relative L2 error of a layer's output against the CPU reference
   // Share of (step, layer, head) selections allowed to differ. Near-ties of fp32 sums: 5%.
-  // Landmark quantizers without rotated-domain scoring (residual) are decoded to bf16 on the
-  // GPU before the dot products but to fp32 on the CPU: scores differ by ~2^-9 relative.
+  // Landmarks the GPU cannot score in the rotated domain (not HIGGS, nor residual of two HIGGS)
+  // are decoded to bf16 there but to fp32 on the CPU: scores differ by ~2^-9 relative, which
+  // needs a larger share.
   double differing_share = 0.05;
 };
 
@@ -117,8 +118,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Case{"yakv", 64, 3e-2}, Case{"yakv", 128, 3e-2},
         Case{"yakv:kv-store=fp8,landmarks=bf16,chunk=2,outliers=3,sinks=3", 64, 3e-2},
-        Case{"yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256,budget=40", 128,
-             3e-2, 0.25},
+        // 633 landmarks a head: 158 full blocks of 4 and a last one of 1.
+        Case{"yakv:landmarks=residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256,budget=40,"
+             "sinks=3",
+             128, 3e-2},
         Case{"yakv:kv-store=higgs:d=2,n=256,group=128,budget=0.1,group-agg=mean", 64, 3e-2},
         Case{"shadowkv:rank=96,budget=64", 64, 6e-2},
         Case{"shadowkv:outliers=4,sinks=8", 128, 6e-2}, Case{"quest:page=8,budget=64", 64, 2e-2},

@@ -39,6 +39,7 @@
 #include "model/rope.h"
 #include "quant/cuda/device_quantizer.h"
 #include "quant/higgs.h"
+#include "quant/residual.h"
 #include "util/error.h"
 
 namespace kvo {
@@ -68,6 +69,32 @@ void copy_rows(const bf16* src, bf16* dst, int64_t rows, int64_t cols, cudaStrea
         cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
 }
 
+// Residual landmarks whose meta and residual quantizers are both HIGGS: scored in the rotated
+// domain like plain HIGGS ones, since score(q, meta + res) = score(q, meta) + score(q, res). On
+// the device their records are kept apart, every head's meta records (H, ceil(m / group)) then
+// every head's residual records (H, m): the same bytes as the quantizer's blocks, regrouped.
+struct ResidualHiggs {
+  const quant::ResidualQuantizer* q = nullptr;  // null: the landmarks are something else
+  const quant::HiggsQuantizer* meta = nullptr;
+  const quant::HiggsQuantizer* res = nullptr;
+  // Meta records per head for m landmarks, and the bytes of all heads' meta records.
+  int64_t metas(int64_t m) const { return (m + q->m() - 1) / q->m(); }
+  size_t meta_bytes(int H, int64_t m, int D) const {
+    return size_t(H) * meta->encoded_bytes(size_t(metas(m)), size_t(D));
+  }
+};
+
+// Residual HIGGS landmarks of head_dim D that score_heads takes (one Hadamard group a record).
+ResidualHiggs residual_higgs(const quant::Quantizer* q, int D) {
+  ResidualHiggs r;
+  const auto* res = dynamic_cast<const quant::ResidualQuantizer*>(q);
+  if (!res) return r;
+  const auto* a = dynamic_cast<const quant::HiggsQuantizer*>(&res->meta());
+  const auto* b = dynamic_cast<const quant::HiggsQuantizer*>(&res->res());
+  if (a && b && a->group() >= D && b->group() >= D) r = {res, a, b};
+  return r;
+}
+
 class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private SparseSetup {
  public:
   CudaSparsePolicy(Backend& backend, const ModelConfig& config, const KvSpec& spec,
@@ -78,7 +105,8 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
         spec_(spec),
         capacity_(capacity),
         rope_(make_rope_params(config)),
-        stream_(cuda_stream_of(backend)) {
+        stream_(cuda_stream_of(backend)),
+        residual_lm_(residual_higgs(landmark_q_.get(), config.head_dim)) {
     layers_.resize(size_t(config.num_layers));
     step_index_ = backend.alloc_ints(1);
     shifted_index_ = backend.alloc_ints(2);
@@ -241,6 +269,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   void fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales, int layer,
              DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded, cudaStream_t s);
   // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
+  void regroup_residual_landmarks(const uint8_t* blocks, int64_t m, uint8_t* out);
   void decode_attend(int layer, const Tensor& position, const Tensor& q, const Tensor& k,
                      const Tensor& v, const Tensor& out);
   void record_diagnostics(int layer, int64_t start, const Tensor& q, const Tensor& k,
@@ -253,6 +282,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   RopeParams rope_;
   // stream_: the backend's; work_: this policy's decode steps; side_: their value fetches.
   cudaStream_t stream_, work_ = nullptr, side_ = nullptr;
+  ResidualHiggs residual_lm_;
   // inputs_: where a decode step forks from stream_ (recorded by inputs_ready when the caller
   // calls it: inputs_recorded_); done_: where stream_ joins it back.
   cudaEvent_t inputs_ = nullptr, done_ = nullptr, selected_ = nullptr, values_ready_ = nullptr;
@@ -278,7 +308,8 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   DeviceBuffer<int32_t> fetched_;             // (layers): records fetched at the latest step
   DeviceBuffer<uint8_t> scan_ws_, staging_k_, staging_v_;
   DeviceBuffer<bf16> decoded_k_, decoded_v_;  // (max_fetch, record dim)
-  DeviceBuffer<bf16> lm_decoded_;             // yakv non-HIGGS landmarks (H * m, D)
+  DeviceBuffer<bf16> lm_decoded_;             // yakv landmarks scored decoded (H * m, D)
+  DeviceBuffer<float> meta_logits_;           // residual HIGGS landmarks (n * Hq, metas)
   DeviceBuffer<bf16> u_sel_;                  // shadowkv (H * k * C, r)
   DeviceBuffer<float> rebuilt_;               // shadowkv (H * k * C, D)
   DeviceArray step_index_;                    // (1, 1): the position of an eager step
@@ -359,9 +390,12 @@ void CudaSparsePolicy::build_layer(int l) {
     // One call per head: residual landmarks group consecutive vectors, which must not mix heads.
     const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
     L.lm_q = DeviceBuffer<uint8_t>(per_head * H_);
+    DeviceBuffer<uint8_t> blocks(residual_lm_.q ? per_head * H_ : 0);
+    uint8_t* enc = residual_lm_.q ? blocks.get() : L.lm_q.get();
     for (int h = 0; h < H_; ++h)
       qc::encode_bf16(*landmark_q_, reinterpret_cast<const uint16_t*>(rows_of(lm, h * m)), D_,
-                      size_t(m), size_t(D_), L.lm_q.get() + h * per_head, stream_);
+                      size_t(m), size_t(D_), enc + h * per_head, stream_);
+    if (residual_lm_.q) regroup_residual_landmarks(blocks.get(), m, L.lm_q.get());
   }
 
   // The host stores: encode on the device, split off the scales that stay on the device
@@ -484,11 +518,41 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     staging_k_ = DeviceBuffer<uint8_t>(staging);
     KVO_CUDA(cudaMemset(staging_k_.get(), 0, staging));
     decoded_k_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
-    if (!dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get()))
+    if (residual_lm_.q)
+      meta_logits_ = DeviceBuffer<float>(size_t(Hq_ * residual_lm_.metas(m)));
+    else if (!dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get()))
       lm_decoded_ = DeviceBuffer<bf16>(size_t(H_ * m * D_));
   } else {
     u_sel_ = DeviceBuffer<bf16>(size_t(H_ * k * C * lay_.rank));
     rebuilt_ = DeviceBuffer<float>(size_t(H_ * k * C * D_));
+  }
+}
+
+// blocks: H heads' residual landmark records as the quantizer writes them, per head ceil(m / g)
+// blocks of [meta record | up to g residual records] -> out: the ResidualHiggs grouping. The
+// full blocks of every head split in one launch each (split_records); a short last block by
+// copies.
+void CudaSparsePolicy::regroup_residual_landmarks(const uint8_t* blocks, int64_t m, uint8_t* out) {
+  const ResidualHiggs& r = residual_lm_;
+  const int64_t g = r.q->m(), full = m / g, metas = r.metas(m);
+  const int64_t meta_rec = int64_t(r.meta->encoded_bytes(1, size_t(D_)));
+  const int64_t res_rec = int64_t(r.res->encoded_bytes(1, size_t(D_)));
+  const int64_t per_head = int64_t(landmark_q_->encoded_bytes(size_t(m), size_t(D_)));
+  uint8_t* res_out = out + r.meta_bytes(H_, m, D_);
+  for (int h = 0; h < H_; ++h) {
+    const uint8_t* head = blocks + h * per_head;
+    uint8_t* meta_h = out + h * metas * meta_rec;
+    uint8_t* res_h = res_out + h * m * res_rec;
+    if (full > 0)
+      cuda::split_records(head, full, meta_rec + g * res_rec, meta_rec, meta_h, res_h, stream_);
+    if (metas > full) {  // the last block: one meta record and m - full * g residuals
+      const uint8_t* last = head + full * (meta_rec + g * res_rec);
+      KVO_CUDA(cudaMemcpyAsync(meta_h + full * meta_rec, last, size_t(meta_rec),
+                               cudaMemcpyDeviceToDevice, stream_));
+      KVO_CUDA(cudaMemcpyAsync(res_h + full * g * res_rec, last + meta_rec,
+                               size_t((m - full * g) * res_rec), cudaMemcpyDeviceToDevice,
+                               stream_));
+    }
   }
 }
 
@@ -500,9 +564,20 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
     logits_.reserve(size_t(n * Hq_ * m));
     stats_.reserve(size_t(n * Hq_));
     const auto* higgs = dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get());
+    const auto* q16 = reinterpret_cast<const uint16_t*>(qd);
     if (method_ == SparseMethod::YAKV && higgs) {
-      qc::score_heads(*higgs, reinterpret_cast<const uint16_t*>(qd), q.stride, size_t(n), Hq_, G_,
-                      L.lm_q.get(), size_t(m), size_t(D_), scale(), logits_.get(), work_);
+      qc::score_heads(*higgs, q16, q.stride, size_t(n), Hq_, G_, L.lm_q.get(), size_t(m),
+                      size_t(D_), scale(), logits_.get(), work_);
+    } else if (method_ == SparseMethod::YAKV && residual_lm_.q) {
+      const ResidualHiggs& r = residual_lm_;
+      const int64_t metas = r.metas(m);
+      meta_logits_.reserve(size_t(n * Hq_ * metas));
+      qc::score_heads(*r.meta, q16, q.stride, size_t(n), Hq_, G_, L.lm_q.get(), size_t(metas),
+                      size_t(D_), scale(), meta_logits_.get(), work_);
+      qc::score_heads(*r.res, q16, q.stride, size_t(n), Hq_, G_,
+                      L.lm_q.get() + r.meta_bytes(H_, m, D_), size_t(m), size_t(D_), scale(),
+                      logits_.get(), work_);
+      cuda::add_group_scores(meta_logits_.get(), n * Hq_, metas, r.q->m(), logits_.get(), m, work_);
     } else if (method_ == SparseMethod::YAKV) {
       const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
       for (int h = 0; h < H_; ++h)
@@ -748,7 +823,7 @@ KvMemoryReport CudaSparsePolicy::memory() const {
                  flags_.nbytes() + pos_.nbytes() + list_.nbytes() + fetched_.nbytes() +
                  scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
                  decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
-                 u_sel_.nbytes() + rebuilt_.nbytes();
+                 meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
   if (!stepped_ || method_ == SparseMethod::Quest) {
     r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;

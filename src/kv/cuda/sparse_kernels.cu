@@ -304,6 +304,14 @@ __global__ void score_landmarks_kernel(const bf16* q, int64_t q_stride, int64_t 
 }
 
 // One block per logits row: (max, 1 / sum exp(x - max)).
+__global__ void add_group_scores_kernel(const float* group_scores, int64_t rows, int64_t groups,
+                                        int g, float* scores, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * n) return;
+  const int64_t r = i / n, j = i % n;
+  scores[i] += group_scores[r * groups + j / g];
+}
+
 __global__ void softmax_stats_kernel(const float* logits, int64_t m, float2* stats) {
   __shared__ float red[32];
   const float* row = logits + int64_t(blockIdx.x) * m;
@@ -587,6 +595,14 @@ void score_landmarks(const bf16* q, int64_t q_stride, int64_t n, int Hq, int G, 
     score_landmarks_kernel<false><<<blocks_for(threads), kBlock, 0, stream>>>(
         q, q_stride, n, Hq, G, lm, m, D, scale, logits);
   KVO_CUDA_LAUNCHED("score_landmarks");
+}
+
+void add_group_scores(const float* group_scores, int64_t rows, int64_t groups, int g, float* scores,
+                      int64_t n, cudaStream_t stream) {
+  if (rows * n == 0) return;
+  add_group_scores_kernel<<<blocks_for(rows * n), kBlock, 0, stream>>>(group_scores, rows, groups,
+                                                                       g, scores, n);
+  KVO_CUDA_LAUNCHED("add_group_scores");
 }
 
 void aggregate_scores(const float* logits, int64_t n, int Hq, int G, int64_t m, bool mean,

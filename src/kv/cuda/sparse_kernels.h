@@ -56,6 +56,11 @@ void score_landmarks(const bf16* q, int64_t q_stride, int64_t n, int Hq, int G, 
                      bool bounds, int64_t m, int D, float scale, float* logits,
                      cudaStream_t stream);
 
+// scores (rows, n) += group_scores (rows, groups) at column j / g: each group's score added onto
+// its g members' (residual landmarks: a meta-vector's score onto each of its residuals').
+void add_group_scores(const float* group_scores, int64_t rows, int64_t groups, int g, float* scores,
+                      int64_t n, cudaStream_t stream);
+
 // agg (H, m) = over the group of KV head h (max or mean over g) of the sum over the n query
 // positions of softmax_j(logits (n * Hq, m) row t * Hq + h * G + g). stats: (n * Hq) scratch.
 void aggregate_scores(const float* logits, int64_t n, int Hq, int G, int64_t m, bool mean,
