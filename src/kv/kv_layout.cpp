@@ -4,6 +4,7 @@
 
 #include "kv/kv_store.h"
 #include "quant/higgs.h"
+#include "quant/residual.h"
 #include "util/error.h"
 
 namespace kvo {
@@ -150,9 +151,16 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
     if (spec.method == "shadowkv")
       shared +=
           rounded(H * k * C * lay.rank * 2) + rounded(H * k * C * D * 4) + (int64_t{32} << 20);
-    if (spec.method == "yakv" && !dynamic_cast<const quant::HiggsQuantizer*>(
-                                     make_store_quantizer(spec.landmarks, head_group(D)).get()))
-      shared += rounded(H * m * D * 2);
+    if (spec.method == "yakv") {
+      // Landmarks the GPU scores in the rotated domain need no decoded copy; residual ones of
+      // two HIGGS quantizers need their meta-vectors' scores (CUDA policy).
+      const auto landmarks = make_store_quantizer(spec.landmarks, head_group(D));
+      const quant::ResidualHiggsParts parts = quant::residual_higgs_parts(*landmarks, int(D));
+      if (parts.residual)
+        shared += rounded(Hq * ((m + parts.residual->m() - 1) / parts.residual->m()) * 4);
+      else if (!dynamic_cast<const quant::HiggsQuantizer*>(landmarks.get()))
+        shared += rounded(H * m * D * 2);
+    }
   }
   f.gpu_bytes += shared;
   return f;

@@ -61,4 +61,13 @@ void ResidualQuantizer::decode(const uint8_t* bytes, size_t n, size_t dim, float
   }
 }
 
+ResidualHiggsParts residual_higgs_parts(const Quantizer& q, int dim) {
+  const auto* r = dynamic_cast<const ResidualQuantizer*>(&q);
+  if (!r) return {};
+  const auto* meta = dynamic_cast<const HiggsQuantizer*>(&r->meta());
+  const auto* res = dynamic_cast<const HiggsQuantizer*>(&r->res());
+  if (!meta || !res || meta->group() < dim || res->group() < dim) return {};
+  return {r, meta, res};
+}
+
 }  // namespace kvo::quant

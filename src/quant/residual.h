@@ -6,6 +6,7 @@
 // shorter), each block = meta.encoded_bytes(1, D) bytes of its meta-vector followed by
 // res.encoded_bytes(k, D) bytes of its k residuals. bits/value ~ b_meta/m + b_res.
 #pragma once
+#include "quant/higgs.h"
 #include "quant/quantizer.h"
 
 namespace kvo::quant {
@@ -27,5 +28,15 @@ class ResidualQuantizer : public Quantizer {
   int m_;
   QuantizerPtr meta_, res_;
 };
+
+// q's meta and residual quantizers when q is residual and both are HIGGS whose Hadamard group
+// holds a whole vector of `dim`: then q's scores against a query are the sum of theirs, each
+// taken in the rotated domain. Both null otherwise.
+struct ResidualHiggsParts {
+  const ResidualQuantizer* residual = nullptr;
+  const HiggsQuantizer* meta = nullptr;
+  const HiggsQuantizer* res = nullptr;
+};
+ResidualHiggsParts residual_higgs_parts(const Quantizer& q, int dim);
 
 }  // namespace kvo::quant

@@ -69,31 +69,17 @@ void copy_rows(const bf16* src, bf16* dst, int64_t rows, int64_t cols, cudaStrea
         cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
 }
 
-// Residual landmarks whose meta and residual quantizers are both HIGGS: scored in the rotated
-// domain like plain HIGGS ones, since score(q, meta + res) = score(q, meta) + score(q, res). On
-// the device their records are kept apart, every head's meta records (H, ceil(m / group)) then
-// every head's residual records (H, m): the same bytes as the quantizer's blocks, regrouped.
-struct ResidualHiggs {
-  const quant::ResidualQuantizer* q = nullptr;  // null: the landmarks are something else
-  const quant::HiggsQuantizer* meta = nullptr;
-  const quant::HiggsQuantizer* res = nullptr;
+// Residual landmarks of two HIGGS quantizers (quant::residual_higgs_parts) are scored in the
+// rotated domain like plain HIGGS ones: score(q, meta + res) = score(q, meta) + score(q, res).
+// On the device their records are kept apart, every head's meta records (H, ceil(m / group))
+// then every head's residual records (H, m): the same bytes as the quantizer's blocks, regrouped.
+struct ResidualHiggs : quant::ResidualHiggsParts {
   // Meta records per head for m landmarks, and the bytes of all heads' meta records.
-  int64_t metas(int64_t m) const { return (m + q->m() - 1) / q->m(); }
+  int64_t metas(int64_t m) const { return (m + residual->m() - 1) / residual->m(); }
   size_t meta_bytes(int H, int64_t m, int D) const {
     return size_t(H) * meta->encoded_bytes(size_t(metas(m)), size_t(D));
   }
 };
-
-// Residual HIGGS landmarks of head_dim D that score_heads takes (one Hadamard group a record).
-ResidualHiggs residual_higgs(const quant::Quantizer* q, int D) {
-  ResidualHiggs r;
-  const auto* res = dynamic_cast<const quant::ResidualQuantizer*>(q);
-  if (!res) return r;
-  const auto* a = dynamic_cast<const quant::HiggsQuantizer*>(&res->meta());
-  const auto* b = dynamic_cast<const quant::HiggsQuantizer*>(&res->res());
-  if (a && b && a->group() >= D && b->group() >= D) r = {res, a, b};
-  return r;
-}
 
 class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private SparseSetup {
  public:
@@ -106,7 +92,8 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
         capacity_(capacity),
         rope_(make_rope_params(config)),
         stream_(cuda_stream_of(backend)),
-        residual_lm_(residual_higgs(landmark_q_.get(), config.head_dim)) {
+        residual_lm_{landmark_q_ ? quant::residual_higgs_parts(*landmark_q_, config.head_dim)
+                                 : quant::ResidualHiggsParts{}} {
     layers_.resize(size_t(config.num_layers));
     step_index_ = backend.alloc_ints(1);
     shifted_index_ = backend.alloc_ints(2);
@@ -390,12 +377,12 @@ void CudaSparsePolicy::build_layer(int l) {
     // One call per head: residual landmarks group consecutive vectors, which must not mix heads.
     const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
     L.lm_q = DeviceBuffer<uint8_t>(per_head * H_);
-    DeviceBuffer<uint8_t> blocks(residual_lm_.q ? per_head * H_ : 0);
-    uint8_t* enc = residual_lm_.q ? blocks.get() : L.lm_q.get();
+    DeviceBuffer<uint8_t> blocks(residual_lm_.residual ? per_head * H_ : 0);
+    uint8_t* enc = residual_lm_.residual ? blocks.get() : L.lm_q.get();
     for (int h = 0; h < H_; ++h)
       qc::encode_bf16(*landmark_q_, reinterpret_cast<const uint16_t*>(rows_of(lm, h * m)), D_,
                       size_t(m), size_t(D_), enc + h * per_head, stream_);
-    if (residual_lm_.q) regroup_residual_landmarks(blocks.get(), m, L.lm_q.get());
+    if (residual_lm_.residual) regroup_residual_landmarks(blocks.get(), m, L.lm_q.get());
   }
 
   // The host stores: encode on the device, split off the scales that stay on the device
@@ -518,7 +505,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     staging_k_ = DeviceBuffer<uint8_t>(staging);
     KVO_CUDA(cudaMemset(staging_k_.get(), 0, staging));
     decoded_k_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
-    if (residual_lm_.q)
+    if (residual_lm_.residual)
       meta_logits_ = DeviceBuffer<float>(size_t(Hq_ * residual_lm_.metas(m)));
     else if (!dynamic_cast<const quant::HiggsQuantizer*>(landmark_q_.get()))
       lm_decoded_ = DeviceBuffer<bf16>(size_t(H_ * m * D_));
@@ -534,7 +521,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
 // copies.
 void CudaSparsePolicy::regroup_residual_landmarks(const uint8_t* blocks, int64_t m, uint8_t* out) {
   const ResidualHiggs& r = residual_lm_;
-  const int64_t g = r.q->m(), full = m / g, metas = r.metas(m);
+  const int64_t g = r.residual->m(), full = m / g, metas = r.metas(m);
   const int64_t meta_rec = int64_t(r.meta->encoded_bytes(1, size_t(D_)));
   const int64_t res_rec = int64_t(r.res->encoded_bytes(1, size_t(D_)));
   const int64_t per_head = int64_t(landmark_q_->encoded_bytes(size_t(m), size_t(D_)));
@@ -568,7 +555,7 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
     if (method_ == SparseMethod::YAKV && higgs) {
       qc::score_heads(*higgs, q16, q.stride, size_t(n), Hq_, G_, L.lm_q.get(), size_t(m),
                       size_t(D_), scale(), logits_.get(), work_);
-    } else if (method_ == SparseMethod::YAKV && residual_lm_.q) {
+    } else if (method_ == SparseMethod::YAKV && residual_lm_.residual) {
       const ResidualHiggs& r = residual_lm_;
       const int64_t metas = r.metas(m);
       meta_logits_.reserve(size_t(n * Hq_ * metas));
@@ -577,7 +564,8 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
       qc::score_heads(*r.res, q16, q.stride, size_t(n), Hq_, G_,
                       L.lm_q.get() + r.meta_bytes(H_, m, D_), size_t(m), size_t(D_), scale(),
                       logits_.get(), work_);
-      cuda::add_group_scores(meta_logits_.get(), n * Hq_, metas, r.q->m(), logits_.get(), m, work_);
+      cuda::add_group_scores(meta_logits_.get(), n * Hq_, metas, r.residual->m(), logits_.get(), m,
+                             work_);
     } else if (method_ == SparseMethod::YAKV) {
       const size_t per_head = landmark_q_->encoded_bytes(size_t(m), size_t(D_));
       for (int h = 0; h < H_; ++h)
