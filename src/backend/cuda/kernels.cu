@@ -331,9 +331,10 @@ __device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
 
 // kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
 // norm, each warp also sums the squares of x while it streams, so 1/rms needs no pass of its own.
+// kMinBlocks > 1 caps the registers so that many blocks fit on an SM (see launch_matvec).
 constexpr int kMatvecWarps = 8;
-template <int M>
-__global__ void __launch_bounds__(kMatvecWarps * 32)
+template <int M, int kMinBlocks>
+__global__ void __launch_bounds__(kMatvecWarps * 32, kMinBlocks)
     matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
   allow_successor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -374,12 +375,36 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
   }
 }
 
+// Blocks of `kernel` resident on the whole GPU at once.
+template <typename Kernel>
+int64_t resident_matvec_blocks(Kernel kernel) {
+  int dev = 0, sms = 0, per_sm = 0;
+  KVO_CUDA(cudaGetDevice(&dev));
+  KVO_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  KVO_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, 0));
+  return int64_t(sms) * per_sm;
+}
+
+// A grid slightly above one wave reads its last rows with a fraction of the GPU: the one-row
+// kernel then runs with 6 blocks per SM (40 registers) when that makes it one wave (H200,
+// Llama-3.1-8B q/k/v: 768 blocks, 660 resident at 5 per SM: 57% of the read bandwidth, 68% at
+// 6). Kept to that case: o and down, one wave either way, are slower at 40 registers (70 -> 58%,
+// 75 -> 65%).
 template <int M>
 void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
                    cudaStream_t stream) {
   const int64_t rows = args.first_row[args.count];
-  launch_overlapped("matvec_kernel", matvec_kernel<M>,
-                    unsigned((rows + kMatvecWarps - 1) / kMatvecWarps), kMatvecWarps * 32, 0,
+  const int64_t blocks = (rows + kMatvecWarps - 1) / kMatvecWarps;
+  if constexpr (M == 1) {
+    static const int64_t wide = resident_matvec_blocks(matvec_kernel<1, 1>),
+                         tight = resident_matvec_blocks(matvec_kernel<1, 6>);
+    if (blocks > wide && blocks <= tight) {
+      launch_overlapped("matvec_kernel", matvec_kernel<1, 6>, unsigned(blocks), kMatvecWarps * 32,
+                        0, stream, x, xs, k, args);
+      return;
+    }
+  }
+  launch_overlapped("matvec_kernel", matvec_kernel<M, 1>, unsigned(blocks), kMatvecWarps * 32, 0,
                     stream, x, xs, k, args);
 }
 
