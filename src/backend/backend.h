@@ -86,6 +86,16 @@ class Recording {
   virtual void replay() = 0;
 };
 
+// A read of an index tensor split in two: queue() queues the copy of src (its n ints) and
+// returns, wait() blocks until that copy has landed and returns it. The decoder queues step t + 1
+// before it waits for step t's sampled ids, so the device does not idle while the host reads.
+class IntsReadback {
+ public:
+  virtual ~IntsReadback() = default;
+  virtual void queue(const Tensor& src) = 0;
+  virtual std::vector<int32_t> wait() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -138,10 +148,12 @@ class Backend {
   // A decode step is recorded once and replayed at every position (CUDA graphs), so its token
   // ids and positions live in backend memory as I32 "index tensors" (n, 1), read when the work
   // runs. The host writes them with write_ints (queued, no wait) and reads sampled ids back with
-  // read_ints (the one wait per token).
+  // read_ints (the one wait per token), or with an IntsReadback of n ints (the default reads at
+  // queue(); the CUDA one copies into pinned memory behind the queued work).
   virtual DeviceArray alloc_ints(int64_t n) = 0;
   virtual void write_ints(const Tensor& dst, std::span<const int32_t> values) = 0;
   virtual std::vector<int32_t> read_ints(const Tensor& src) = 0;
+  virtual std::unique_ptr<IntsReadback> ints_readback(int64_t n);
   // embedding() with ids (T, 1) in backend memory (validated by whoever wrote them).
   virtual void embedding_at(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
   // rope() with positions (T, 1) in backend memory.

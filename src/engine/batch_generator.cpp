@@ -60,8 +60,11 @@ BatchResult generate_batch(Transformer& model, std::span<KvPolicy* const> kvs,
     result.copy_seconds = seconds_since(t0);
   }
   auto t_step = Clock::now();
+  // Step s + 1 is queued before step s is collected: the device runs it while the host waits.
+  if (options.max_new_tokens > 1) decoder.queue_step();
   for (int step = 1; step < options.max_new_tokens; ++step) {
-    const std::vector<int32_t> next = decoder.step();
+    if (step + 1 < options.max_new_tokens) decoder.queue_step();
+    const std::vector<int32_t> next = decoder.collect();
     for (int64_t b = 0; b < B; ++b) result.tokens[b].push_back(next[b]);
     if (step == 1) {
       result.first_step_seconds = seconds_since(t_step);

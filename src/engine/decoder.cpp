@@ -24,7 +24,9 @@ Decoder::Decoder(Transformer& model, std::vector<KvPolicy*> kvs, const SamplingP
       batch_(model.make_decode_batch(int64_t(kvs_.size()), any_wants_pre_rope_keys(kvs_))),
       uniforms_(kvs_.size()),
       positions_(kvs_.size(), 0),
-      step_positions_(kvs_.size()) {
+      step_positions_(kvs_.size()),
+      readbacks_{model.backend().ints_readback(int64_t(kvs_.size())),
+                 model.backend().ints_readback(int64_t(kvs_.size()))} {
   check(!kvs_.empty(), "internal: a decoder needs at least one sequence");
   validate(sampling);
   for (size_t b = 0; b < kvs_.size(); ++b) {
@@ -34,13 +36,18 @@ Decoder::Decoder(Transformer& model, std::vector<KvPolicy*> kvs, const SamplingP
   }
 }
 
-std::vector<int32_t> Decoder::sample(int64_t first, int64_t count) {
+void Decoder::queue_sample(int64_t first, int64_t count) {
   for (int64_t b = first; b < first + count; ++b) uniforms_[b] = float(samplers_[b].next_uniform());
-  const Tensor ids = batch_.ids.tensor().row_range(first, count);
   model_.backend().sample(batch_.logits.tensor().row_range(first, count), sampling_.temperature,
                           sampling_.top_k, sampling_.top_p,
-                          std::span(uniforms_).subspan(first, count), ids);
-  return model_.backend().read_ints(ids);
+                          std::span(uniforms_).subspan(first, count),
+                          batch_.ids.tensor().row_range(first, count));
+}
+
+std::vector<int32_t> Decoder::sample(int64_t first, int64_t count) {
+  check(in_flight_ == 0, "internal: a prompt is sampled while decode steps are in flight");
+  queue_sample(first, count);
+  return model_.backend().read_ints(batch_.ids.tensor().row_range(first, count));
 }
 
 int32_t Decoder::prefill(int64_t b, std::span<const int32_t> prompt,
@@ -64,7 +71,9 @@ int32_t Decoder::copy_prefilled(int64_t b, int64_t from) {
   return sample(b, 1)[0];
 }
 
-std::vector<int32_t> Decoder::step() {
+void Decoder::queue_step() {
+  check(in_flight_ < int(readbacks_.size()), "internal: {} decode steps are already in flight",
+        in_flight_);
   Backend& backend = model_.backend();
   for (size_t b = 0; b < kvs_.size(); ++b) {
     check(positions_[b] + 1 <= kvs_[b]->capacity(),
@@ -86,7 +95,17 @@ std::vector<int32_t> Decoder::step() {
     model_.queue_decode_step(batch_, kvs_, positions_, false);
   }
   for (int64_t& p : positions_) ++p;
-  return sample(0, int64_t(kvs_.size()));
+  queue_sample(0, int64_t(kvs_.size()));
+  readbacks_[(oldest_ + in_flight_) % 2]->queue(batch_.ids.tensor());
+  ++in_flight_;
+}
+
+std::vector<int32_t> Decoder::collect() {
+  check(in_flight_ > 0, "internal: no decode step to collect");
+  std::vector<int32_t> ids = readbacks_[oldest_]->wait();
+  oldest_ = (oldest_ + 1) % 2;
+  --in_flight_;
+  return ids;
 }
 
 }  // namespace kvo

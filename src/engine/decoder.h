@@ -4,8 +4,10 @@
 // decode step runs every sequence through one forward (matmuls over B rows, attention per
 // sequence through its own KvPolicy). The step is recorded once and replayed (CUDA graphs) when
 // the backend can record and every policy is recordable, else queued eagerly each time; either
-// way the only wait per token is reading the sampled ids back.
+// way the only wait per token is reading the sampled ids back, and the host can queue the next
+// step before that wait (queue_step / collect), so the device does not idle between steps.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,12 +35,25 @@ class Decoder {
   int32_t copy_prefilled(int64_t b, int64_t from);
   // Feeds every sequence its latest token and returns the next one of each. kvo::Error when a
   // sequence's KV cache is full.
-  std::vector<int32_t> step();
+  std::vector<int32_t> step() {
+    queue_step();
+    return collect();
+  }
+  // step() in two halves. queue_step() queues a step and returns: its input tokens are the last
+  // queued step's samples, already on the device. collect() waits for the oldest queued step's
+  // tokens. At most two steps are in flight: queue step t + 1, then collect step t, and the
+  // device runs t + 1 while the host reads and handles t.
+  void queue_step();
+  std::vector<int32_t> collect();
+  // Steps queued and not collected yet.
+  int in_flight() const { return in_flight_; }
   // Whether the steps so far were replayed from a recording.
   bool recorded() const { return recording_ != nullptr; }
 
  private:
-  // Samples logits rows [first, first + count) and reads the ids back.
+  // Queues the sampling of logits rows [first, first + count) into those rows of the ids.
+  void queue_sample(int64_t first, int64_t count);
+  // queue_sample, then reads the ids back.
   std::vector<int32_t> sample(int64_t first, int64_t count);
 
   Transformer& model_;
@@ -50,6 +65,10 @@ class Decoder {
   std::vector<float> uniforms_;
   std::vector<int64_t> positions_;  // per sequence: the position its latest token goes to
   std::vector<int32_t> step_positions_;
+  // Step t's ids are read back through readbacks_[t % 2]; steps oldest_ .. oldest_ + in_flight_
+  // - 1 (mod 2) are queued and not collected.
+  std::array<std::unique_ptr<IntsReadback>, 2> readbacks_;
+  int oldest_ = 0, in_flight_ = 0;
   std::unique_ptr<Recording> recording_;  // last: destroyed first, before the buffers it uses
 };
 

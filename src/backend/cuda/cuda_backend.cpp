@@ -460,6 +460,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<Recording> record(const std::function<void()>& queue) override;
+  std::unique_ptr<IntsReadback> ints_readback(int64_t n) override;
 
   void replay(cudaGraphExec_t graph) { KVO_CUDA(cudaGraphLaunch(graph, stream_)); }
   void release_reserved(const CachingAllocator::Reserved& blocks) {
@@ -612,6 +613,40 @@ class CudaRecording final : public Recording {
   cudaGraphExec_t graph_;
   CachingAllocator::Reserved blocks_;
 };
+
+// The ids land in pinned memory behind the work queued before queue(); an event marks them.
+class CudaIntsReadback final : public IntsReadback {
+ public:
+  CudaIntsReadback(cudaStream_t stream, int64_t n) : stream_(stream), n_(n) {
+    KVO_CUDA(cudaMallocHost(&host_, size_t(std::max<int64_t>(n, 1)) * sizeof(int32_t)));
+    KVO_CUDA(cudaEventCreateWithFlags(&landed_, cudaEventDisableTiming));
+  }
+  ~CudaIntsReadback() override {
+    cudaEventSynchronize(landed_);  // a queued copy may still write host_
+    cudaEventDestroy(landed_);
+    cudaFreeHost(host_);
+  }
+  void queue(const Tensor& src) override {
+    if (src.rows != n_ || src.dtype != DType::I32) fail("internal: ints_readback size mismatch");
+    KVO_CUDA(cudaMemcpyAsync(host_, src.data, size_t(n_) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                             stream_));
+    KVO_CUDA(cudaEventRecord(landed_, stream_));
+  }
+  std::vector<int32_t> wait() override {
+    KVO_CUDA(cudaEventSynchronize(landed_));
+    return std::vector<int32_t>(host_, host_ + n_);
+  }
+
+ private:
+  cudaStream_t stream_;
+  int64_t n_;
+  int32_t* host_ = nullptr;
+  cudaEvent_t landed_ = nullptr;
+};
+
+std::unique_ptr<IntsReadback> CudaBackend::ints_readback(int64_t n) {
+  return std::make_unique<CudaIntsReadback>(stream_, n);
+}
 
 std::unique_ptr<Recording> CudaBackend::record(const std::function<void()>& queue) {
   // Relaxed: the caching allocator may still cudaMalloc while the work is captured.
