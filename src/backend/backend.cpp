@@ -1,5 +1,7 @@
 #include "backend/backend.h"
 
+#include <algorithm>
+
 #include "backend/cpu/cpu_backend.h"
 #ifdef KVO_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -109,6 +111,29 @@ void Backend::rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
   for (int64_t t = 0; t < k.rows; ++t) {
     copy_rows_at(k.row_range(t, 1), keys, positions.row_range(t, 1));
     copy_rows_at(v.row_range(t, 1), values, positions.row_range(t, 1));
+  }
+}
+
+void Backend::rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& positions, int head_dim, const RopeParams& rope,
+                                  std::span<const Tensor> keys, std::span<const Tensor> values) {
+  check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows,
+        "internal: rope_store_batch_at needs one key and value table per row");
+  for (int64_t b = 0; b < q.rows; ++b)
+    rope_store_at(q.row_range(b, 1), k.row_range(b, 1), v.row_range(b, 1),
+                  positions.row_range(b, 1), head_dim, rope, keys[b], values[b]);
+}
+
+void Backend::attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
+                                 std::span<const Tensor> values, const AttentionShape& shape,
+                                 const Tensor& positions, const Tensor& out) {
+  check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows && shape.q_len == 1,
+        "internal: attention_batch_at needs one key and value table per row");
+  for (int64_t b = 0; b < q.rows; ++b) {
+    AttentionShape one = shape;
+    one.kv_len = std::min(shape.kv_len, keys[b].rows);
+    attention_at(q.row_range(b, 1), keys[b], values[b], one, positions.row_range(b, 1),
+                 out.row_range(b, 1));
   }
 }
 

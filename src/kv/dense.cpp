@@ -59,7 +59,7 @@ class DensePolicy final : public KvPolicy {
   }
 
   Tables tables_at(int layer) const override {
-    return {layer_rows(keys_, layer), layer_rows(values_, layer)};
+    return {layer_rows(keys_, layer), layer_rows(values_, layer), shape(1, 0, capacity_)};
   }
 
   void recorded_step_done(int64_t length) override {

@@ -139,6 +139,38 @@ void Transformer::queue_decode_step(DecodeBatch& d, std::span<KvPolicy* const> k
   run(d.act, rows, d.logits.tensor());
 }
 
+std::optional<Transformer::BatchTables> Transformer::batch_tables(const Rows& in, int layer) const {
+  if (!in.recorded) return std::nullopt;
+  BatchTables bt;
+  for (const Run& r : in.runs) {
+    const KvPolicy::Tables t = r.kv->tables_at(layer);
+    if (!t.keys.data || r.rows != 1) return std::nullopt;
+    bt.keys.push_back(t.keys);
+    bt.values.push_back(t.values);
+    bt.shape.kv_len = std::max(bt.shape.kv_len, t.shape.kv_len);
+    bt.shape.scale = t.shape.scale;
+  }
+  const ModelConfig& c = config_;
+  bt.shape = {c.num_heads, c.num_kv_heads, c.head_dim, 1, 0, bt.shape.kv_len, bt.shape.scale};
+  return bt;
+}
+
+void Transformer::attend_runs(const Rows& in, int layer, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& k_pre, const Tensor& attn) {
+  for (const Run& r : in.runs) r.kv->inputs_ready();
+  int64_t r0 = 0;
+  for (const Run& r : in.runs) {
+    const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),
+                 rv = v.row_range(r0, r.rows), ra = attn.row_range(r0, r.rows);
+    const Tensor rk_pre = k_pre.data ? k_pre.row_range(r0, r.rows) : rk;
+    if (in.recorded)
+      r.kv->attend_at(layer, in.positions_at->row_range(r0, 1), rq, rk_pre, rk, rv, ra);
+    else
+      r.kv->attend(layer, r.start, rq, rk_pre, rk, rv, ra);
+    r0 += r.rows;
+  }
+}
+
 void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
   const ModelConfig& c = config_;
   int64_t T = 0;
@@ -177,40 +209,15 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       b.rmsnorm(kh, L.k_norm.tensor(), c.rms_norm_eps, kh);
     }
     if (k_pre.data) b.copy(k, k_pre);
-    // A recorded step over caches that store rows as given rotates q and k and appends k and v in
-    // one pass per sequence; the policies then only attend.
-    const bool stored =
-        in.recorded && std::all_of(in.runs.begin(), in.runs.end(), [l](const Run& r) {
-          return r.kv->tables_at(l).keys.data != nullptr;
-        });
-    if (stored) {
-      int64_t r0 = 0;
-      for (const Run& r : in.runs) {
-        const KvPolicy::Tables t = r.kv->tables_at(l);
-        b.rope_store_at(q.row_range(r0, r.rows), k.row_range(r0, r.rows), v.row_range(r0, r.rows),
-                        in.positions_at->row_range(r0, r.rows), c.head_dim, rope_, t.keys,
-                        t.values);
-        r0 += r.rows;
-      }
+    // Dense caches of a recorded step: RoPE with the K/V append, and the attention, each in one
+    // pass for the whole batch.
+    if (const std::optional<BatchTables> t = batch_tables(in, l)) {
+      b.rope_store_batch_at(q, k, v, *in.positions_at, c.head_dim, rope_, t->keys, t->values);
+      b.attention_batch_at(q, t->keys, t->values, t->shape, *in.positions_at, attn);
     } else {
       rope(q);
       rope(k);
-    }
-    // Each sequence's rows attend through its own policy; the policies may run side by side.
-    for (const Run& r : in.runs) r.kv->inputs_ready();
-    int64_t r0 = 0;
-    for (const Run& r : in.runs) {
-      const Tensor rq = q.row_range(r0, r.rows), rk = k.row_range(r0, r.rows),
-                   rv = v.row_range(r0, r.rows), ra = attn.row_range(r0, r.rows);
-      const Tensor rk_pre = k_pre.data ? k_pre.row_range(r0, r.rows) : rk;
-      const Tensor position = in.recorded ? in.positions_at->row_range(r0, 1) : Tensor{};
-      if (stored)
-        r.kv->attend_at(l, position, rq, Tensor{}, Tensor{}, Tensor{}, ra);
-      else if (in.recorded)
-        r.kv->attend_at(l, position, rq, rk_pre, rk, rv, ra);
-      else
-        r.kv->attend(l, r.start, rq, rk_pre, rk, rv, ra);
-      r0 += r.rows;
+      attend_runs(in, l, q, k, v, k_pre, attn);
     }
     b.matmul_add(attn, L.wo.tensor(), L.bo.empty() ? nullptr : &bo, x);
     const InputNorm ffn_norm{L.ffn_norm.tensor(), c.rms_norm_eps};

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -101,6 +102,16 @@ class Transformer {
   Activations make_activations(int64_t rows, bool pre_rope_keys);
   // Runs the rows through every layer and writes the logits of the last logits.rows rows.
   void run(Activations& a, const Rows& rows, const Tensor& logits);
+  // A recorded step of one row per sequence over caches that store rows as given and attend
+  // exactly (KvPolicy::tables_at): their tables and the attention shape for one batched pass.
+  struct BatchTables {
+    std::vector<Tensor> keys, values;
+    AttentionShape shape;
+  };
+  std::optional<BatchTables> batch_tables(const Rows& rows, int layer) const;
+  // Each run's rows attend through its own policy (the policies may run side by side).
+  void attend_runs(const Rows& rows, int layer, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& k_pre, const Tensor& attn);
   void forward_device(std::span<const int32_t> tokens, int64_t start, KvPolicy& kv, int64_t chunk,
                       const std::function<void(int64_t, int64_t)>& on_chunk, const Tensor& logits);
   DeviceArray upload(const HostTensor& t);

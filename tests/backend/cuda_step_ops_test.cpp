@@ -4,8 +4,9 @@
 // for the length bound rather than the actual length, within fp32-summation noise, at positions
 // that leave most splits empty, split a few keys each, or fill the bound. The fused ones
 // (matmul_many, matmul_add, matmul_swiglu, rope_store_at) against the CPU backend and their
-// defaults at every decode row count and at shapes that leave partial blocks and tails. Skipped
-// where no GPU is present.
+// defaults at every decode row count and at shapes that leave partial blocks and tails. The
+// batched decode ops (rope_store_batch_at, attention_batch_at) against one sequence at a time
+// and the CPU. Skipped where no GPU is present.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -248,6 +249,86 @@ TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {
           }
         }
       }
+    }
+  }
+}
+
+// rope_store_batch_at and attention_batch_at (one launch per 64 sequences, each with its own
+// tables and capacity) against their defaults on the same GPU (a sequence at a time: the same
+// rotation bit for bit, the attention within fp32-summation noise of its other key split) and
+// against the CPU: 70 sequences of small heads (two launches, the second split-K) and 3 of
+// Llama-3.1-8B's heads at long capacities (split-K), positions at a table's first and last rows.
+TEST(CudaStepOps, BatchedDecodeOpsMatchOneSequenceAtATimeAndCpu) {
+  auto cuda = cuda_or_null();
+  if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  auto cpu = make_cpu_backend(0);
+  struct Case {
+    int d, heads, kv_heads;
+    int64_t batch, capacity0, capacity_step;
+  };
+  for (Case c : {Case{64, 8, 2, 70, 40, 13}, Case{128, 32, 8, 3, 3000, 1100}}) {
+    const int64_t width = int64_t{c.kv_heads} * c.d, qw = int64_t{c.heads} * c.d;
+    RopeParams rope;
+    for (int i = 0; i < c.d / 2; ++i)
+      rope.inv_freq.push_back(std::pow(10000.0f, -float(i) / float(c.d / 2)));
+    std::vector<int64_t> capacity;
+    std::vector<int32_t> positions;
+    for (int64_t s = 0; s < c.batch; ++s) {
+      capacity.push_back(c.capacity0 + c.capacity_step * s);
+      positions.push_back(s == 0   ? 0
+                          : s == 1 ? int32_t(capacity[s] - 1)
+                                   : int32_t((s * 7919) % capacity[s]));
+    }
+    const AttentionShape shape{
+        c.heads, c.kv_heads, c.d, 1, 0, capacity.back(), 1.0f / std::sqrt(float(c.d))};
+    // (batched on the GPU, one at a time on the GPU, cpu) x (q, out, every key table, values)
+    std::vector<float> results[3][4];
+    for (int run = 0; run < 3; ++run) {
+      Backend& b = run < 2 ? *cuda : *cpu;
+      DeviceArray q = bf16_values(*cuda, b, c.batch, qw, 50),
+                  k = bf16_values(*cuda, b, c.batch, width, 51),
+                  v = bf16_values(*cuda, b, c.batch, width, 52), out = b.alloc(c.batch, qw);
+      std::vector<DeviceArray> key_tables, value_tables;
+      std::vector<Tensor> keys, values;
+      for (int64_t s = 0; s < c.batch; ++s) {
+        key_tables.push_back(bf16_values(*cuda, b, capacity[s], width, 100 + s));
+        value_tables.push_back(bf16_values(*cuda, b, capacity[s], width, 300 + s));
+        keys.push_back(key_tables.back().tensor());
+        values.push_back(value_tables.back().tensor());
+      }
+      DeviceArray at = ints(b, positions);
+      if (run == 1) {
+        b.Backend::rope_store_batch_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), c.d, rope,
+                                       keys, values);
+        b.Backend::attention_batch_at(q.tensor(), keys, values, shape, at.tensor(), out.tensor());
+      } else {
+        b.rope_store_batch_at(q.tensor(), k.tensor(), v.tensor(), at.tensor(), c.d, rope, keys,
+                              values);
+        b.attention_batch_at(q.tensor(), keys, values, shape, at.tensor(), out.tensor());
+      }
+      results[run][0] = b.download(q.tensor());
+      results[run][1] = b.download(out.tensor());
+      for (int64_t s = 0; s < c.batch; ++s) {
+        const std::vector<float> kt = b.download(keys[s]), vt = b.download(values[s]);
+        results[run][2].insert(results[run][2].end(), kt.begin(), kt.end());
+        results[run][3].insert(results[run][3].end(), vt.begin(), vt.end());
+      }
+    }
+    const std::string what =
+        fmt::format("{} sequences of {}/{} heads of {}", c.batch, c.heads, c.kv_heads, c.d);
+    for (int i : {0, 2, 3})
+      EXPECT_EQ(results[0][i], results[1][i]) << "tensor " << i << ", " << what;
+    EXPECT_LE(rel_l2(results[0][1], results[1][1]), 1e-3) << what;
+    for (int i = 0; i < 4; ++i)
+      EXPECT_LE(rel_l2(results[0][i], results[2][i]), 1e-2) << "tensor " << i << ", " << what;
+    // Each sequence's output against the CPU on its own: a sequence that read another's table
+    // would stand out even when the batch's total error is small.
+    for (int64_t s = 0; s < c.batch; ++s) {
+      const auto row = [&](const std::vector<float>& t) {
+        return std::vector<float>(t.begin() + s * qw, t.begin() + (s + 1) * qw);
+      };
+      EXPECT_LE(rel_l2(row(results[0][1]), row(results[2][1])), 1e-2)
+          << "sequence " << s << ", " << what;
     }
   }
 }

@@ -33,9 +33,26 @@ struct Params {
   int splits;
   int64_t keys_per_split;
   float scale_log2;
-  float* ws_o;   // [splits][KV][R][D] unnormalized partial outputs
-  float* ws_ml;  // [splits][KV][R][2] (running max in log2 units, sum)
+  float* ws_o;     // [seqs][splits][KV][R][D] unnormalized partial outputs
+  float* ws_ml;    // [seqs][splits][KV][R][2] (running max in log2 units, sum)
+  SeqTables seqs;  // count 0: one sequence, a.k / a.v
 };
+
+// Sequence blockIdx.z of a batched launch: its rows of q and out, its keys and values and the
+// device int32 holding its q_start (a itself when the launch has one sequence).
+struct SeqView {
+  const bf16 *q, *k, *v;
+  bf16* out;
+  const int32_t* q_start_at;
+};
+__device__ __forceinline__ SeqView seq_view(const Params& p) {
+  const AttentionArgs& a = p.a;
+  const int seq = blockIdx.z;
+  const bool batched = p.seqs.count > 0;
+  return {a.q + int64_t(seq) * a.q_len * a.q_stride, batched ? p.seqs.keys[seq] : a.k,
+          batched ? p.seqs.values[seq] : a.v, a.out + int64_t(seq) * a.q_len * a.out_stride,
+          a.q_start_at ? a.q_start_at + seq : nullptr};
+}
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -93,7 +110,7 @@ constexpr int smem_bytes() {
 }
 
 template <int D, int MT>
-__global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
+__global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(const __grid_constant__ Params p) {
   constexpr int kThreads = kWarps * 32;
   constexpr int kRows = kWarps * MT * 16;
   constexpr int S = D + 8;    // padded shared-memory row: conflict-free ldmatrix
@@ -109,6 +126,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
   bf16* Vs = Ks + 2 * kKeys * S;                 // [2][kKeys][S]
 
   const AttentionArgs& a = p.a;
+  const SeqView sv = seq_view(p);
   const int G = p.G;
   const int64_t R = p.R;
   // Blocks start in index order: the longest causal ranges (last row tiles) of every KV head
@@ -121,8 +139,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
 
   // The positions, from device memory for a recorded step (then the splits share its keys).
   int64_t q_start = a.q_start, kv_len = a.kv_len, keys_per_split = p.keys_per_split;
-  if (a.q_start_at) {
-    q_start = *a.q_start_at;
+  if (sv.q_start_at) {
+    q_start = *sv.q_start_at;
     kv_len = min(a.kv_len, q_start + a.q_len);
     keys_per_split = ((kv_len + p.splits - 1) / p.splits + kKeys - 1) / kKeys * kKeys;
   }
@@ -157,12 +175,12 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
     const int r = lr + i * kLoadRows;
     const int64_t gr = row0 + r;
     const bool ok = gr < R;
-    const bf16* src = ok ? a.q + (gr / G) * a.q_stride + int64_t(kvh * G + gr % G) * D + lc : a.q;
+    const bf16* src = ok ? sv.q + (gr / G) * a.q_stride + int64_t(kvh * G + gr % G) * D + lc : sv.q;
     cp_async16(Qs + r * S + lc, src, ok);
   }
   // This thread's K/V chunks: rows lr + i * kLoadRows of each tile, from key k_begin on.
-  const bf16* kp = a.k + (k_begin + lr) * a.k_stride + int64_t(kvh) * D + lc;
-  const bf16* vp = a.v + (k_begin + lr) * a.v_stride + int64_t(kvh) * D + lc;
+  const bf16* kp = sv.k + (k_begin + lr) * a.k_stride + int64_t(kvh) * D + lc;
+  const bf16* vp = sv.v + (k_begin + lr) * a.v_stride + int64_t(kvh) * D + lc;
   auto load_kv = [&](int stage, int tile_j) {
     bf16* ks = Ks + stage * kKeys * S + lr * S + lc;
     bf16* vs = Vs + stage * kKeys * S + lr * S + lc;
@@ -170,8 +188,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
     for (int i = 0; i < kKeys / kLoadRows; ++i) {
       const int rel = tile_j * kKeys + i * kLoadRows;  // keys past this thread's first
       const bool ok = lr + rel < n_keys;
-      cp_async16(ks + i * kLoadRows * S, ok ? kp + int64_t{rel} * a.k_stride : a.k, ok);
-      cp_async16(vs + i * kLoadRows * S, ok ? vp + int64_t{rel} * a.v_stride : a.v, ok);
+      cp_async16(ks + i * kLoadRows * S, ok ? kp + int64_t{rel} * a.k_stride : sv.k, ok);
+      cp_async16(vs + i * kLoadRows * S, ok ? vp + int64_t{rel} * a.v_stride : sv.v, ok);
     }
   };
   if (n_tiles > 0) load_kv(0, 0);
@@ -327,13 +345,14 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
       if (r >= R) continue;
       if (p.splits == 1) {
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        bf16* out = a.out + (r / G) * a.out_stride + int64_t(kvh * G + r % G) * D + 2 * t;
+        bf16* out = sv.out + (r / G) * a.out_stride + int64_t(kvh * G + r % G) * D + 2 * t;
 #pragma unroll
         for (int dn = 0; dn < DN; ++dn)
           *reinterpret_cast<__nv_bfloat162*>(out + dn * 8) =
               __floats2bfloat162_rn(o[mt][dn][2 * h] * inv, o[mt][dn][2 * h + 1] * inv);
       } else {
-        const int64_t wi = (int64_t(split) * a.num_kv_heads + kvh) * R + r;
+        const int64_t wi =
+            ((int64_t(blockIdx.z) * p.splits + split) * a.num_kv_heads + kvh) * R + r;
 #pragma unroll
         for (int dn = 0; dn < DN; ++dn)
           *reinterpret_cast<float2*>(p.ws_o + wi * D + dn * 8 + 2 * t) =
@@ -348,19 +367,20 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(Params p) {
 }
 
 // One block per (row, KV head), one thread per output dim: merges the splits' partials.
-__global__ void combine_kernel(Params p) {
+__global__ void combine_kernel(const __grid_constant__ Params p) {
   const AttentionArgs& a = p.a;
   const int64_t r = blockIdx.x;
   const int kvh = blockIdx.y, D = a.head_dim;
+  const int64_t first_split = int64_t(blockIdx.z) * p.splits;  // of this sequence
   float M = -INFINITY;
   for (int z = 0; z < p.splits; ++z)
-    M = fmaxf(M, p.ws_ml[((int64_t(z) * a.num_kv_heads + kvh) * p.R + r) * 2]);
-  bf16* out = a.out + (r / p.G) * a.out_stride + int64_t(kvh * p.G + r % p.G) * D;
+    M = fmaxf(M, p.ws_ml[(((first_split + z) * a.num_kv_heads + kvh) * p.R + r) * 2]);
+  bf16* out = seq_view(p).out + (r / p.G) * a.out_stride + int64_t(kvh * p.G + r % p.G) * D;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.0f, L = 0.0f;
     if (M != -INFINITY) {
       for (int z = 0; z < p.splits; ++z) {
-        const int64_t base = (int64_t(z) * a.num_kv_heads + kvh) * p.R + r;
+        const int64_t base = ((first_split + z) * a.num_kv_heads + kvh) * p.R + r;
         const float w = exp2f(p.ws_ml[base * 2] - M);  // 0 for empty splits (max -inf)
         acc += w * p.ws_o[base * D + d];
         L += w * p.ws_ml[base * 2 + 1];
@@ -388,12 +408,15 @@ bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
+// num_seqs: sequences of a batched launch (their keys are checked by the caller).
+Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits, int num_seqs) {
   if (a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0)
     throw_message("CUDA attention: num_heads must be a multiple of num_kv_heads");
   if (a.head_dim != 32 && a.head_dim != 64 && a.head_dim != 128)
     throw_message("CUDA attention: head_dim must be 32, 64 or 128");
   if (!(a.scale > 0.0f)) throw_message("CUDA attention: the score scale must be positive");
+  if (num_seqs < 1 || num_seqs > kMaxSeqs)
+    throw_message("CUDA attention: 1 to kMaxSeqs sequences per launch");
   if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.out) ||
       a.q_stride % 8 || a.k_stride % 8 || a.v_stride % 8 || a.out_stride % 2)
     throw_message("CUDA attention: rows must be 16-byte aligned (strides multiple of 8)");
@@ -410,7 +433,7 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
   if (force_splits > 0) {
     splits = force_splits;
   } else {
-    const int64_t blocks = pl.n_row_tiles * a.num_kv_heads;
+    const int64_t blocks = pl.n_row_tiles * a.num_kv_heads * num_seqs;
     // Split long key ranges until ~2 blocks per SM, each split keeping >= 256 keys (four
     // tiles: the decode step of one sequence then spreads over every SM, and a split's fixed
     // cost, its Q load and first tile, is spread over enough keys; H200, Llama-3.1-8B heads,
@@ -426,6 +449,10 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits) {
   return pl;
 }
 
+int launch_seqs(const Params& p) {
+  return std::max(p.seqs.count, 1);
+}
+
 template <int D, int MT>
 void launch(const Params& p, cudaStream_t stream) {
   constexpr int smem = smem_bytes<D, MT>();
@@ -436,7 +463,7 @@ void launch(const Params& p, cudaStream_t stream) {
     configured = true;
   }
   const dim3 grid(static_cast<unsigned>(p.n_row_tiles * p.a.num_kv_heads),
-                  static_cast<unsigned>(p.splits));
+                  static_cast<unsigned>(p.splits), static_cast<unsigned>(launch_seqs(p)));
   flash_kernel<D, MT><<<grid, kWarps * 32, smem, stream>>>(p);
   KVO_CUDA_LAUNCHED("flash_kernel");
 }
@@ -451,22 +478,31 @@ void launch(const Params& p, int mt, cudaStream_t stream) {
 
 }  // namespace
 
-int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits) {
-  const Plan pl = make_plan(a, num_sms, force_splits);
+int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits,
+                                  int num_seqs) {
+  const Plan pl = make_plan(a, num_sms, force_splits, num_seqs);
   if (pl.splits == 1) return 0;
-  return int64_t(pl.splits) * a.num_kv_heads * pl.R * (a.head_dim + 2) * int64_t(sizeof(float));
+  return int64_t(num_seqs) * pl.splits * a.num_kv_heads * pl.R * (a.head_dim + 2) *
+         int64_t(sizeof(float));
 }
 
 void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_t stream,
-               int force_splits) {
+               int force_splits, const SeqTables* seqs) {
   if (a.q_len == 0) return;
-  const Plan pl = make_plan(a, num_sms, force_splits);
+  const int n_seqs = seqs ? seqs->count : 1;
+  const Plan pl = make_plan(a, num_sms, force_splits, n_seqs);
   Params p{a,       pl.G,   pl.R, pl.n_row_tiles, pl.splits, pl.keys_per_split, a.scale * kLog2e,
            nullptr, nullptr};
+  if (seqs) {
+    for (int s = 0; s < n_seqs; ++s)
+      if (!aligned16(seqs->keys[s]) || !aligned16(seqs->values[s]))
+        throw_message("CUDA attention: a sequence's key or value table is not 16-byte aligned");
+    p.seqs = *seqs;
+  }
   if (pl.splits > 1) {
     if (!workspace) throw_message("CUDA attention: split-K needs a workspace");
     p.ws_o = static_cast<float*>(workspace);
-    p.ws_ml = p.ws_o + int64_t(pl.splits) * a.num_kv_heads * pl.R * a.head_dim;
+    p.ws_ml = p.ws_o + int64_t(n_seqs) * pl.splits * a.num_kv_heads * pl.R * a.head_dim;
   }
   switch (a.head_dim) {
     case 32:
@@ -480,7 +516,8 @@ void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_
       break;
   }
   if (pl.splits > 1) {
-    const dim3 grid(static_cast<unsigned>(pl.R), static_cast<unsigned>(a.num_kv_heads));
+    const dim3 grid(static_cast<unsigned>(pl.R), static_cast<unsigned>(a.num_kv_heads),
+                    static_cast<unsigned>(n_seqs));
     combine_kernel<<<grid, a.head_dim, 0, stream>>>(p);
     KVO_CUDA_LAUNCHED("combine_kernel");
   }

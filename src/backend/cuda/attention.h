@@ -20,11 +20,16 @@
 // range is split across blocks (flash-decoding): each split writes an unnormalized fp32 partial
 // output plus its (max, sum), and a combine kernel merges them; the workspace for that comes from
 // the caller (attention_workspace_bytes).
+// Batched decode (`seqs`): one launch attends seqs->count sequences, sequence s reading its keys
+// and values from seqs->keys[s] / seqs->values[s] (a.k and a.v unused), its q_len rows of q and
+// out after sequence s - 1's, and its q_start from a.q_start_at[s]; a.kv_len bounds them all.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "backend/cuda/seq_tables.h"
 
 namespace kvo::cuda {
 
@@ -48,12 +53,13 @@ struct AttentionArgs {
 
 // Bytes of device workspace `attention` needs for these shapes on a GPU with `num_sms` SMs
 // (0 when the key range is not split). Throws kvo::Error on unsupported shapes.
-int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits = 0);
+int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits = 0,
+                                  int num_seqs = 1);
 
-// Launches the attention; `workspace` has attention_workspace_bytes(a, num_sms, force_splits)
-// bytes.
+// Launches the attention; `workspace` has attention_workspace_bytes(a, num_sms, force_splits,
+// seqs ? seqs->count : 1) bytes.
 // force_splits > 0 overrides the split heuristic (tests use it to cover both paths).
 void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_t stream,
-               int force_splits = 0);
+               int force_splits = 0, const SeqTables* seqs = nullptr);
 
 }  // namespace kvo::cuda

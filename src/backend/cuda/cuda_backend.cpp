@@ -440,6 +440,50 @@ class CudaBackend final : public Backend {
                     const Tensor& q_start, const Tensor& out) override {
     run_attention(q, k, v, shape, i32(q_start), out);
   }
+  void rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& positions, int head_dim, const RopeParams& rope,
+                           std::span<const Tensor> keys, std::span<const Tensor> values) override {
+    check_batch_tables(q, keys, values);
+    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
+        k.cols != keys[0].cols || head_dim <= 0 || head_dim % 2 != 0 || q.cols % head_dim != 0 ||
+        k.cols % head_dim != 0 || int(rope.inv_freq.size()) != head_dim / 2)
+      fail("internal: rope_store_batch_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions)", q.rows,
+           q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows);
+    for (int64_t b0 = 0; b0 < q.rows; b0 += cuda::kMaxSeqs) {
+      const int64_t n = std::min<int64_t>(cuda::kMaxSeqs, q.rows - b0);
+      const cuda::SeqTables tables = seq_tables(keys, values, b0, n);
+      cuda::rope_store(bf(q, "rope") + b0 * q.stride, q.stride, q.cols / head_dim,
+                       bf(k, "rope") + b0 * k.stride, k.stride, bf(v, "copy") + b0 * v.stride,
+                       v.stride, k.cols / head_dim, nullptr, keys[0].stride, nullptr,
+                       values[0].stride, n, head_dim, i32(positions) + b0, device_inv_freq(rope),
+                       rope.adjacent_pairs, stream_, &tables);
+    }
+  }
+  void attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
+                          std::span<const Tensor> values, const AttentionShape& shape,
+                          const Tensor& positions, const Tensor& out) override {
+    check_batch_tables(q, keys, values);
+    const int64_t qw = int64_t{shape.num_heads} * shape.head_dim;
+    if (shape.q_len != 1 || q.cols != qw || out.rows != q.rows || out.cols != qw ||
+        positions.rows != q.rows || keys[0].cols != int64_t{shape.num_kv_heads} * shape.head_dim)
+      fail("internal: attention_batch_at shapes do not match the attention shape");
+    for (int64_t b0 = 0; b0 < q.rows; b0 += cuda::kMaxSeqs) {
+      const int n = int(std::min<int64_t>(cuda::kMaxSeqs, q.rows - b0));
+      const cuda::SeqTables tables = seq_tables(keys, values, b0, n);
+      cuda::AttentionArgs a = attention_args(shape);
+      a.q = bf(q, "attention") + b0 * q.stride;
+      a.q_stride = q.stride;
+      a.k_stride = keys[0].stride;
+      a.v_stride = values[0].stride;
+      a.out = bf(out, "attention") + b0 * out.stride;
+      a.out_stride = out.stride;
+      a.q_start_at = i32(positions) + b0;
+      const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_, 0, n);
+      void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
+      cuda::attention(a, ws, num_sms_, stream_, 0, &tables);
+      if (ws) allocator_.deallocate(ws);
+    }
+  }
   int64_t prefill_chunk_rows() const override { return 2048; }
   int64_t attention_workspace_bytes(const AttentionShape& shape) const override {
     return cuda::attention_workspace_bytes(attention_args(shape), num_sms_);
@@ -531,6 +575,28 @@ class CudaBackend final : public Backend {
   static int32_t* i32(const Tensor& t) {
     if (t.dtype != DType::I32) fail("internal: expected an index (I32) tensor");
     return static_cast<int32_t*>(t.data);
+  }
+
+  // A batch's tables: one key and value table per row of q, all of one width and stride.
+  static void check_batch_tables(const Tensor& q, std::span<const Tensor> keys,
+                                 std::span<const Tensor> values) {
+    if (int64_t(keys.size()) != q.rows || int64_t(values.size()) != q.rows || q.rows == 0)
+      fail("internal: a batched decode op needs one key and value table per row");
+    for (size_t b = 0; b < keys.size(); ++b)
+      if (keys[b].stride != keys[0].stride || values[b].stride != values[0].stride ||
+          keys[b].cols != keys[0].cols || values[b].cols != keys[0].cols)
+        fail("internal: the tables of a batched decode op differ in width or stride");
+  }
+  // Rows [first, first + n) of a batch's tables, n <= kMaxSeqs.
+  static cuda::SeqTables seq_tables(std::span<const Tensor> keys, std::span<const Tensor> values,
+                                    int64_t first, int64_t n) {
+    cuda::SeqTables t;
+    t.count = int(n);
+    for (int64_t s = 0; s < n; ++s) {
+      t.keys[s] = bf(keys[first + s], "attention");
+      t.values[s] = bf(values[first + s], "attention");
+    }
+    return t;
   }
 
   // q_start_at: nullptr, or the device int32 the kernel reads q_start from (attention_at).

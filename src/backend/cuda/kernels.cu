@@ -121,10 +121,11 @@ struct RopeStoreArgs {
   const int32_t* positions;
   const float* inv_freq;
   bool adjacent;
+  SeqTables seqs;  // count > 0: row r's keys and values go to seqs.keys[r] / seqs.values[r]
 };
 
 // One thread per (row, head, pair), the heads of q first, then those of k with v's same pair.
-__global__ void rope_store_kernel(const RopeStoreArgs a) {
+__global__ void rope_store_kernel(const __grid_constant__ RopeStoreArgs a) {
   allow_successor();
   wait_for_predecessor();
   const int half = a.head_dim / 2;
@@ -145,10 +146,12 @@ __global__ void rope_store_kernel(const RopeStoreArgs a) {
       src = dst = a.q + r * a.qs + h * a.head_dim;
     } else {
       const int64_t kh = h - a.q_heads;
+      bf16* keys = a.seqs.count ? a.seqs.keys[r] : a.keys;
+      bf16* values = a.seqs.count ? a.seqs.values[r] : a.values;
       src = a.k + r * a.ks + kh * a.head_dim;
-      dst = a.keys + pos * a.keys_s + kh * a.head_dim;
+      dst = keys + pos * a.keys_s + kh * a.head_dim;
       const bf16* vr = a.v + r * a.vs + kh * a.head_dim;
-      bf16* vd = a.values + pos * a.values_s + kh * a.head_dim;
+      bf16* vd = values + pos * a.values_s + kh * a.head_dim;
       vd[ea] = vr[ea];
       vd[eb] = vr[eb];
     }
@@ -524,10 +527,13 @@ void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const 
 void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
                 int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
                 int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
-                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream) {
-  launch_rope_store({q, qs, q_heads, k, ks, v, vs, kv_heads, keys, keys_s, values, values_s, rows,
-                     head_dim, positions, inv_freq, adjacent_pairs},
-                    stream);
+                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream,
+                const SeqTables* seqs) {
+  RopeStoreArgs a{q,         qs,       q_heads,       k,      ks,       v,    vs,
+                  kv_heads,  keys,     keys_s,        values, values_s, rows, head_dim,
+                  positions, inv_freq, adjacent_pairs};
+  if (seqs) a.seqs = *seqs;
+  launch_rope_store(a, stream);
 }
 
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,

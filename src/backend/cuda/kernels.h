@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "backend/cuda/seq_tables.h"
+
 namespace kvo::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -39,11 +41,13 @@ void rope(bf16* x, int64_t xs, int64_t rows, int64_t heads, int head_dim, const 
 // stride qs is rotated in place as by rope; row r of k [rows, kv_heads * head_dim] stride ks,
 // rotated, goes to row positions[r] of keys (stride keys_s), and row r of v (stride vs) to row
 // positions[r] of values (stride values_s). k is not written. head_dim even: one thread per
-// rotation pair, and v is copied by the same pairs.
+// rotation pair, and v is copied by the same pairs. With seqs (rows == seqs->count, <=
+// kMaxSeqs), row r goes to seqs->keys[r] / seqs->values[r] instead (keys, values unused).
 void rope_store(bf16* q, int64_t qs, int64_t q_heads, const bf16* k, int64_t ks, const bf16* v,
                 int64_t vs, int64_t kv_heads, bf16* keys, int64_t keys_s, bf16* values,
                 int64_t values_s, int64_t rows, int head_dim, const int32_t* positions,
-                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream);
+                const float* inv_freq, bool adjacent_pairs, cudaStream_t stream,
+                const SeqTables* seqs = nullptr);
 
 // out = silu(gate) * up; all [rows, cols] with their own strides; out may alias gate or up.
 void swiglu(const bf16* gate, int64_t gs, const bf16* up, int64_t us, bf16* out, int64_t os,
