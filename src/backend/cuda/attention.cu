@@ -434,12 +434,14 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits, int num_se
     splits = force_splits;
   } else {
     const int64_t blocks = pl.n_row_tiles * a.num_kv_heads * num_seqs;
-    // Split long key ranges until ~2 blocks per SM, each split keeping >= 256 keys (four
-    // tiles: the decode step of one sequence then spreads over every SM, and a split's fixed
-    // cost, its Q load and first tile, is spread over enough keys; H200, Llama-3.1-8B heads,
-    // 4K keys: 11.6 us, 12.1 with 128-key splits).
+    // Split long key ranges into as many parts as one wave of ~2 blocks per SM holds, each
+    // split keeping >= 256 keys (four tiles: the decode step of one sequence then spreads over
+    // every SM, and a split's fixed cost, its Q load and first tile, is spread over enough keys;
+    // H200, Llama-3.1-8B heads, 4K keys: 11.6 us, 12.1 with 128-key splits). Rounded down: a
+    // few blocks past the wave would run as a second wave of their own (7 sequences of 128K
+    // keys: 280 blocks of 264 slots took 1.2x as long as one sequence at a time).
     if (blocks < num_sms && a.kv_len >= 512) {
-      const int64_t want = (2 * int64_t(num_sms) + blocks - 1) / blocks;
+      const int64_t want = 2 * int64_t(num_sms) / blocks;
       splits = int(std::min<int64_t>({want, (a.kv_len + 255) / 256, 256}));
     }
   }
