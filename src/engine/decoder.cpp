@@ -45,7 +45,6 @@ void Decoder::queue_sample(int64_t first, int64_t count) {
 }
 
 std::vector<int32_t> Decoder::sample(int64_t first, int64_t count) {
-  check(in_flight_ == 0, "internal: a prompt is sampled while decode steps are in flight");
   queue_sample(first, count);
   return model_.backend().read_ints(batch_.ids.tensor().row_range(first, count));
 }
@@ -54,6 +53,7 @@ int32_t Decoder::prefill(int64_t b, std::span<const int32_t> prompt,
                          const std::function<void(int64_t, int64_t)>& on_chunk) {
   check(b >= 0 && b < int64_t(kvs_.size()), "internal: no sequence {} in the decoder", b);
   check(!prompt.empty(), "the prompt is empty");
+  check(in_flight_ == 0, "internal: a prompt is prefilled while decode steps are in flight");
   model_.prefill(prompt, *kvs_[b], batch_.logits.tensor().row_range(b, 1), 0, on_chunk);
   kvs_[b]->finish_prefill();
   positions_[b] = int64_t(prompt.size());
@@ -64,6 +64,7 @@ int32_t Decoder::copy_prefilled(int64_t b, int64_t from) {
   check(b >= 0 && b < int64_t(kvs_.size()) && from >= 0 && from < int64_t(kvs_.size()) &&
             b != from && positions_[from] > 0,
         "internal: sequence {} cannot copy sequence {}", b, from);
+  check(in_flight_ == 0, "internal: a prompt is copied while decode steps are in flight");
   kvs_[b]->copy_from(*kvs_[from]);
   model_.backend().copy(batch_.logits.tensor().row_range(from, 1),
                         batch_.logits.tensor().row_range(b, 1));
