@@ -1,6 +1,7 @@
 // The KV-cache policy interface. A policy answers, per layer and step: what stays on the
 // device, which tokens each query attends to, and how offloaded tokens are brought back. The
-// transformer forward pass only calls `attend`; it never knows which policy runs.
+// transformer forward pass only calls `attend` (or, for caches that expose their tables, attends
+// a batch of them in one pass: tables_at); it never knows which policy runs.
 #pragma once
 #include <cstdint>
 #include <memory>

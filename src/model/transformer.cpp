@@ -147,11 +147,11 @@ std::optional<Transformer::BatchTables> Transformer::batch_tables(const Rows& in
     if (!t.keys.data || r.rows != 1) return std::nullopt;
     bt.keys.push_back(t.keys);
     bt.values.push_back(t.values);
-    bt.shape.kv_len = std::max(bt.shape.kv_len, t.shape.kv_len);
-    bt.shape.scale = t.shape.scale;
+    // One shape for all: the longest table bounds the keys, each sequence's position ends its own.
+    const int64_t longest = std::max(bt.shape.kv_len, t.shape.kv_len);
+    bt.shape = t.shape;
+    bt.shape.kv_len = longest;
   }
-  const ModelConfig& c = config_;
-  bt.shape = {c.num_heads, c.num_kv_heads, c.head_dim, 1, 0, bt.shape.kv_len, bt.shape.scale};
   return bt;
 }
 
