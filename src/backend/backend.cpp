@@ -59,12 +59,16 @@ Tensor normed_input(Backend& b, const Tensor& x, const InputNorm* norm, DeviceAr
 // Reads at queue(): for backends whose queued work has already run.
 class ImmediateReadback final : public IntsReadback {
  public:
-  explicit ImmediateReadback(Backend& backend) : backend_(backend) {}
-  void queue(const Tensor& src) override { values_ = backend_.read_ints(src); }
+  ImmediateReadback(Backend& backend, int64_t n) : backend_(backend), n_(n) {}
+  void queue(const Tensor& src) override {
+    check(src.rows == n_, "internal: ints_readback of {} ints given {}", n_, src.rows);
+    values_ = backend_.read_ints(src);
+  }
   std::vector<int32_t> wait() override { return std::move(values_); }
 
  private:
   Backend& backend_;
+  int64_t n_;
   std::vector<int32_t> values_;
 };
 
@@ -114,6 +118,10 @@ void Backend::rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v,
   }
 }
 
+std::unique_ptr<IntsReadback> Backend::ints_readback(int64_t n) {
+  return std::make_unique<ImmediateReadback>(*this, n);
+}
+
 void Backend::rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& positions, int head_dim, const RopeParams& rope,
                                   std::span<const Tensor> keys, std::span<const Tensor> values) {
@@ -127,8 +135,9 @@ void Backend::rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor
 void Backend::attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
                                  std::span<const Tensor> values, const AttentionShape& shape,
                                  const Tensor& positions, const Tensor& out) {
-  check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows && shape.q_len == 1,
+  check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows,
         "internal: attention_batch_at needs one key and value table per row");
+  check(shape.q_len == 1, "internal: attention_batch_at attends one row per sequence");
   for (int64_t b = 0; b < q.rows; ++b) {
     AttentionShape one = shape;
     one.kv_len = std::min(shape.kv_len, keys[b].rows);
@@ -149,11 +158,6 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
     return make_cpu_backend(threads);  // auto without a GPU
   }
   fail("unknown device '{}' (expected cpu, cuda or auto)", device);
-}
-
-std::unique_ptr<IntsReadback> Backend::ints_readback(int64_t n) {
-  (void)n;
-  return std::make_unique<ImmediateReadback>(*this);
 }
 
 }  // namespace kvo

@@ -179,9 +179,9 @@ class Backend {
   // of q, k and v is sequence b's new token, at position positions[b] of its own tables keys[b]
   // and values[b] ((capacity, kv_heads * head_dim) each). rope_store_batch_at is rope_store_at
   // with row b going to keys[b] / values[b]; attention_batch_at is attention_at of row b of q
-  // over keys[b] / values[b] (shape.q_len 1; shape.kv_len bounds every table). One pass for the
-  // whole batch where the backend can (a launch per sequence costs more than a short cache's
-  // attention); the defaults go row by row.
+  // over keys[b] / values[b] (shape.q_len 1; shape.kv_len bounds every table; positions[b] <
+  // keys[b].rows is the caller's to keep). One pass for the whole batch where the backend can (a
+  // launch per sequence costs more than a short cache's attention); the defaults go row by row.
   virtual void rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
                                    const Tensor& positions, int head_dim, const RopeParams& rope,
                                    std::span<const Tensor> keys, std::span<const Tensor> values);

@@ -72,6 +72,12 @@ int32_t Decoder::copy_prefilled(int64_t b, int64_t from) {
   return sample(b, 1)[0];
 }
 
+std::vector<int32_t> Decoder::step() {
+  check(in_flight_ == 0, "internal: step() with {} decode steps in flight", in_flight_);
+  queue_step();
+  return collect();
+}
+
 void Decoder::queue_step() {
   check(in_flight_ < int(readbacks_.size()), "internal: {} decode steps are already in flight",
         in_flight_);

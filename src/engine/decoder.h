@@ -33,16 +33,14 @@ class Decoder {
   // Sequence b continues from sequence `from`'s prefilled prompt: its KV state is copied
   // (KvPolicy::copy_from) and its first token sampled from the same logits with its own seed.
   int32_t copy_prefilled(int64_t b, int64_t from);
-  // Feeds every sequence its latest token and returns the next one of each. kvo::Error when a
-  // sequence's KV cache is full.
-  std::vector<int32_t> step() {
-    queue_step();
-    return collect();
-  }
-  // step() in two halves. queue_step() queues a step and returns: its input tokens are the last
-  // queued step's samples, already on the device. collect() waits for the oldest queued step's
-  // tokens. At most two steps are in flight: queue step t + 1, then collect step t, and the
-  // device runs t + 1 while the host reads and handles t.
+  // Feeds every sequence its latest token and returns the next one of each (no step may be in
+  // flight). kvo::Error when a sequence's KV cache is full.
+  std::vector<int32_t> step();
+  // step() in two halves, for callers that know the steps ahead (generate_batch: a fixed number
+  // of tokens; generate() stops on EOS and steps one at a time). queue_step() queues a step and
+  // returns: its input tokens are the last queued step's samples, already on the device.
+  // collect() waits for the oldest queued step's tokens. At most two steps are in flight: queue
+  // step t + 1, then collect step t, and the device runs t + 1 while the host reads t.
   void queue_step();
   std::vector<int32_t> collect();
   // Steps queued and not collected yet.

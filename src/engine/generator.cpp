@@ -69,14 +69,8 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
   prefill_bar.finish();
   result.prefill_seconds = seconds_since(t0);
 
-  // Token s comes from decode step s (token 0 from the prefill). Step s + 1 is queued before
-  // step s is collected, so the device computes it while the host waits for and handles token
-  // s; when token s ends the generation, that step is wasted.
-  auto may_step = [&](int s) {
-    return s < options.max_new_tokens && result.prompt_tokens + s <= context;
-  };
-  auto t_decode = Clock::now();  // decode speed excludes the first sample
-  if (may_step(1)) decoder.queue_step();
+  int64_t position = result.prompt_tokens;
+  auto t_decode = Clock::now();
   result.stop_reason = "length";
   for (int step = 0; step < options.max_new_tokens; ++step) {
     const bool is_stop =
@@ -101,12 +95,13 @@ GenerationResult generate(Transformer& model, const Tokenizer& tokenizer, KvPoli
     }
     show_up_to(text.size() - held_back(text, options.stop_strings));
     if (step + 1 == options.max_new_tokens) break;
-    if (!may_step(step + 1)) {
+    if (position + 1 > context) {
       result.stop_reason = "context";
       break;
     }
-    if (may_step(step + 2)) decoder.queue_step();
-    id = decoder.collect()[0];
+    if (step == 0) t_decode = Clock::now();  // decode speed excludes the first sample
+    id = decoder.step()[0];
+    ++position;
   }
   if (result.tokens.size() > 1) result.decode_seconds = seconds_since(t_decode);
   if (result.stop_reason != "stop_string") text += text_decoder.flush();

@@ -157,7 +157,7 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
       const auto landmarks = make_store_quantizer(spec.landmarks, head_group(D));
       const quant::ResidualHiggsParts parts = quant::residual_higgs_parts(*landmarks, int(D));
       if (parts.residual)
-        shared += rounded(Hq * ((m + parts.residual->m() - 1) / parts.residual->m()) * 4);
+        shared += rounded(Hq * parts.metas(m) * 4);
       else if (!dynamic_cast<const quant::HiggsQuantizer*>(landmarks.get()))
         shared += rounded(H * m * D * 2);
     }

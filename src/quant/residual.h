@@ -36,6 +36,8 @@ struct ResidualHiggsParts {
   const ResidualQuantizer* residual = nullptr;
   const HiggsQuantizer* meta = nullptr;
   const HiggsQuantizer* res = nullptr;
+  // Meta-vectors of n vectors: one per m, the last over what is left.
+  int64_t metas(int64_t n) const { return (n + residual->m() - 1) / residual->m(); }
 };
 ResidualHiggsParts residual_higgs_parts(const Quantizer& q, int dim);
 

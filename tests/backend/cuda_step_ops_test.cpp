@@ -256,7 +256,7 @@ TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {
 // rope_store_batch_at and attention_batch_at (one launch per 64 sequences, each with its own
 // tables and capacity) against their defaults on the same GPU (a sequence at a time: the same
 // rotation bit for bit, the attention within fp32-summation noise of its other key split) and
-// against the CPU: 70 sequences of small heads (two launches, the second split-K) and 3 of
+// against the CPU: 70 sequences of small heads (two launches of 64 and 6) and 3 of
 // Llama-3.1-8B's heads at long capacities (split-K), positions at a table's first and last rows.
 TEST(CudaStepOps, BatchedDecodeOpsMatchOneSequenceAtATimeAndCpu) {
   auto cuda = cuda_or_null();

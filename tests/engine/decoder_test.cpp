@@ -1,6 +1,7 @@
-// The decoder's two halves of a step (engine/decoder.h) on the CPU backend: queuing step t + 1
-// before collecting step t gives the tokens of one step at a time (sampled, so the order in which
-// the steps draw their random numbers counts too), and misuse is one clear error.
+// The decoder's two halves of a step (engine/decoder.h): queuing step t + 1 before collecting
+// step t gives the tokens of one step at a time (sampled, so the order in which the steps draw
+// their random numbers counts too), on the CPU and, where there is one, on the GPU (recorded
+// steps, ids read back through pinned memory); misuse is one clear error.
 #include "engine/decoder.h"
 
 #include <gtest/gtest.h>
@@ -27,9 +28,12 @@ Sequences dense_sequences(Backend& backend, const ModelConfig& c, int n) {
   return s;
 }
 
-TEST(Decoder, TwoStepsInFlightGiveTheTokensOfOneAtATime) {
+class DecoderOnBackend : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DecoderOnBackend, TwoStepsInFlightGiveTheTokensOfOneAtATime) {
   const ModelConfig c = testing::tiny_config("LlamaForCausalLM");
-  auto backend = make_backend("cpu", 0);
+  auto backend = make_backend(GetParam() == "cuda" ? "auto" : "cpu", 0);
+  if (backend->name() != GetParam()) GTEST_SKIP() << "no CUDA GPU in this build/machine";
   Transformer model(*backend, c, random_weights(c, 9));
   const auto prompts = testing::tiny_prompts(c.vocab_size, {6, 11});
   const SamplingParams sampling{1.5f, 0, 1.0f, 21};
@@ -60,6 +64,9 @@ TEST(Decoder, TwoStepsInFlightGiveTheTokensOfOneAtATime) {
   EXPECT_NE(one_at_a_time[0], one_at_a_time[1]);
 }
 
+INSTANTIATE_TEST_SUITE_P(Backends, DecoderOnBackend, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return info.param; });
+
 TEST(Decoder, MisusedStepHalvesAreClearErrors) {
   const ModelConfig c = testing::tiny_config("LlamaForCausalLM");
   auto backend = make_backend("cpu", 0);
@@ -73,6 +80,7 @@ TEST(Decoder, MisusedStepHalvesAreClearErrors) {
   decoder.queue_step();
   EXPECT_THROW(decoder.queue_step(), Error);            // a third step in flight
   EXPECT_THROW(decoder.prefill(0, prompts[0]), Error);  // sampling a prompt under queued steps
+  EXPECT_THROW(decoder.step(), Error);                  // step() under queued steps
   decoder.collect();
   decoder.collect();
   EXPECT_EQ(decoder.in_flight(), 0);

@@ -416,7 +416,8 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits, int num_se
     throw_message("CUDA attention: head_dim must be 32, 64 or 128");
   if (!(a.scale > 0.0f)) throw_message("CUDA attention: the score scale must be positive");
   if (num_seqs < 1 || num_seqs > kMaxSeqs)
-    throw_message("CUDA attention: 1 to kMaxSeqs sequences per launch");
+    throw_message(
+        ("CUDA attention: 1 to " + std::to_string(kMaxSeqs) + " sequences a launch").c_str());
   if (!aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v) || !aligned16(a.out) ||
       a.q_stride % 8 || a.k_stride % 8 || a.v_stride % 8 || a.out_stride % 2)
     throw_message("CUDA attention: rows must be 16-byte aligned (strides multiple of 8)");

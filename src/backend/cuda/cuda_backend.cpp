@@ -417,15 +417,7 @@ class CudaBackend final : public Backend {
   void rope_store_at(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
                      int head_dim, const RopeParams& rope, const Tensor& keys,
                      const Tensor& values) override {
-    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
-        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || head_dim % 2 != 0 ||
-        q.cols % head_dim != 0 || k.cols % head_dim != 0 ||
-        int(rope.inv_freq.size()) != head_dim / 2)
-      fail(
-          "internal: rope_store_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
-          "columns, head_dim {})",
-          q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols,
-          head_dim);
+    check_rope_store(q, k, v, positions, head_dim, rope, keys, values);
     cuda::rope_store(bf(q, "rope"), q.stride, q.cols / head_dim, bf(k, "rope"), k.stride,
                      bf(v, "copy"), v.stride, k.cols / head_dim, bf(keys, "copy"), keys.stride,
                      bf(values, "copy"), values.stride, q.rows, head_dim, i32(positions),
@@ -444,11 +436,7 @@ class CudaBackend final : public Backend {
                            const Tensor& positions, int head_dim, const RopeParams& rope,
                            std::span<const Tensor> keys, std::span<const Tensor> values) override {
     check_batch_tables(q, keys, values);
-    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
-        k.cols != keys[0].cols || head_dim <= 0 || head_dim % 2 != 0 || q.cols % head_dim != 0 ||
-        k.cols % head_dim != 0 || int(rope.inv_freq.size()) != head_dim / 2)
-      fail("internal: rope_store_batch_at shapes (q {}x{}, k {}x{}, v {}x{}, {} positions)", q.rows,
-           q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows);
+    check_rope_store(q, k, v, positions, head_dim, rope, keys[0], values[0]);
     for (int64_t b0 = 0; b0 < q.rows; b0 += cuda::kMaxSeqs) {
       const int64_t n = std::min<int64_t>(cuda::kMaxSeqs, q.rows - b0);
       const cuda::SeqTables tables = seq_tables(keys, values, b0, n);
@@ -478,10 +466,7 @@ class CudaBackend final : public Backend {
       a.out = bf(out, "attention") + b0 * out.stride;
       a.out_stride = out.stride;
       a.q_start_at = i32(positions) + b0;
-      const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_, 0, n);
-      void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
-      cuda::attention(a, ws, num_sms_, stream_, 0, &tables);
-      if (ws) allocator_.deallocate(ws);
+      launch_attention(a, &tables);
     }
   }
   int64_t prefill_chunk_rows() const override { return 2048; }
@@ -577,6 +562,20 @@ class CudaBackend final : public Backend {
     return static_cast<int32_t*>(t.data);
   }
 
+  // rope_store_at's shapes, the cache's column count from keys and values.
+  static void check_rope_store(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& positions, int head_dim, const RopeParams& rope,
+                               const Tensor& keys, const Tensor& values) {
+    if (k.rows != q.rows || v.rows != q.rows || positions.rows != q.rows || k.cols != v.cols ||
+        k.cols != keys.cols || v.cols != values.cols || head_dim <= 0 || head_dim % 2 != 0 ||
+        q.cols % head_dim != 0 || k.cols % head_dim != 0 ||
+        int(rope.inv_freq.size()) != head_dim / 2)
+      fail(
+          "internal: rope_store shapes (q {}x{}, k {}x{}, v {}x{}, {} positions, cache {} / {} "
+          "columns, head_dim {})",
+          q.rows, q.cols, k.rows, k.cols, v.rows, v.cols, positions.rows, keys.cols, values.cols,
+          head_dim);
+  }
   // A batch's tables: one key and value table per row of q, all of one width and stride.
   static void check_batch_tables(const Tensor& q, std::span<const Tensor> keys,
                                  std::span<const Tensor> values) {
@@ -617,9 +616,16 @@ class CudaBackend final : public Backend {
     a.out = bf(out, "attention");
     a.out_stride = out.stride;
     a.q_start_at = q_start_at;
-    const int64_t ws_bytes = cuda::attention_workspace_bytes(a, num_sms_);
+    launch_attention(a, nullptr);
+  }
+
+  // The attention of `a` (one sequence, or with seqs a batch of them) with a split-K workspace
+  // from the allocator.
+  void launch_attention(const cuda::AttentionArgs& a, const cuda::SeqTables* seqs) {
+    const int64_t ws_bytes =
+        cuda::attention_workspace_bytes(a, num_sms_, 0, seqs ? seqs->count : 1);
     void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
-    cuda::attention(a, ws, num_sms_, stream_);
+    cuda::attention(a, ws, num_sms_, stream_, 0, seqs);
     if (ws) allocator_.deallocate(ws);
   }
 

@@ -74,8 +74,7 @@ void copy_rows(const bf16* src, bf16* dst, int64_t rows, int64_t cols, cudaStrea
 // On the device their records are kept apart, every head's meta records (H, ceil(m / group))
 // then every head's residual records (H, m): the same bytes as the quantizer's blocks, regrouped.
 struct ResidualHiggs : quant::ResidualHiggsParts {
-  // Meta records per head for m landmarks, and the bytes of all heads' meta records.
-  int64_t metas(int64_t m) const { return (m + residual->m() - 1) / residual->m(); }
+  // The bytes of all heads' meta records for m landmarks each.
   size_t meta_bytes(int H, int64_t m, int D) const {
     return size_t(H) * meta->encoded_bytes(size_t(metas(m)), size_t(D));
   }
@@ -255,8 +254,8 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   // Fetches the selected records of `store` into `decoded` on stream s.
   void fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales, int layer,
              DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded, cudaStream_t s);
-  // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
   void regroup_residual_landmarks(const uint8_t* blocks, int64_t m, uint8_t* out);
+  // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
   void decode_attend(int layer, const Tensor& position, const Tensor& q, const Tensor& k,
                      const Tensor& v, const Tensor& out);
   void record_diagnostics(int layer, int64_t start, const Tensor& q, const Tensor& k,

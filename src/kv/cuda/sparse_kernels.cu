@@ -303,7 +303,7 @@ __global__ void score_landmarks_kernel(const bf16* q, int64_t q_stride, int64_t 
     }
 }
 
-// One block per logits row: (max, 1 / sum exp(x - max)).
+// One thread per score: scores[r][j] += group_scores[r][j / g].
 __global__ void add_group_scores_kernel(const float* group_scores, int64_t rows, int64_t groups,
                                         int g, float* scores, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -312,6 +312,7 @@ __global__ void add_group_scores_kernel(const float* group_scores, int64_t rows,
   scores[i] += group_scores[r * groups + j / g];
 }
 
+// One block per logits row: (max, 1 / sum exp(x - max)).
 __global__ void softmax_stats_kernel(const float* logits, int64_t m, float2* stats) {
   __shared__ float red[32];
   const float* row = logits + int64_t(blockIdx.x) * m;
