@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
+#include <string>
 
 #include "backend/cuda/attention.h"
 #include "backend/cuda/check.h"
