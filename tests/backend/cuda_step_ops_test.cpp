@@ -100,44 +100,55 @@ const std::vector<int64_t> kInputWidths = {1160, 36};
 // matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond), without and with
 // the input norm, and matmul_add (the residual add in the matvec's epilogue, cuBLAS with beta 1
 // beyond) against the CPU. Rows of x differ in scale, so a row normalized by another's 1/rms
-// shows; 257 + 61 + 70 features leave the last block of the stacked parts 2 idle warps.
+// shows; 257 + 61 + 70 features leave the last block of the stacked parts 2 idle warps. One
+// row of Llama-3.1-8B's q/k/v (4096 + 1024 + 1024 features) makes 768 blocks, just above one
+// wave at 5 per SM on an H200: there the matvec takes its 6-blocks-per-SM form.
 TEST(CudaStepOps, FusedProjectionsMatchCpu) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
   auto cpu = make_cpu_backend(0);
-  for (int64_t in : kInputWidths) {
-    for (int64_t rows : kDecodeRows) {
-      for (bool with_norm : {false, true}) {
-        std::vector<std::vector<float>> results[2];
-        int side = 0;
-        for (Backend* b : {cpu.get(), cuda.get()}) {
-          DeviceArray x = bf16_values(*cuda, *b, rows, in, 10, 1.0f, 1.0f),
-                      norm_w = bf16_values(*cuda, *b, 1, in, 15);
-          std::vector<DeviceArray> w, bias, out;
-          const int64_t features[3] = {257, 61, 70};
-          for (int i = 0; i < 3; ++i) {
-            w.push_back(bf16_values(*cuda, *b, features[i], in, 11 + i));
-            bias.push_back(bf16_values(*cuda, *b, 1, features[i], 20 + i));
-            out.push_back(b->alloc(rows, features[i]));
+  struct Parts {
+    int64_t features[3];
+    std::vector<int64_t> rows;
+  };
+  for (const Parts& parts : {Parts{{257, 61, 70}, kDecodeRows}, Parts{{4096, 1024, 1024}, {1}}}) {
+    for (int64_t in : kInputWidths) {
+      for (int64_t rows : parts.rows) {
+        for (bool with_norm : {false, true}) {
+          std::vector<std::vector<float>> results[2];
+          int side = 0;
+          for (Backend* b : {cpu.get(), cuda.get()}) {
+            DeviceArray x = bf16_values(*cuda, *b, rows, in, 10, 1.0f, 1.0f),
+                        norm_w = bf16_values(*cuda, *b, 1, in, 15);
+            std::vector<DeviceArray> w, bias, out;
+            const int64_t* features = parts.features;
+            for (int i = 0; i < 3; ++i) {
+              w.push_back(bf16_values(*cuda, *b, features[i], in, 11 + i));
+              bias.push_back(bf16_values(*cuda, *b, 1, features[i], 20 + i));
+              out.push_back(b->alloc(rows, features[i]));
+            }
+            const Tensor bias1 = bias[1].tensor();
+            const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
+            const Tensor* biases[3] = {nullptr, &bias1, nullptr};
+            const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
+            const InputNorm norm{norm_w.tensor(), 1e-5f};
+            b->matmul_many(x.tensor(), with_norm ? &norm : nullptr, ws, biases, outs);
+            for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
+            // residual += x * w[1]^T (+ bias), the residual as large as the product: a lost or
+            // doubled add shows.
+            DeviceArray residual =
+                bf16_values(*cuda, *b, rows, features[1], 30, std::sqrt(float(in)), 1.0f);
+            b->matmul_add(x.tensor(), w[1].tensor(), with_norm ? &bias1 : nullptr,
+                          residual.tensor());
+            results[side].push_back(b->download(residual.tensor()));
+            ++side;
           }
-          const Tensor bias1 = bias[1].tensor();
-          const Tensor ws[3] = {w[0].tensor(), w[1].tensor(), w[2].tensor()};
-          const Tensor* biases[3] = {nullptr, &bias1, nullptr};
-          const Tensor outs[3] = {out[0].tensor(), out[1].tensor(), out[2].tensor()};
-          const InputNorm norm{norm_w.tensor(), 1e-5f};
-          b->matmul_many(x.tensor(), with_norm ? &norm : nullptr, ws, biases, outs);
-          for (const DeviceArray& o : out) results[side].push_back(b->download(o.tensor()));
-          // residual += x * w[1]^T (+ bias), the residual as large as the product: a lost or
-          // doubled add shows.
-          DeviceArray residual = bf16_values(*cuda, *b, rows, 61, 30, std::sqrt(float(in)), 1.0f);
-          b->matmul_add(x.tensor(), w[1].tensor(), with_norm ? &bias1 : nullptr, residual.tensor());
-          results[side].push_back(b->download(residual.tensor()));
-          ++side;
+          for (int i = 0; i < 4; ++i)
+            EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2)
+                << rows << "x" << in << ", "
+                << fmt::format("{}+{}+{}", parts.features[0], parts.features[1], parts.features[2])
+                << " features, output " << i << (with_norm ? ", normed input / bias" : "");
         }
-        for (int i = 0; i < 4; ++i)
-          EXPECT_LE(rel_l2(results[1][i], results[0][i]), 1e-2)
-              << rows << "x" << in << ", output " << i
-              << (with_norm ? ", normed input / bias" : "");
       }
     }
   }
