@@ -49,12 +49,11 @@ class DensePolicy final : public KvPolicy {
 
   bool recordable() const override { return true; }
 
-  // k and v are empty when the caller stored them already (tables_at).
   void attend_at(int layer, const Tensor& position, const Tensor& q, const Tensor& /*k_pre*/,
                  const Tensor& k, const Tensor& v, const Tensor& out) override {
     const Tensor keys = layer_rows(keys_, layer), values = layer_rows(values_, layer);
-    if (k.data) backend_.copy_rows_at(k, keys, position);
-    if (v.data) backend_.copy_rows_at(v, values, position);
+    backend_.copy_rows_at(k, keys, position);
+    backend_.copy_rows_at(v, values, position);
     backend_.attention_at(q, keys, values, shape(q.rows, 0, capacity_), position, out);
   }
 

@@ -70,9 +70,9 @@ class KvPolicy {
   // A recordable policy that stores each layer's new keys and values unchanged at row `position`
   // of a (capacity, kv_heads * head_dim) table each, and attends exactly (causal attention of
   // `shape` over rows [0, position] of them), returns those tables (dense): the caller then
-  // writes the new rows in the pass that rotates q and k (Backend::rope_store_at) and either
-  // calls attend_at with k_pre, k and v empty or attends a whole batch of such caches at once
-  // (Backend::attention_batch_at). Other policies store keys their own way: empty tables.
+  // writes the new rows in the pass that rotates q and k and attends a whole batch of such
+  // caches at once (Backend::rope_store_batch_at, attention_batch_at) instead of calling
+  // attend_at. Other policies store keys their own way: empty tables.
   struct Tables {
     Tensor keys, values;
     AttentionShape shape;  // q_len 1, kv_len the capacity
