@@ -1,8 +1,9 @@
 // CUDA flash attention against the CPU reference (fp32 flash attention, itself checked against a
-// naive attention in cpu_attention_test.cpp) on bf16-rounded random inputs: decode against 1..32K
-// keys (split-K path), prefill chunks at q_start offsets, GQA ratios 1/3/4/7/8, head_dim
-// 32/64/128. Tolerance: ||cuda - cpu|| / ||cpu|| <= 1e-2 (bf16 P and bf16 output roundings give
-// ~3e-3; a wrong mask, scale or GQA mapping gives O(1)). Skipped where no GPU is present.
+// naive attention in cpu_attention_test.cpp) on bf16-rounded random inputs: decode against 1..64K
+// keys (split-K path; a second call on the same backend must give the same bits), decode of a
+// few queries, prefill chunks at q_start offsets, GQA ratios 1/3/4/7/8, head_dim 32/64/128.
+// Tolerance: ||cuda - cpu|| / ||cpu|| <= 1e-2 (bf16 P and bf16 output roundings give ~3e-3; a
+// wrong mask, scale or GQA mapping gives O(1)). Skipped where no GPU is present.
 //
 // CudaAttentionBench.* (set KVO_CUDA_BENCH=1) times the prefill kernel on Llama-3.1-8B heads.
 #include <gtest/gtest.h>
@@ -77,9 +78,16 @@ TEST_P(CudaAttention, MatchesCpu) {
   auto kd = cuda->upload(HostTensor::owned_f32({kv_len + 70, kw}, kpad));
   auto vd = cuda->upload(HostTensor::owned_f32({kv_len + 70, kw}, vpad));
   auto out = cuda->upload(HostTensor::owned_f32({c.q_len, qw}, std::vector<float>(q.size(), NAN)));
-  cuda->attention(qd.tensor(), kd.tensor().row_range(0, kv_len), vd.tensor().row_range(0, kv_len),
-                  s, out.tensor());
-  auto got = cuda->download(out.tensor());
+  auto attend = [&](const DeviceArray& into) {
+    cuda->attention(qd.tensor(), kd.tensor().row_range(0, kv_len), vd.tensor().row_range(0, kv_len),
+                    s, into.tensor());
+    return cuda->download(into.tensor());
+  };
+  auto got = attend(out);
+  // Again on the same backend: the decode kernel's split counters must be left as they were.
+  auto again =
+      cuda->upload(HostTensor::owned_f32({c.q_len, qw}, std::vector<float>(q.size(), NAN)));
+  EXPECT_EQ(attend(again), got);
   double num = 0, den = 0, max_diff = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     ASSERT_TRUE(std::isfinite(got[i])) << "at " << i;
@@ -109,6 +117,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{8, 2, 32, 1, 700},       // decode, head_dim 32, split-K
                       Case{32, 8, 128, 333, 1500},  // Llama heads, chunk at an unaligned offset
                       Case{4, 4, 64, 16, 8000},     // short chunk after a long context
+                      Case{32, 8, 128, 1, 65535},   // decode 1/65536
+                      Case{32, 8, 128, 3, 5000},    // 3 queries of GQA 4 (12 rows), split-K
+                      Case{28, 4, 128, 2, 999},     // 2 queries of GQA 7 (14 rows)
                       Case{8, 1, 128, 2048, 0}));   // prefill 2048/2048, GQA 8
 
 TEST(CudaAttentionBench, PrefillLlama31_8BHeads) {

@@ -8,18 +8,21 @@
 //   scale > 0 (the running max is taken before scaling).
 // Query t has position q_start + t and sees keys j <= q_start + t (and j < kv_len).
 //
-// Work decomposition: a block owns one KV head and 64 or 128 "rows", a row being a (query t,
-// head g of the GQA group) pair numbered r = t * G + g, so the G heads that share a KV head read
-// each K/V tile once. 4 warps of 16 rows (decode, chunks of <= 64 rows: little padding) or of 32
-// rows (two m16 tiles per warp: every K/V fragment read from shared memory feeds two mmas);
-// keys stream through shared memory in tiles of 64 (cp.async, double-buffered); scores stay in
-// registers (mma.m16n8k16, fp32 accumulate) with an online softmax in the exp2 domain, masked
-// only on the tiles where a row's causal range ends; P is rounded to bf16 for the P*V mma; no
-// score matrix is stored. Blocks are issued longest causal range first.
-// When (row tiles x KV heads) would leave SMs idle and the context is long (decode), the key
-// range is split across blocks (flash-decoding): each split writes an unnormalized fp32 partial
-// output plus its (max, sum), and a combine kernel merges them; the workspace for that comes from
-// the caller (attention_workspace_bytes).
+// Work decomposition: a block owns one KV head and its "rows", a row being a (query t, head g of
+// the GQA group) pair numbered r = t * G + g, so the G heads that share a KV head read each K/V
+// tile once. Scores stay in registers (mma.m16n8k16, fp32 accumulate) with an online softmax in
+// the exp2 domain, masked only on the tiles where a row's causal range ends; P is rounded to bf16
+// for the P*V mma; no score matrix is stored.
+//   - Prefill (flash_kernel, > 16 rows): 64 or 128 rows a block, 4 warps of 16 rows (chunks of
+//     <= 64 rows: little padding) or of 32 (two m16 tiles a warp: every K/V fragment read from
+//     shared memory feeds two mmas); keys stream through shared memory in tiles of 64 (cp.async,
+//     double-buffered). Blocks are issued longest causal range first.
+//   - Decode (decode_kernel, <= 16 rows: one query of a GQA group): each of the 4 warps attends
+//     its own tiles of 16 keys, 3 of them in flight, and the block merges the warps' states.
+// When the blocks would leave SMs idle and the context is long (decode), the key range is split
+// across blocks (flash-decoding): each split writes an unnormalized fp32 partial output plus its
+// (max, sum) to a workspace from the caller (attention_workspace_bytes), and a combine kernel
+// merges them, or, in decode with split_counters, the last split of a KV head to finish does.
 // Batched decode (`seqs`): one launch attends seqs->count sequences, sequence s reading its keys
 // and values from seqs->keys[s] / seqs->values[s] (a.k and a.v unused), its q_len rows of q and
 // out after sequence s - 1's, and its q_start from a.q_start_at[s]; a.kv_len bounds them all.
@@ -49,6 +52,12 @@ struct AttentionArgs {
   // attended are [0, q_start + q_len), kv_len being only their bound (the plan and workspace
   // are sized for it): a recorded decode step stays valid at every position.
   const int32_t* q_start_at = nullptr;
+  // Optional, for decode (<= 16 rows a KV head: q_len * num_heads / num_kv_heads): zeroed device
+  // counters, at least (sequences x num_kv_heads), with which the last key split to finish
+  // merges them all instead of a second launch. Each launch leaves them zeroed; launches that
+  // share them must run in stream order.
+  uint32_t* split_counters = nullptr;
+  int64_t split_counter_slots = 0;
 };
 
 // Bytes of device workspace `attention` needs for these shapes on a GPU with `num_sms` SMs

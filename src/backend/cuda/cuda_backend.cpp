@@ -184,6 +184,8 @@ class CudaBackend final : public Backend {
     // A workspace of our own: cuBLAS then allocates nothing while a decode step is recorded.
     KVO_CUDA(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
     KVO_CUBLAS(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
+    KVO_CUDA(cudaMalloc(&split_counters_, kSplitCounters * sizeof(uint32_t)));
+    KVO_CUDA(cudaMemset(split_counters_, 0, kSplitCounters * sizeof(uint32_t)));
     for (Staging& s : staging_) KVO_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
   }
 
@@ -197,6 +199,7 @@ class CudaBackend final : public Backend {
     if (inv_freq_dev_) allocator_.deallocate(inv_freq_dev_);
     cublasDestroy(cublas_);
     cudaFree(cublas_workspace_);
+    cudaFree(split_counters_);
     allocator_.release_cache();
     cudaStreamDestroy(stream_);
   }
@@ -477,14 +480,17 @@ class CudaBackend final : public Backend {
               std::span<const float> uniforms, const Tensor& ids) override {
     if (int64_t(uniforms.size()) != logits.rows || ids.rows != logits.rows)
       fail("internal: sample needs one uniform and one id slot per row");
-    float* u = static_cast<float*>(allocator_.allocate(uniforms.size_bytes()));
-    to_device(u, uniforms.data(), uniforms.size_bytes());
-    float* scratch = temperature == 0.0f ? nullptr
-                                         : static_cast<float*>(allocator_.allocate(
-                                               size_t(logits.rows * logits.cols) * sizeof(float)));
+    // Greedy decoding reads neither the draws nor a scratch row (and then copies nothing).
+    float *u = nullptr, *scratch = nullptr;
+    if (temperature != 0.0f) {
+      u = static_cast<float*>(allocator_.allocate(uniforms.size_bytes()));
+      to_device(u, uniforms.data(), uniforms.size_bytes());
+      scratch = static_cast<float*>(
+          allocator_.allocate(size_t(logits.rows * logits.cols) * sizeof(float)));
+    }
     cuda::sample(bf(logits, "sample"), logits.stride, logits.rows, logits.cols, temperature, top_k,
                  top_p, u, scratch, i32(ids), stream_);
-    allocator_.deallocate(u);
+    if (u) allocator_.deallocate(u);
     if (scratch) allocator_.deallocate(scratch);
   }
 
@@ -625,7 +631,10 @@ class CudaBackend final : public Backend {
     const int64_t ws_bytes =
         cuda::attention_workspace_bytes(a, num_sms_, 0, seqs ? seqs->count : 1);
     void* ws = ws_bytes > 0 ? allocator_.allocate(static_cast<size_t>(ws_bytes)) : nullptr;
-    cuda::attention(a, ws, num_sms_, stream_, 0, seqs);
+    cuda::AttentionArgs counted = a;
+    counted.split_counters = split_counters_;
+    counted.split_counter_slots = kSplitCounters;
+    cuda::attention(counted, ws, num_sms_, stream_, 0, seqs);
     if (ws) allocator_.deallocate(ws);
   }
 
@@ -659,6 +668,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  // The decode attention's split counters: every attention runs on stream_, in order.
+  static constexpr int64_t kSplitCounters = int64_t{cuda::kMaxSeqs} * 256;
+  uint32_t* split_counters_ = nullptr;
   CachingAllocator allocator_;
   std::array<Staging, 8> staging_{};
   size_t next_staging_ = 0;

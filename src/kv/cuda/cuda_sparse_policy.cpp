@@ -284,11 +284,12 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   int64_t length_ = 0, prompt_ = 0;
 
   // Decode scratch shared by the layers (one layer runs at a time).
-  DeviceArray attn_k_, attn_v_;    // (exact prompt + S * C + capacity - T, W)
-  DeviceBuffer<uint8_t> attn_ws_;  // the attention's split-key workspace
-  DeviceBuffer<float> logits_;     // (n * Hq, m)
-  DeviceBuffer<float2> stats_;     // (n * Hq)
-  DeviceBuffer<float> agg_;        // (H, m)
+  DeviceArray attn_k_, attn_v_;           // (exact prompt + S * C + capacity - T, W)
+  DeviceBuffer<uint8_t> attn_ws_;         // the attention's split-key workspace
+  DeviceBuffer<uint32_t> attn_counters_;  // and its split counters (zeroed; work_ orders them)
+  DeviceBuffer<float> logits_;            // (n * Hq, m)
+  DeviceBuffer<float2> stats_;            // (n * Hq)
+  DeviceBuffer<float> agg_;               // (H, m)
   DeviceBuffer<int32_t> selected_idx_, slot_chunk_, slot_src_;  // (H, k), (H, S), (H, S)
   DeviceBuffer<int32_t> flags_, pos_, list_;  // (middle tokens), (middle tokens), (max_fetch)
   DeviceBuffer<int32_t> fetched_;             // (layers): records fetched at the latest step
@@ -465,6 +466,8 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   attn_v_ = backend_.alloc(attn_rows, W_);
   attn_ws_ =
       DeviceBuffer<uint8_t>(size_t(cuda::attention_workspace_bytes(attention_args(1), num_sms_)));
+  attn_counters_ = DeviceBuffer<uint32_t>(size_t(H_));
+  KVO_CUDA(cudaMemset(attn_counters_.get(), 0, attn_counters_.nbytes()));
   agg_ = DeviceBuffer<float>(size_t(H_ * m));
   selected_idx_ = DeviceBuffer<int32_t>(size_t(H_ * k));
   slot_chunk_ = DeviceBuffer<int32_t>(size_t(H_ * S));
@@ -699,6 +702,8 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   a.out = static_cast<bf16*>(out.data);
   a.out_stride = out.stride;
   a.q_start_at = shifted + 1;
+  a.split_counters = attn_counters_.get();
+  a.split_counter_slots = H_;
   const int64_t ws = cuda::attention_workspace_bytes(a, num_sms_);
   attn_ws_.reserve(size_t(ws));  // allocated for one token by allocate_decode_buffers
   cuda::attention(a, attn_ws_.get(), num_sms_, work_);
@@ -805,10 +810,10 @@ KvMemoryReport CudaSparsePolicy::memory() const {
     r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
   }
   r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + attn_ws_.nbytes() +
-                 cublas_ws_.nbytes() + logits_.nbytes() + stats_.nbytes() + agg_.nbytes() +
-                 selected_idx_.nbytes() + slot_chunk_.nbytes() + slot_src_.nbytes() +
-                 flags_.nbytes() + pos_.nbytes() + list_.nbytes() + fetched_.nbytes() +
-                 scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
+                 attn_counters_.nbytes() + cublas_ws_.nbytes() + logits_.nbytes() +
+                 stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
+                 slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
+                 fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
                  decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
                  meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
