@@ -89,20 +89,29 @@ void Decoder::queue_step() {
     step_positions_[b] = int32_t(positions_[b]);
   }
   backend.write_ints(batch_.positions.tensor(), step_positions_);
+  const int64_t n = int64_t(kvs_.size());
+  // Greedy sampling reads no draws, so a recording can hold it too.
+  const bool greedy = sampling_.temperature == 0.0f;
+  bool sampled = false;
   if (record_) {
     // The first step records (a backend that cannot record queues every step instead).
     if (!recording_)
-      recording_ = backend.record([&] { model_.queue_decode_step(batch_, kvs_, {}, true); });
-    if (recording_)
+      recording_ = backend.record([&] {
+        model_.queue_decode_step(batch_, kvs_, {}, true);
+        if (greedy) queue_sample(0, n);
+      });
+    if (recording_) {
       recording_->replay();
-    else
+      sampled = greedy;
+    } else {
       model_.queue_decode_step(batch_, kvs_, {}, true);
+    }
     for (size_t b = 0; b < kvs_.size(); ++b) kvs_[b]->recorded_step_done(positions_[b] + 1);
   } else {
     model_.queue_decode_step(batch_, kvs_, positions_, false);
   }
   for (int64_t& p : positions_) ++p;
-  queue_sample(0, int64_t(kvs_.size()));
+  if (!sampled) queue_sample(0, n);
   readbacks_[(oldest_ + in_flight_) % 2]->queue(batch_.ids.tensor());
   ++in_flight_;
 }

@@ -53,7 +53,6 @@ Transformer::Activations Transformer::make_activations(int64_t rows, bool pre_ro
   a.v = b.alloc(rows, kv_width);
   if (pre_rope_keys) a.k_pre = b.alloc(rows, kv_width);
   a.ffn = b.alloc(rows, c.intermediate_size);
-  a.normed = b.alloc(rows, c.hidden_size);
   return a;
 }
 
@@ -225,10 +224,12 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
     b.matmul_add(ffn, L.w_down.tensor(), nullptr, x);
   }
   if (logits.rows == 0) return;
-  const Tensor normed = a.normed.tensor().row_range(0, logits.rows);
-  b.rmsnorm(x.row_range(T - logits.rows, logits.rows), final_norm_.tensor(), c.rms_norm_eps,
-            normed);
-  b.matmul(normed, tied_ ? embedding_.tensor() : lm_head_.tensor(), nullptr, logits);
+  // The final norm inside the LM head's projection, like the layers' norms.
+  const InputNorm final_norm{final_norm_.tensor(), c.rms_norm_eps};
+  const Tensor head[1] = {tied_ ? embedding_.tensor() : lm_head_.tensor()};
+  const Tensor* no_bias[1] = {nullptr};
+  const Tensor out[1] = {logits};
+  b.matmul_many(x.row_range(T - logits.rows, logits.rows), &final_norm, head, no_bias, out);
 }
 
 }  // namespace kvo

@@ -39,7 +39,6 @@ class Transformer {
     DeviceArray k, v;     // (rows, kv_heads * head_dim)
     DeviceArray k_pre;    // (rows, kv_heads * head_dim) pre-RoPE keys, when the policy wants
     DeviceArray ffn;      // (rows, intermediate) silu(gate) * up
-    DeviceArray normed;   // (rows, hidden) final-normed rows that get logits
   };
   // Backend state of batched decode steps, kept across steps so that a recorded step (CUDA
   // graph) stays valid: row b of every tensor belongs to sequence b.

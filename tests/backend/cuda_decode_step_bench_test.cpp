@@ -1,12 +1,12 @@
 // Where a decode step's time goes, at the Llama-3.1-8B shape, batch 1 (set KVO_CUDA_BENCH=1; the
 // figures go to bench/RESULTS.md, nothing here is timed against a target). Every measurement is
 // a CUDA graph of the backend's ops, replayed: each decode GEMM alone (10 launches in a row) with
-// its read bandwidth next to the plain read (cuda_read_bandwidth), the decode attention at
-// 4K/32K/128K keys, and 32 layers of a step's ops in order (norm with q/k/v, RoPE with the K/V
-// append, attention, o with the residual add, norm with gate/up and SwiGLU, down with the residual
-// add) next to the same chain of its four
-// GEMMs alone: the difference is what the small ops and the gaps between kernels cost. Weights
-// and caches are uninitialized device memory (the values do not change the speed).
+// its read bandwidth next to the plain read (cuda_read_bandwidth), greedy sampling of the
+// logits, the decode attention at 4K/32K/128K keys, and 32 layers of a step's ops in order (norm
+// with q/k/v, RoPE with the K/V append, attention, o with the residual add, norm with gate/up and
+// SwiGLU, down with the residual add) next to the same chain of its four GEMMs alone: the
+// difference is what the small ops and the gaps between kernels cost. Weights and caches are
+// uninitialized device memory (the values do not change the speed).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -90,6 +90,18 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
     std::printf("matvec %-8s %8.1f us  %6.0f GB/s  (%.0f%% of the plain read)\n", g.name, ms * 1e3,
                 g.bytes / ms / 1e6, 100.0 * g.bytes / ms / 1e6 / gbps);
   }
+
+  DeviceArray ids = b.alloc_ints(1);
+  const std::vector<float> draw{0.5f};
+  const double sample_ms = replay_ms(
+                               b,
+                               [&] {
+                                 for (int i = 0; i < 10; ++i)
+                                   b.sample(logits.tensor(), 0.0f, 0, 1.0f, draw, ids.tensor());
+                               },
+                               5) /
+                           10;
+  std::printf("greedy sampling of %lld logits %8.1f us\n", (long long)vocab, sample_ms * 1e3);
 
   RopeParams rope;
   for (int i = 0; i < d / 2; ++i)

@@ -1,5 +1,6 @@
 // Device sampling; the method is described in sampling.h.
 #include "backend/cuda/check.h"
+#include "backend/cuda/overlap.h"
 #include "backend/cuda/sampling.h"
 
 namespace kvo::cuda {
@@ -42,12 +43,29 @@ __device__ uint64_t block_max(uint64_t v, unsigned long long* red) {
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const bf16* logits, int64_t ls, int64_t vocab, float temperature, int top_k,
                   float top_p, const float* uniforms, float* scratch, int32_t* ids) {
+  allow_successor();
+  wait_for_predecessor();
   __shared__ float red[32];
   __shared__ unsigned long long red_key[32];
   const int64_t r = blockIdx.x;
   const bf16* row = logits + r * ls;
+  // The largest key: 16-byte loads where the row allows (one pass over the row, which the LM
+  // head just wrote, is all greedy decoding reads), element by element for the rest.
   uint64_t best = 0;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) best = max(best, sort_key(row[i], i));
+  int64_t done = 0;
+  if (reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+    const uint4* chunks = reinterpret_cast<const uint4*>(row);
+    done = vocab / 8 * 8;
+#pragma unroll 4
+    for (int64_t c = threadIdx.x; c < vocab / 8; c += blockDim.x) {
+      const uint4 v = chunks[c];
+      const bf16* e = reinterpret_cast<const bf16*>(&v);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) best = max(best, sort_key(e[j], c * 8 + j));
+    }
+  }
+  for (int64_t i = done + threadIdx.x; i < vocab; i += blockDim.x)
+    best = max(best, sort_key(row[i], i));
   best = block_max(best, red_key);
   if (temperature == 0.0f) {
     if (threadIdx.x == 0) ids[r] = id_of(best);
@@ -93,9 +111,8 @@ void sample(const bf16* logits, int64_t ls, int64_t rows, int64_t vocab, float t
             int top_k, float top_p, const float* uniforms, float* scratch, int32_t* ids,
             cudaStream_t stream) {
   if (rows == 0) return;
-  sample_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-      logits, ls, vocab, temperature, top_k, top_p, uniforms, scratch, ids);
-  KVO_CUDA_LAUNCHED("sample_kernel");
+  launch_overlapped("sample_kernel", sample_kernel, static_cast<unsigned>(rows), kThreads, 0,
+                    stream, logits, ls, vocab, temperature, top_k, top_p, uniforms, scratch, ids);
 }
 
 }  // namespace kvo::cuda

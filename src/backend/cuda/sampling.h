@@ -14,7 +14,8 @@
 namespace kvo::cuda {
 
 // ids[r] for logits rows [rows, vocab] (stride ls); temperature 0 = greedy. uniforms: [rows]
-// device fp32 draws in [0, 1); scratch: rows * vocab device floats (unused when greedy).
+// device fp32 draws in [0, 1) and scratch: rows * vocab device floats (both unused, may be null,
+// when greedy).
 void sample(const __nv_bfloat16* logits, int64_t ls, int64_t rows, int64_t vocab, float temperature,
             int top_k, float top_p, const float* uniforms, float* scratch, int32_t* ids,
             cudaStream_t stream);
