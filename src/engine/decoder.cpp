@@ -90,7 +90,8 @@ void Decoder::queue_step() {
   }
   backend.write_ints(batch_.positions.tensor(), step_positions_);
   const int64_t n = int64_t(kvs_.size());
-  // Greedy sampling reads no draws, so a recording can hold it too.
+  // Greedy sampling reads no draws, so a recording can hold it too (and the samplers' draws are
+  // not taken: greedy never reads them).
   const bool greedy = sampling_.temperature == 0.0f;
   bool sampled = false;
   if (record_) {

@@ -68,10 +68,12 @@ int64_t Transformer::activation_bytes(int64_t rows) const {
 int64_t Transformer::recorded_step_bytes(int64_t kv_len) const {
   const ModelConfig& c = config_;
   const AttentionShape decode{c.num_heads, c.num_kv_heads, c.head_dim, 1, kv_len - 1, kv_len, 1.0f};
-  // Per layer: the normed input twice, [gate | up], and the two products added onto the residual.
+  // Per layer: the normed input twice, [gate | up], and the two products added onto the residual;
+  // then the final norm's output for the LM head.
   const int64_t unfused =
       (4 * int64_t{c.hidden_size} + 2 * int64_t{c.intermediate_size}) * value_bytes();
-  return c.num_layers * ((kv_len > 0 ? backend_.attention_workspace_bytes(decode) : 0) + unfused);
+  return c.num_layers * ((kv_len > 0 ? backend_.attention_workspace_bytes(decode) : 0) + unfused) +
+         int64_t{c.hidden_size} * value_bytes();
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, int64_t start,

@@ -3,7 +3,8 @@
 // keys (split-K path; a second call on the same backend must give the same bits), decode of a
 // few queries, prefill chunks at q_start offsets, GQA ratios 1/3/4/7/8, head_dim 32/64/128.
 // Tolerance: ||cuda - cpu|| / ||cpu|| <= 1e-2 (bf16 P and bf16 output roundings give ~3e-3; a
-// wrong mask, scale or GQA mapping gives O(1)). Skipped where no GPU is present.
+// wrong mask, scale or GQA mapping gives O(1)). CudaAttentionKernel.* calls the kernel's API
+// directly for its two ways of merging key splits. Skipped where no GPU is present.
 //
 // CudaAttentionBench.* (set KVO_CUDA_BENCH=1) times the prefill kernel on Llama-3.1-8B heads.
 #include <gtest/gtest.h>
@@ -15,6 +16,12 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#ifdef KVO_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "backend/cuda/attention.h"
+#include "kv/cuda/buffers.h"
+#endif
 
 namespace kvo {
 namespace {
@@ -121,6 +128,72 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{32, 8, 128, 3, 5000},    // 3 queries of GQA 4 (12 rows), split-K
                       Case{28, 4, 128, 2, 999},     // 2 queries of GQA 7 (14 rows)
                       Case{8, 1, 128, 2048, 0}));   // prefill 2048/2048, GQA 8
+
+#ifdef KVO_HAVE_CUDA
+// The decode kernel's two ways of merging key splits: the last split to finish (with counters,
+// what the backends pass) and the combine launch (without), at forced split counts up to the
+// cap, on one query of Llama-3.1-8B heads whose last splits are empty (positions from device
+// memory, as in a recorded step, below the capacity the plan was made for).
+TEST(CudaAttentionKernel, LastSplitMergeEqualsCombineLaunch) {
+  auto gpu = cuda_or_null();
+  if (!gpu) GTEST_SKIP() << "no CUDA GPU";
+  const int H = 32, KV = 8, D = 128;
+  const int64_t capacity = 9000, position = 4999, qw = int64_t{H} * D, kw = int64_t{KV} * D;
+  auto q = gpu->upload(HostTensor::owned_f32({1, qw}, random_bf16(qw, 4)));
+  auto k = gpu->upload(HostTensor::owned_f32({capacity, kw}, random_bf16(capacity * kw, 5)));
+  auto v = gpu->upload(HostTensor::owned_f32({capacity, kw}, random_bf16(capacity * kw, 6)));
+  DeviceArray q_start = gpu->alloc_ints(1);
+  gpu->write_ints(q_start.tensor(), std::vector<int32_t>{int32_t(position)});
+  gpu->synchronize();
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  cuda::AttentionArgs a;
+  a.q = static_cast<const __nv_bfloat16*>(q.tensor().data);
+  a.q_stride = qw;
+  a.k = static_cast<const __nv_bfloat16*>(k.tensor().data);
+  a.v = static_cast<const __nv_bfloat16*>(v.tensor().data);
+  a.k_stride = a.v_stride = kw;
+  a.num_heads = H;
+  a.num_kv_heads = KV;
+  a.head_dim = D;
+  a.q_len = 1;
+  a.kv_len = capacity;
+  a.scale = 1.0f / std::sqrt(float(D));
+  a.q_start_at = static_cast<const int32_t*>(q_start.tensor().data);
+  cuda::DeviceBuffer<uint32_t> counters(KV);
+  ASSERT_EQ(cudaMemset(counters.get(), 0, counters.nbytes()), cudaSuccess);
+  for (int splits : {3, 16, 128, 500}) {
+    SCOPED_TRACE(::testing::Message() << splits << " splits");
+    cuda::DeviceBuffer<uint8_t> ws(size_t(cuda::attention_workspace_bytes(a, sms, splits)));
+    std::vector<float> outs[2];
+    for (int counted = 0; counted < 2; ++counted) {
+      auto out = gpu->upload(HostTensor::owned_f32({1, qw}, std::vector<float>(qw, NAN)));
+      gpu->synchronize();
+      cuda::AttentionArgs b = a;
+      b.out = static_cast<__nv_bfloat16*>(out.tensor().data);
+      b.out_stride = qw;
+      if (counted) {
+        b.split_counters = counters.get();
+        b.split_counter_slots = KV;
+      }
+      cuda::attention(b, ws.get(), sms, nullptr, splits);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      outs[counted] = gpu->download(out.tensor());
+    }
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < qw; ++i) {
+      ASSERT_TRUE(std::isfinite(outs[1][i])) << "at " << i;
+      num += double(outs[1][i] - outs[0][i]) * (outs[1][i] - outs[0][i]);
+      den += double(outs[0][i]) * outs[0][i];
+    }
+    EXPECT_LE(std::sqrt(num / den), 1e-2);  // bf16 roundings of the same sums apart
+  }
+  std::vector<uint32_t> left(KV, 1);
+  ASSERT_EQ(cudaMemcpy(left.data(), counters.get(), counters.nbytes(), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(left, std::vector<uint32_t>(KV, 0));
+}
+#endif
 
 TEST(CudaAttentionBench, PrefillLlama31_8BHeads) {
   if (!std::getenv("KVO_CUDA_BENCH")) GTEST_SKIP() << "set KVO_CUDA_BENCH=1 to run";

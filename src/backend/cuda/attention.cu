@@ -457,7 +457,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(const __grid_cons
 // warp attends its own tiles of 16 keys (w, w + 4, ...) with kDecodeStages of them in flight, and
 // the block merges its four warps' softmax states through shared memory. With split_counters,
 // the last block of a (sequence, KV head) to finish merges every split's partial (no combine
-// launch).
+// launch). It reads q_start_at and the counters from its first instruction on, so it is never
+// launched overlapped with its predecessor (overlap.h).
 constexpr int kDecodeRows = 16;
 constexpr int kDecodeKeys = 16;
 constexpr int kDecodeStages = 3;
@@ -530,7 +531,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
         w,
         [&](int, int kk, uint32_t(&f)[4]) {
 #pragma unroll
-          for (int i = 0; i < 4; ++i) f[i] = qa[kk][i];
+          for (int e = 0; e < 4; ++e) f[e] = qa[kk][e];
         },
         ks, ks + KT * S, key0 + KT > unmasked, 0, q_rel, G, n_keys, key0, p.scale_log2, lane);
     __syncwarp();  // every lane is done with the stage before it is refilled
@@ -592,7 +593,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
   // Every split's (max, sum) of the rows, then their weights (one thread a row), then the outputs.
   const int Z = p.splits, KV = a.num_kv_heads;
   const int64_t first = int64_t(blockIdx.z) * Z * KV + kvh;  // split z: partial (first + z * KV)
-  static_assert(2 * kMaxDecodeSplits * kDecodeRows * 4 <= kWarps * kDecodeStages * kTile * 2);
+  static_assert((2 * kMaxDecodeSplits + 1) * kDecodeRows * 4 <= kWarps * kDecodeStages * kTile * 2);
   float* split_w = part_o;                     // [Z][kDecodeRows] max, then weight
   float* split_l = split_w + Z * kDecodeRows;  // [Z][kDecodeRows]
   float* row_inv = split_l + Z * kDecodeRows;  // [kDecodeRows] 1 / merged sum
@@ -705,7 +706,7 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits, int num_se
           std::min<int64_t>({want, (a.kv_len + 255) / 256, pl.decode ? kMaxDecodeSplits : 256}));
     }
   }
-  if (pl.decode) splits = std::min(splits, kMaxDecodeSplits);
+  if (pl.decode) splits = std::min(splits, kMaxDecodeSplits);  // force_splits too
   pl.keys_per_split = ((kv + splits - 1) / splits + kKeys - 1) / kKeys * kKeys;
   pl.splits = int((kv + pl.keys_per_split - 1) / pl.keys_per_split);
   if (force_splits > 0) pl.splits = std::max(pl.splits, 1);

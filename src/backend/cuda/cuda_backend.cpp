@@ -185,7 +185,7 @@ class CudaBackend final : public Backend {
     KVO_CUDA(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
     KVO_CUBLAS(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
     KVO_CUDA(cudaMalloc(&split_counters_, kSplitCounters * sizeof(uint32_t)));
-    KVO_CUDA(cudaMemset(split_counters_, 0, kSplitCounters * sizeof(uint32_t)));
+    KVO_CUDA(cudaMemsetAsync(split_counters_, 0, kSplitCounters * sizeof(uint32_t), stream_));
     for (Staging& s : staging_) KVO_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
   }
 

@@ -467,7 +467,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   attn_ws_ =
       DeviceBuffer<uint8_t>(size_t(cuda::attention_workspace_bytes(attention_args(1), num_sms_)));
   attn_counters_ = DeviceBuffer<uint32_t>(size_t(H_));
-  KVO_CUDA(cudaMemset(attn_counters_.get(), 0, attn_counters_.nbytes()));
+  KVO_CUDA(cudaMemsetAsync(attn_counters_.get(), 0, attn_counters_.nbytes(), work_));
   agg_ = DeviceBuffer<float>(size_t(H_ * m));
   selected_idx_ = DeviceBuffer<int32_t>(size_t(H_ * k));
   slot_chunk_ = DeviceBuffer<int32_t>(size_t(H_ * S));
