@@ -48,7 +48,7 @@ TEST(KvCli, InfoRandomWeightsAccounting) {
   EXPECT_NE(bad3.err.find("need --kv"), std::string::npos) << bad3.err;
 }
 
-TEST(KvCli, DiagnoseReportsEveryLayerAndHead) {
+TEST(KvCli, DiagnoseReportsEveryLayerAndHead) {  // and the prompt tokens new at each step
   const std::string model = testing::default_model_path();
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "default model not downloaded";
   const auto prompt = std::filesystem::temp_directory_path() / "kvo_diagnose_prompt.txt";
@@ -74,6 +74,28 @@ TEST(KvCli, DiagnoseReportsEveryLayerAndHead) {
   auto jf = nlohmann::json::parse(full.out);
   EXPECT_NEAR(jf["mean_mass_covered"].get<double>(), 1.0, 1e-9);
   EXPECT_LT(jf["max_output_rel_error"].get<double>(), 1e-4);
+  // Three steps: a budget of every token attends every prompt token at every step (none new); a
+  // small one attends some anew, never more than it attends.
+  auto all3 = run_kvoffload("diagnose -m " + model +
+                            " --kv yakv --budget 1 --kv-store f32 --landmarks f32 --steps 3 "
+                            "--prompt-file " +
+                            prompt.string() + " --json");
+  ASSERT_EQ(all3.exit_code, 0) << all3.err;
+  auto ja = nlohmann::json::parse(all3.out);
+  EXPECT_EQ(ja["mean_new_prompt_tokens"].get<double>(), 0.0);
+  EXPECT_EQ(ja["mean_attended_prompt_tokens"].get<double>(), ja["prompt_tokens"].get<double>());
+  auto some3 = run_kvoffload("diagnose -m " + model + " --kv yakv --budget 0.1 --steps 3 " +
+                             "--prompt-file " + prompt.string() + " --json");
+  ASSERT_EQ(some3.exit_code, 0) << some3.err;
+  auto js = nlohmann::json::parse(some3.out);
+  EXPECT_GE(js["mean_new_prompt_tokens"].get<double>(), 0.0);
+  EXPECT_LT(js["mean_new_prompt_tokens"].get<double>(),
+            js["mean_attended_prompt_tokens"].get<double>());
+  for (const auto& h : js["heads"]) EXPECT_GE(h["new_prompt_tokens"].get<int64_t>(), 0);
+  EXPECT_FALSE(j.contains("mean_new_prompt_tokens"));  // one step: nothing to compare
+  auto zero = run_kvoffload("diagnose -m " + model + " --kv yakv --steps 0 --prompt-file " +
+                            prompt.string());
+  EXPECT_EQ(zero.exit_code, 1);
   auto dense =
       run_kvoffload("diagnose -m " + model + " --kv dense --prompt-file " + prompt.string());
   EXPECT_EQ(dense.exit_code, 1);
