@@ -122,27 +122,21 @@ std::unique_ptr<IntsReadback> Backend::ints_readback(int64_t n) {
   return std::make_unique<ImmediateReadback>(*this, n);
 }
 
-void Backend::rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& positions, int head_dim, const RopeParams& rope,
-                                  std::span<const Tensor> keys, std::span<const Tensor> values) {
+void Backend::rope_store_attention_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                                            const Tensor& positions, int head_dim,
+                                            const RopeParams& rope, std::span<const Tensor> keys,
+                                            std::span<const Tensor> values,
+                                            const AttentionShape& shape, const Tensor& out) {
   check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows,
-        "internal: rope_store_batch_at needs one key and value table per row");
-  for (int64_t b = 0; b < q.rows; ++b)
-    rope_store_at(q.row_range(b, 1), k.row_range(b, 1), v.row_range(b, 1),
-                  positions.row_range(b, 1), head_dim, rope, keys[b], values[b]);
-}
-
-void Backend::attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
-                                 std::span<const Tensor> values, const AttentionShape& shape,
-                                 const Tensor& positions, const Tensor& out) {
-  check(int64_t(keys.size()) == q.rows && int64_t(values.size()) == q.rows,
-        "internal: attention_batch_at needs one key and value table per row");
-  check(shape.q_len == 1, "internal: attention_batch_at attends one row per sequence");
+        "internal: rope_store_attention_batch_at needs one key and value table per row");
+  check(shape.q_len == 1, "internal: rope_store_attention_batch_at attends one row per sequence");
   for (int64_t b = 0; b < q.rows; ++b) {
+    const Tensor at = positions.row_range(b, 1);
+    rope_store_at(q.row_range(b, 1), k.row_range(b, 1), v.row_range(b, 1), at, head_dim, rope,
+                  keys[b], values[b]);
     AttentionShape one = shape;
     one.kv_len = std::min(shape.kv_len, keys[b].rows);
-    attention_at(q.row_range(b, 1), keys[b], values[b], one, positions.row_range(b, 1),
-                 out.row_range(b, 1));
+    attention_at(q.row_range(b, 1), keys[b], values[b], one, at, out.row_range(b, 1));
   }
 }
 

@@ -177,17 +177,16 @@ class Backend {
                             const Tensor& out) = 0;
   // A recorded decode step of B sequences whose caches store rows as given, one row each: row b
   // of q, k and v is sequence b's new token, at position positions[b] of its own tables keys[b]
-  // and values[b] ((capacity, kv_heads * head_dim) each). rope_store_batch_at is rope_store_at
-  // with row b going to keys[b] / values[b]; attention_batch_at is attention_at of row b of q
-  // over keys[b] / values[b] (shape.q_len 1; shape.kv_len bounds every table; positions[b] <
-  // keys[b].rows is the caller's to keep). One pass for the whole batch where the backend can (a
-  // launch per sequence costs more than a short cache's attention); the defaults go row by row.
-  virtual void rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& positions, int head_dim, const RopeParams& rope,
-                                   std::span<const Tensor> keys, std::span<const Tensor> values);
-  virtual void attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
-                                  std::span<const Tensor> values, const AttentionShape& shape,
-                                  const Tensor& positions, const Tensor& out);
+  // and values[b] ((capacity, kv_heads * head_dim) each). It is rope_store_at of row b into
+  // keys[b] / values[b], then attention_at of row b of q over them into row b of out (shape.q_len
+  // 1; shape.kv_len bounds every table; positions[b] < keys[b].rows is the caller's to keep);
+  // q may be left rotated or not. One pass for the whole batch where the backend can (a launch
+  // per sequence costs more than a short cache's attention); the default goes row by row.
+  virtual void rope_store_attention_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& positions, int head_dim,
+                                             const RopeParams& rope, std::span<const Tensor> keys,
+                                             std::span<const Tensor> values,
+                                             const AttentionShape& shape, const Tensor& out);
   // Tokens a prefill runs at once: enough rows to fill the device (on CUDA, a chunk's attention
   // needs ~2 blocks of 128 query rows per SM and KV head group), few enough to bound the
   // activations (Transformer::activation_bytes).

@@ -71,7 +71,7 @@ class KvPolicy {
   // of a (capacity, kv_heads * head_dim) table each, and attends exactly (causal attention of
   // `shape` over rows [0, position] of them), returns those tables (dense): the caller then
   // writes the new rows in the pass that rotates q and k and attends a whole batch of such
-  // caches at once (Backend::rope_store_batch_at, attention_batch_at) instead of calling
+  // caches at once (Backend::rope_store_attention_batch_at) instead of calling
   // attend_at. Other policies store keys their own way: empty tables.
   struct Tables {
     Tensor keys, values;

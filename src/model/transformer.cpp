@@ -210,11 +210,11 @@ void Transformer::run(Activations& a, const Rows& in, const Tensor& logits) {
       b.rmsnorm(kh, L.k_norm.tensor(), c.rms_norm_eps, kh);
     }
     if (k_pre.data) b.copy(k, k_pre);
-    // Dense caches of a recorded step: RoPE with the K/V append, and the attention, each in one
-    // pass for the whole batch.
+    // Dense caches of a recorded step: RoPE, the K/V append and the attention of the whole batch
+    // at once.
     if (const std::optional<BatchTables> t = batch_tables(in, l)) {
-      b.rope_store_batch_at(q, k, v, *in.positions_at, c.head_dim, rope_, t->keys, t->values);
-      b.attention_batch_at(q, t->keys, t->values, t->shape, *in.positions_at, attn);
+      b.rope_store_attention_batch_at(q, k, v, *in.positions_at, c.head_dim, rope_, t->keys,
+                                      t->values, t->shape, attn);
     } else {
       rope(q);
       rope(k);

@@ -15,6 +15,7 @@
 
 #include "backend/cuda/attention.h"
 #include "backend/cuda/check.h"
+#include "backend/cuda/rope.cuh"
 
 namespace kvo::cuda {
 
@@ -492,6 +493,21 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
                ok ? sv.q + (r / G) * a.q_stride + int64_t(kvh * G + r % G) * D + c : sv.q, ok);
   }
   cp_async_commit();
+  // With RoPE fused: the step's key and value join the tables at its position, written by the
+  // block whose keys hold that position before it reads them (no other block reads that row).
+  const bool rope = a.rope_inv_freq != nullptr;
+  if (rope && kr.q_start >= kr.k_begin && kr.q_start < kr.k_end) {
+    const int seq = blockIdx.z;
+    const bf16* nk = a.new_k + int64_t(seq) * a.new_k_stride + int64_t(kvh) * D;
+    const bf16* nv = a.new_v + int64_t(seq) * a.new_v_stride + int64_t(kvh) * D;
+    bf16* kd = p.seqs.keys[seq] + kr.q_start * a.k_stride + int64_t(kvh) * D;
+    bf16* vd = p.seqs.values[seq] + kr.q_start * a.v_stride + int64_t(kvh) * D;
+    for (int i = threadIdx.x; i < D / 2; i += kWarps * 32)
+      rope_pair(nk, kd, i, D, kr.q_start, a.rope_inv_freq, a.rope_adjacent);
+    for (int i = threadIdx.x; i < D; i += kWarps * 32) vd[i] = nv[i];
+    __threadfence_block();
+    __syncthreads();
+  }
   const bf16* kp = sv.k + kr.k_begin * a.k_stride + int64_t(kvh) * D;
   const bf16* vp = sv.v + kr.k_begin * a.v_stride + int64_t(kvh) * D;
   // The warp's i-th tile into stage i % kDecodeStages; past its last tile an empty group, so the
@@ -513,6 +529,14 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
   for (int i = 0; i < kDecodeStages; ++i) load_tile(i);
   cp_async_wait<kDecodeStages>();  // this thread's part of Q
   __syncthreads();
+  if (rope) {  // row r is query r / G: at q_start + r / G
+    for (int i = threadIdx.x; i < R * (D / 2); i += kWarps * 32) {
+      bf16* row = Qs + (i / (D / 2)) * S;
+      rope_pair(row, row, i % (D / 2), D, kr.q_start + i / (D / 2) / G, a.rope_inv_freq,
+                a.rope_adjacent);
+    }
+    __syncthreads();
+  }
   uint32_t qa[D / 16][4];  // Q's A fragments, held for every tile
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
@@ -743,6 +767,10 @@ void launch(const Params& p, const Plan& pl, cudaStream_t stream) {
 
 }  // namespace
 
+bool attention_fuses_rope(const AttentionArgs& a) {
+  return a.q_len == 1 && a.num_kv_heads > 0 && a.num_heads / a.num_kv_heads <= kDecodeRows;
+}
+
 int64_t attention_workspace_bytes(const AttentionArgs& a, int num_sms, int force_splits,
                                   int num_seqs) {
   const Plan pl = make_plan(a, num_sms, force_splits, num_seqs);
@@ -756,6 +784,8 @@ void attention(const AttentionArgs& a, void* workspace, int num_sms, cudaStream_
   if (a.q_len == 0) return;
   const int n_seqs = seqs ? seqs->count : 1;
   const Plan pl = make_plan(a, num_sms, force_splits, n_seqs);
+  if (a.rope_inv_freq && !(pl.decode && a.q_len == 1 && seqs && a.q_start_at && a.new_k && a.new_v))
+    throw_message("CUDA attention: RoPE is fused only into batched decode (one query a sequence)");
   Params p{a,       pl.G,   pl.R, pl.n_row_tiles, pl.splits, pl.keys_per_split, a.scale * kLog2e,
            nullptr, nullptr};
   if (seqs) {

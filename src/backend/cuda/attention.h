@@ -58,7 +58,21 @@ struct AttentionArgs {
   // share them must run in stream order.
   uint32_t* split_counters = nullptr;
   int64_t split_counter_slots = 0;
+  // Optional, batched decode only (attention_fuses_rope; `seqs`, q_start_at): the step's RoPE and
+  // K/V append in the same launch. q is then the query before RoPE (rotated as it is loaded, left
+  // as it was in memory), and sequence s's new key (before RoPE) and value, row s of new_k /
+  // new_v, are written (the key rotated) into its tables at its position before it is attended.
+  const float* rope_inv_freq = nullptr;  // head_dim / 2 frequencies (model/rope.h)
+  bool rope_adjacent = false;
+  const __nv_bfloat16* new_k = nullptr;
+  int64_t new_k_stride = 0;
+  const __nv_bfloat16* new_v = nullptr;
+  int64_t new_v_stride = 0;
 };
+
+// Whether `attention` can take a batched decode step's RoPE and K/V append (the decode kernel:
+// one query of at most 16 heads a KV head).
+bool attention_fuses_rope(const AttentionArgs& a);
 
 // Bytes of device workspace `attention` needs for these shapes on a GPU with `num_sms` SMs
 // (0 when the key range is not split). Throws kvo::Error on unsupported shapes.

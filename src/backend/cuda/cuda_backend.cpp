@@ -435,32 +435,29 @@ class CudaBackend final : public Backend {
                     const Tensor& q_start, const Tensor& out) override {
     run_attention(q, k, v, shape, i32(q_start), out);
   }
-  void rope_store_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
-                           const Tensor& positions, int head_dim, const RopeParams& rope,
-                           std::span<const Tensor> keys, std::span<const Tensor> values) override {
+  void rope_store_attention_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& positions, int head_dim, const RopeParams& rope,
+                                     std::span<const Tensor> keys, std::span<const Tensor> values,
+                                     const AttentionShape& shape, const Tensor& out) override {
     check_batch_tables(q, keys, values);
     check_rope_store(q, k, v, positions, head_dim, rope, keys[0], values[0]);
+    const int64_t qw = int64_t{shape.num_heads} * shape.head_dim;
+    if (shape.q_len != 1 || shape.head_dim != head_dim || q.cols != qw || out.rows != q.rows ||
+        out.cols != qw || positions.rows != q.rows ||
+        keys[0].cols != int64_t{shape.num_kv_heads} * shape.head_dim)
+      fail("internal: rope_store_attention_batch_at shapes do not match the attention shape");
+    // The decode kernel rotates q as it loads it and appends k and v itself (cuda/attention.h).
+    const bool fused = cuda::attention_fuses_rope(attention_args(shape));
     for (int64_t b0 = 0; b0 < q.rows; b0 += cuda::kMaxSeqs) {
       const int64_t n = std::min<int64_t>(cuda::kMaxSeqs, q.rows - b0);
       const cuda::SeqTables tables = seq_tables(keys, values, b0, n);
-      cuda::rope_store(bf(q, "rope") + b0 * q.stride, q.stride, q.cols / head_dim,
-                       bf(k, "rope") + b0 * k.stride, k.stride, bf(v, "copy") + b0 * v.stride,
-                       v.stride, k.cols / head_dim, nullptr, keys[0].stride, nullptr,
-                       values[0].stride, n, head_dim, i32(positions) + b0, device_inv_freq(rope),
-                       rope.adjacent_pairs, stream_, &tables);
-    }
-  }
-  void attention_batch_at(const Tensor& q, std::span<const Tensor> keys,
-                          std::span<const Tensor> values, const AttentionShape& shape,
-                          const Tensor& positions, const Tensor& out) override {
-    check_batch_tables(q, keys, values);
-    const int64_t qw = int64_t{shape.num_heads} * shape.head_dim;
-    if (shape.q_len != 1 || q.cols != qw || out.rows != q.rows || out.cols != qw ||
-        positions.rows != q.rows || keys[0].cols != int64_t{shape.num_kv_heads} * shape.head_dim)
-      fail("internal: attention_batch_at shapes do not match the attention shape");
-    for (int64_t b0 = 0; b0 < q.rows; b0 += cuda::kMaxSeqs) {
-      const int n = int(std::min<int64_t>(cuda::kMaxSeqs, q.rows - b0));
-      const cuda::SeqTables tables = seq_tables(keys, values, b0, n);
+      const bf16* k0 = bf(k, "rope") + b0 * k.stride;
+      const bf16* v0 = bf(v, "copy") + b0 * v.stride;
+      if (!fused)
+        cuda::rope_store(bf(q, "rope") + b0 * q.stride, q.stride, q.cols / head_dim, k0, k.stride,
+                         v0, v.stride, k.cols / head_dim, nullptr, keys[0].stride, nullptr,
+                         values[0].stride, n, head_dim, i32(positions) + b0, device_inv_freq(rope),
+                         rope.adjacent_pairs, stream_, &tables);
       cuda::AttentionArgs a = attention_args(shape);
       a.q = bf(q, "attention") + b0 * q.stride;
       a.q_stride = q.stride;
@@ -469,6 +466,14 @@ class CudaBackend final : public Backend {
       a.out = bf(out, "attention") + b0 * out.stride;
       a.out_stride = out.stride;
       a.q_start_at = i32(positions) + b0;
+      if (fused) {
+        a.rope_inv_freq = device_inv_freq(rope);
+        a.rope_adjacent = rope.adjacent_pairs;
+        a.new_k = k0;
+        a.new_k_stride = k.stride;
+        a.new_v = v0;
+        a.new_v_stride = v.stride;
+      }
       launch_attention(a, &tables);
     }
   }

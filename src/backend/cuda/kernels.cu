@@ -6,6 +6,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/overlap.h"
+#include "backend/cuda/rope.cuh"
 
 namespace kvo::cuda {
 namespace {
@@ -137,9 +138,6 @@ __global__ void rope_store_kernel(const __grid_constant__ RopeStoreArgs a) {
     const int64_t rh = idx / half;
     const int64_t h = rh % heads, r = rh / heads;
     const int64_t pos = a.positions[r];
-    float s, c;
-    sincosf(float(pos) * a.inv_freq[i], &s, &c);
-    const int ea = a.adjacent ? 2 * i : i, eb = a.adjacent ? 2 * i + 1 : i + half;
     const bf16* src;
     bf16* dst;
     if (h < a.q_heads) {
@@ -152,12 +150,12 @@ __global__ void rope_store_kernel(const __grid_constant__ RopeStoreArgs a) {
       dst = keys + pos * a.keys_s + kh * a.head_dim;
       const bf16* vr = a.v + r * a.vs + kh * a.head_dim;
       bf16* vd = values + pos * a.values_s + kh * a.head_dim;
+      int ea, eb;
+      rope_pair_elements(i, a.head_dim, a.adjacent, ea, eb);
       vd[ea] = vr[ea];
       vd[eb] = vr[eb];
     }
-    const float x0 = __bfloat162float(src[ea]), x1 = __bfloat162float(src[eb]);
-    dst[ea] = __float2bfloat16_rn(x0 * c - x1 * s);
-    dst[eb] = __float2bfloat16_rn(x1 * c + x0 * s);
+    rope_pair(src, dst, i, a.head_dim, pos, a.inv_freq, a.adjacent);
   }
 }
 

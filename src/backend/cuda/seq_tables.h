@@ -1,6 +1,6 @@
 // The per-sequence KV tables of a batched decode step: one launch serves up to kMaxSeqs
 // sequences, each with its own (capacity, kv_heads * head_dim) key and value tables (the dense
-// caches of Backend::rope_store_batch_at / attention_batch_at). Kernels take it by value
+// caches of Backend::rope_store_attention_batch_at). Kernels take it by value
 // (__grid_constant__), so a recorded step holds the pointers and nothing is copied per step.
 #pragma once
 #include <cuda_bf16.h>
