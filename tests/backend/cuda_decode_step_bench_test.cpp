@@ -139,10 +139,9 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
     for (int l = 0; l < 32; ++l) {
       b.matmul_many(x.tensor(), &input_norm, qkv_w, no_bias, qkv_out);
       if (small_ops) {
-        b.rope_store_at(q.tensor(), k.tensor(), v.tensor(), position.tensor(), int(d), rope,
-                        layer_cache(cache_k, l), layer_cache(cache_v, l));
-        b.attention_at(q.tensor(), layer_cache(cache_k, l), layer_cache(cache_v, l), shape,
-                       position.tensor(), attn.tensor());
+        const Tensor keys[1] = {layer_cache(cache_k, l)}, values[1] = {layer_cache(cache_v, l)};
+        b.rope_store_attention_batch_at(q.tensor(), k.tensor(), v.tensor(), position.tensor(),
+                                        int(d), rope, keys, values, shape, attn.tensor());
       }
       b.matmul_add(attn.tensor(), wo.tensor(), nullptr, x.tensor());
       b.matmul_swiglu(x.tensor(), &input_norm, w_gate_up.tensor(), ffn.tensor());
