@@ -179,9 +179,10 @@ class Backend {
   // of q, k and v is sequence b's new token, at position positions[b] of its own tables keys[b]
   // and values[b] ((capacity, kv_heads * head_dim) each). It is rope_store_at of row b into
   // keys[b] / values[b], then attention_at of row b of q over them into row b of out (shape.q_len
-  // 1; shape.kv_len bounds every table; positions[b] < keys[b].rows is the caller's to keep);
-  // q may be left rotated or not. One pass for the whole batch where the backend can (a launch
-  // per sequence costs more than a short cache's attention); the default goes row by row.
+  // 1; shape.kv_len bounds every table; positions[b] < min(keys[b].rows, shape.kv_len) is the
+  // caller's to keep); q and k may be left rotated or not. One pass for the whole batch where the
+  // backend can (a launch per sequence costs more than a short cache's attention); the default
+  // goes row by row.
   virtual void rope_store_attention_batch_at(const Tensor& q, const Tensor& k, const Tensor& v,
                                              const Tensor& positions, int head_dim,
                                              const RopeParams& rope, std::span<const Tensor> keys,

@@ -268,8 +268,9 @@ TEST(CudaStepOps, RopeStoreAtMatchesRopeThenRowCopiesAndCpu) {
 // capacity; the decode kernel rotating q and appending k and v itself) against its default on the
 // same GPU (a sequence at a time through rope_store_at and attention_at: the same tables bit for
 // bit, the attention within fp32-summation noise of its other key split) and against the CPU:
-// 70 sequences of small heads (two launches of 64 and 6) and 3 of Llama-3.1-8B's heads at long
-// capacities (split-K), positions at a table's first and last rows, both RoPE layouts.
+// 70 sequences of small heads (two launches of 64 and 6), 3 of Llama-3.1-8B's heads at long
+// capacities (split-K) and 5 of 20 heads a KV head (not fused), positions at a table's first and
+// last rows, both RoPE layouts.
 TEST(CudaStepOps, BatchedDecodeOpsMatchOneSequenceAtATimeAndCpu) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
@@ -278,7 +279,10 @@ TEST(CudaStepOps, BatchedDecodeOpsMatchOneSequenceAtATimeAndCpu) {
     int d, heads, kv_heads;
     int64_t batch, capacity0, capacity_step;
   };
-  for (Case c : {Case{64, 8, 2, 70, 40, 13}, Case{128, 32, 8, 3, 3000, 1100}}) {
+  // The third case has more heads a KV head than the decode kernel takes (20): RoPE's own
+  // kernel, then the flash kernel.
+  for (Case c : {Case{64, 8, 2, 70, 40, 13}, Case{128, 32, 8, 3, 3000, 1100},
+                 Case{64, 40, 2, 5, 700, 333}}) {
     const int64_t width = int64_t{c.kv_heads} * c.d, qw = int64_t{c.heads} * c.d;
     RopeParams rope;
     rope.adjacent_pairs = c.d == 64;

@@ -493,9 +493,16 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
                ok ? sv.q + (r / G) * a.q_stride + int64_t(kvh * G + r % G) * D + c : sv.q, ok);
   }
   cp_async_commit();
-  // With RoPE fused: the step's key and value join the tables at its position, written by the
-  // block whose keys hold that position before it reads them (no other block reads that row).
+  // With RoPE fused (one query a sequence): the rotation at q_start once for the block, then the
+  // step's key and value join the tables at that position, written by the block whose keys hold
+  // it before it reads them (no other block reads those columns of that row).
   const bool rope = a.rope_inv_freq != nullptr;
+  __shared__ float2 angles[D / 2];
+  if (rope) {
+    for (int i = threadIdx.x; i < D / 2; i += kWarps * 32)
+      angles[i] = rope_angle(i, kr.q_start, a.rope_inv_freq);
+    __syncthreads();
+  }
   if (rope && kr.q_start >= kr.k_begin && kr.q_start < kr.k_end) {
     const int seq = blockIdx.z;
     const bf16* nk = a.new_k + int64_t(seq) * a.new_k_stride + int64_t(kvh) * D;
@@ -503,9 +510,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
     bf16* kd = p.seqs.keys[seq] + kr.q_start * a.k_stride + int64_t(kvh) * D;
     bf16* vd = p.seqs.values[seq] + kr.q_start * a.v_stride + int64_t(kvh) * D;
     for (int i = threadIdx.x; i < D / 2; i += kWarps * 32)
-      rope_pair(nk, kd, i, D, kr.q_start, a.rope_inv_freq, a.rope_adjacent);
+      rope_pair(nk, kd, i, D, angles[i], a.rope_adjacent);
     for (int i = threadIdx.x; i < D; i += kWarps * 32) vd[i] = nv[i];
-    __threadfence_block();
     __syncthreads();
   }
   const bf16* kp = sv.k + kr.k_begin * a.k_stride + int64_t(kvh) * D;
@@ -529,11 +535,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
   for (int i = 0; i < kDecodeStages; ++i) load_tile(i);
   cp_async_wait<kDecodeStages>();  // this thread's part of Q
   __syncthreads();
-  if (rope) {  // row r is query r / G: at q_start + r / G
+  if (rope) {  // every row is the one query, at q_start
     for (int i = threadIdx.x; i < R * (D / 2); i += kWarps * 32) {
       bf16* row = Qs + (i / (D / 2)) * S;
-      rope_pair(row, row, i % (D / 2), D, kr.q_start + i / (D / 2) / G, a.rope_inv_freq,
-                a.rope_adjacent);
+      rope_pair(row, row, i % (D / 2), D, angles[i % (D / 2)], a.rope_adjacent);
     }
     __syncthreads();
   }

@@ -155,7 +155,7 @@ __global__ void rope_store_kernel(const __grid_constant__ RopeStoreArgs a) {
       vd[ea] = vr[ea];
       vd[eb] = vr[eb];
     }
-    rope_pair(src, dst, i, a.head_dim, pos, a.inv_freq, a.adjacent);
+    rope_pair(src, dst, i, a.head_dim, rope_angle(i, pos, a.inv_freq), a.adjacent);
   }
 }
 
