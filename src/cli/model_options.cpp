@@ -34,6 +34,9 @@ void add_kv_options(CLI::App& cmd, std::string& method, std::map<std::string, st
       {"kv-store",
        "yakv/shadowkv: offloaded K/V store: bf16 | fp8 | higgs:d=2,n=256 (yakv "
        "default) | f32 (shadowkv default bf16)"},
+      {"fetch-cache",
+       "yakv/shadowkv: on | off (on): keep the latest step's fetched K/V records on the GPU "
+       "and fetch only newly selected ones over PCIe (same outputs, fewer PCIe bytes)"},
   };
   for (const Knob& k : kKnobs) cmd.add_option(std::string("--") + k.name, knobs[k.name], k.help);
 }

@@ -97,6 +97,13 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
   } else {
     fail("internal: no layout for KV method '{}'", spec.method);
   }
+  if (k_tokens > 0 && mid > 0) {
+    lay.fetch_records = lay.store_spans_heads ? std::min(H * k_tokens, mid) : H * k_tokens;
+    lay.fetch_cache = spec.caches_fetches();
+  }
+  if (lay.fetch_cache)
+    lay.gpu.push_back(
+        {"fetch cache", lay.fetch_records * (lay.store_record_bytes * tensors + 4) * L});
   return lay;
 }
 
@@ -143,10 +150,15 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
   int64_t shared = 2 * rounded(attn_rows * W * b) + rounded(Hq * m * 4) + rounded(H * m * 4) +
                    3 * rounded(H * std::max(k, S) * 4);
   if (!quest && k > 0) {
-    const int64_t fetched = lay.store_spans_heads ? std::min(H * k * C, mid) : H * k * C;
+    const int64_t fetched = lay.fetch_records;
     const int64_t dim = lay.store_spans_heads ? W : D;
     shared += rounded(fetched * 4) +
               tensors * (rounded(fetched * lay.store_record_bytes) + rounded(fetched * dim * 2));
+    if (lay.fetch_cache) {  // per layer its list and records; shared: where the hits are
+      f.gpu_bytes +=
+          L * (rounded(fetched * 4) + tensors * rounded(fetched * lay.store_record_bytes));
+      shared += rounded(fetched * 4);
+    }
     if (lay.store_spans_heads) shared += 3 * rounded(mid * 4);  // flags, positions, scan
     if (spec.method == "shadowkv")
       shared +=

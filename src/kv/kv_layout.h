@@ -44,6 +44,15 @@
 // reads whole 32-byte sectors instead of 68-byte records straddling three (96 bytes read):
 //     gpu store scales   records * s * tensors * L   (records = M * C, times H unless spanning)
 //     cpu and pcie above count r - s per record instead of r.
+// The fetch cache (--fetch-cache on, the default for yakv and shadowkv): per layer, the records
+// the latest decode step fetched stay on the device, whole, with their list (one int32 each),
+// so a step fetches only the records it selects anew:
+//     gpu fetch cache    F * (R_f * tensors + 4) * L   F = records a step fetches at most
+//                        (fetch_records: H * k * C, spanning records min(that, M * C)), R_f the
+//                        whole record (r or R with its scales), tensors 2 for yakv, 1 shadowkv
+//     pcie per step      the static figure above is the step without hits (the first after the
+//                        prefill); a running policy's memory() reports the records its latest
+//                        step fetched (misses only when the cache is on).
 // The CUDA policies (kv/cuda) keep every item above except the gather buffers: they assemble one
 // layer's attended K/V, (exact prompt + (O + k) * C + capacity - T) * W * b * 2, and hold fetch
 // scratch (staging and decoded records, scores); their memory() reports those allocations, and
@@ -73,6 +82,8 @@ struct KvLayout {
   int64_t store_record_bytes = 0;  // per (token, head) or per token (spans_heads)
   int64_t store_scale_bytes = 0;   // of each record, kept on the device (HIGGS scales)
   bool store_spans_heads = false;
+  int64_t fetch_records = 0;  // records of each offloaded tensor a step fetches at most, per layer
+  bool fetch_cache = false;
   std::vector<KvLayoutItem> gpu, cpu;
   int64_t pcie_bytes_per_step = 0;
   int64_t dense_gpu_bytes = 0;  // the dense cache of the same capacity at the same b

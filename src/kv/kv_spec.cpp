@@ -47,9 +47,11 @@ bool applies(const std::string& method, const std::string& knob) {
   if (method == "dense") return false;
   if (knob == "budget" || knob == "sinks" || knob == "group-agg" || knob == "local") return true;
   if (method == "shadowkv")
-    return knob == "chunk" || knob == "outliers" || knob == "rank" || knob == "kv-store";
+    return knob == "chunk" || knob == "outliers" || knob == "rank" || knob == "kv-store" ||
+           knob == "fetch-cache";
   if (method == "yakv")
-    return knob == "chunk" || knob == "outliers" || knob == "landmarks" || knob == "kv-store";
+    return knob == "chunk" || knob == "outliers" || knob == "landmarks" || knob == "kv-store" ||
+           knob == "fetch-cache";
   if (method == "quest") return knob == "page";
   return false;
 }
@@ -63,9 +65,9 @@ std::string methods_list() {
 }  // namespace
 
 const std::vector<std::string>& kv_knob_names() {
-  static const std::vector<std::string> names = {"budget",    "sinks",   "group-agg", "local",
-                                                 "chunk",     "page",    "outliers",  "rank",
-                                                 "landmarks", "kv-store"};
+  static const std::vector<std::string> names = {"budget",    "sinks",    "group-agg",  "local",
+                                                 "chunk",     "page",     "outliers",   "rank",
+                                                 "landmarks", "kv-store", "fetch-cache"};
   return names;
 }
 
@@ -78,7 +80,7 @@ void KvSpec::set(const std::string& knob_in, const std::string& value_in) {
   const std::string knob = trim(knob_in), v = unwrap(value_in);
   check(is_knob(knob),
         "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
-        "chunk, page, outliers, rank, landmarks, kv-store)",
+        "chunk, page, outliers, rank, landmarks, kv-store, fetch-cache)",
         knob);
   check(!v.empty(), "--{}: empty value", knob);
   if (knob == "budget") {
@@ -121,6 +123,9 @@ void KvSpec::set(const std::string& knob_in, const std::string& value_in) {
           "it for --landmarks",
           v);
     kv_store = v;
+  } else if (knob == "fetch-cache") {
+    check(v == "on" || v == "off", "--fetch-cache must be on or off, got '{}'", v);
+    fetch_cache = v;
   }
 }
 
@@ -134,7 +139,7 @@ KvSpec KvSpec::from_knobs(const std::string& method,
     if (name.rfind("--", 0) == 0) name = name.substr(2);
     check(is_knob(name),
           "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
-          "chunk, page, outliers, rank, landmarks, kv-store)",
+          "chunk, page, outliers, rank, landmarks, kv-store, fetch-cache)",
           name);
     check(applies(s.method, name), "--{} does not apply to --kv {}", name, s.method);
     s.set(name, v);
@@ -200,6 +205,7 @@ KvSpec KvSpec::resolved() const {
   reject(s.rank >= 0, "rank");
   reject(!s.landmarks.empty(), "landmarks");
   reject(!s.kv_store.empty(), "kv-store");
+  reject(!s.fetch_cache.empty(), "fetch-cache");
   if (s.method == "dense") return s;
   auto dflt = [](auto& field, auto value, bool unset) {
     if (unset) field = value;
@@ -213,6 +219,7 @@ KvSpec KvSpec::resolved() const {
     dflt(s.outliers, int64_t{48}, s.outliers < 0);
     dflt(s.rank, int64_t{160}, s.rank < 0);
     dflt(s.kv_store, std::string("bf16"), s.kv_store.empty());
+    dflt(s.fetch_cache, std::string("on"), s.fetch_cache.empty());
   } else if (s.method == "yakv") {
     dflt(s.budget, 0.03125, s.budget < 0);
     dflt(s.local, int64_t{64}, s.local < 0);
@@ -220,6 +227,7 @@ KvSpec KvSpec::resolved() const {
     dflt(s.outliers, int64_t{0}, s.outliers < 0);
     dflt(s.landmarks, std::string("higgs:d=4,n=256"), s.landmarks.empty());
     dflt(s.kv_store, std::string("higgs:d=2,n=256"), s.kv_store.empty());
+    dflt(s.fetch_cache, std::string("on"), s.fetch_cache.empty());
   } else if (s.method == "quest") {
     dflt(s.budget, 0.0625, s.budget < 0);
     dflt(s.local, int64_t{16}, s.local < 0);
@@ -242,7 +250,8 @@ std::string KvSpec::to_string() const {
   s += fmt::format(",chunk={},outliers={}", chunk, outliers);
   if (method == "shadowkv") s += fmt::format(",rank={}", rank);
   if (method == "yakv") s += ",landmarks=(" + landmarks + ")";
-  return s + ",kv-store=(" + kv_store + ")";
+  s += ",kv-store=(" + kv_store + ")";
+  return caches_fetches() ? s : s + ",fetch-cache=off";
 }
 
 }  // namespace kvo

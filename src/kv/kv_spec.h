@@ -36,6 +36,11 @@
 //              on Llama-3.1-8B) is available explicitly; it fetches ~7x the bytes (a token's
 //              record for each selected pair; bench/RESULTS.md, issue 5). Landmark specs
 //              without group= use one head the same way.
+//   fetch-cache  yakv and shadowkv: on | off (on). Keep the records the latest decode step
+//              fetched on the device, per layer, and fetch only the records a step selects
+//              anew: the same outputs and selections with fewer PCIe bytes, for the device bytes
+//              of one step's records (kv_layout.h "fetch cache"). to_string() names it only when
+//              off, so results keyed by a spec stay comparable across it.
 // Bad methods, unknown knobs, knobs that do not apply to the method and bad values throw
 // kvo::Error naming the knob.
 #pragma once
@@ -63,6 +68,7 @@ struct KvSpec {
   int64_t rank = -1;
   std::string landmarks;
   std::string kv_store;
+  std::string fetch_cache;  // "on" | "off"
 
   // Parses "method[:knob=value,...]".
   static KvSpec parse(const std::string& text);
@@ -77,6 +83,7 @@ struct KvSpec {
   KvSpec resolved() const;
   bool sparse() const { return method != "dense"; }
   GroupAgg agg() const { return group_agg == "mean" ? GroupAgg::Mean : GroupAgg::Max; }
+  bool caches_fetches() const { return fetch_cache == "on"; }
   // Tokens of a prompt of `prompt_tokens` the budget selects (before chunk rounding).
   int64_t budget_tokens(int64_t prompt_tokens) const;
   // Canonical text of a resolved spec ("yakv:budget=0.03125,sinks=0,...").

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
@@ -101,6 +102,7 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
     st_v_.clear();
     st_kpre_.clear();
     layers_ = src->layers_;
+    for (Layer& L : layers_) L.fetched_ids.clear();  // a fresh fetch cache, as on CUDA
     gather_k_ = src->gather_k_;
     gather_v_ = src->gather_v_;
     layout_ = src->layout_;
@@ -131,8 +133,15 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
       r.cpu_bytes += records * layout_.store_host_bytes();
       r.gpu_bytes += records * layout_.store_scale_bytes;
     }
-    r.gpu_bytes += f(gather_k_) + f(gather_v_);
+    r.gpu_bytes += f(gather_k_) + f(gather_v_) + layout_.item("fetch cache");
+    // PCIe: the records the latest step fetched (before any step: the layout's bound).
     r.pcie_bytes_per_step = layout_.pcie_bytes_per_step;
+    if (stepped_) {
+      const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
+      r.pcie_bytes_per_step = 0;
+      for (const Layer& L : layers_)
+        r.pcie_bytes_per_step += L.fetched * layout_.store_host_bytes() * tensors;
+    }
     return r;
   }
 
@@ -150,6 +159,12 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
     std::vector<float> all_k, all_v;        // quest: capacity x W
     std::vector<uint8_t> store_k, store_v;  // host: middle tokens' records
     std::vector<float> diag_k, diag_v;      // diagnostics only: exact prompt K/V (T x W)
+    // The records the latest step fetched, ascending (ids as the CUDA policy lists them: per
+    // (token, head) tm * H + h, spanning records tm), and how many crossed PCIe: all of them,
+    // or with the fetch cache those the step before had not fetched. The CPU reference keeps
+    // only the ids; memory() counts the cache's device bytes as the layout sizes them.
+    std::vector<int32_t> fetched_ids;
+    int64_t fetched = 0;
   };
 
   void prefill_attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
@@ -189,6 +204,8 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
                    const std::vector<float>& V);
   void decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& out);
+  // The step's records (a list per head; a spanning record once for all heads) -> L.fetched.
+  void count_fetched_records(Layer& L, const std::vector<std::vector<int32_t>>& head_records);
   // Candidate scores of KV head h for the queries of its group: logits [G][n][m].
   void landmark_logits(const Layer& L, int h, const float* q, int64_t n, float* logits) const;
 
@@ -206,6 +223,7 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
   int64_t length_ = 0, prompt_ = 0;
   int64_t store_rec_ = 0;  // bytes per record (per (token, head) or per token)
   bool diag_enabled_ = false;
+  bool stepped_ = false;
   std::vector<KvHeadDiagnostics> diag_;
 };
 
@@ -427,6 +445,23 @@ void SparsePolicy::landmark_logits(const Layer& L, int h, const float* q, int64_
     }
 }
 
+void SparsePolicy::count_fetched_records(Layer& L,
+                                         const std::vector<std::vector<int32_t>>& head_records) {
+  std::vector<int32_t> ids;
+  for (const auto& r : head_records) ids.insert(ids.end(), r.begin(), r.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  L.fetched = int64_t(ids.size());
+  if (layout_.fetch_cache) {
+    std::vector<int32_t> fresh;
+    std::set_difference(ids.begin(), ids.end(), L.fetched_ids.begin(), L.fetched_ids.end(),
+                        std::back_inserter(fresh));
+    L.fetched = int64_t(fresh.size());
+  }
+  L.fetched_ids = std::move(ids);
+  stepped_ = true;
+}
+
 void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, const Tensor& k_t,
                                  const Tensor& v_t, const Tensor& out_t) {
   Layer& L = layers_[size_t(layer)];
@@ -448,6 +483,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
   std::vector<KvHeadDiagnostics> diag(static_cast<size_t>(diag_enabled_ ? H_ : 0));
   float* gather_k = gather_k_.empty() ? nullptr : &gather_k_[size_t((layer % 2) * k_sel * C * W_)];
   float* gather_v = gather_v_.empty() ? nullptr : &gather_v_[size_t((layer % 2) * k_sel * C * W_)];
+  std::vector<std::vector<int32_t>> head_records(static_cast<size_t>(H_));  // each head's fetches
 
 #pragma omp parallel for schedule(dynamic)
   for (int h = 0; h < H_; ++h) {
@@ -507,6 +543,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
             store_->decode(&store[size_t((tm * H_ + h) * store_rec_)], 1, size_t(D_), dst);
           }
         };
+        head_records[size_t(h)].push_back(int32_t(layout_.store_spans_heads ? tm : tm * H_ + h));
         fetch(L.store_v, gvr);
         if (method_ == SparseMethod::YAKV) {
           fetch(L.store_k, gkr);
@@ -552,6 +589,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
       diag[size_t(h)] = diagnose_head(hs, std::move(pos));
     }
   }
+  count_fetched_records(L, head_records);
   if (diag_enabled_) {
     if (layer == 0) diag_.clear();
     diag_.insert(diag_.end(), diag.begin(), diag.end());

@@ -77,7 +77,7 @@ TEST(CudaGather, JoinsSplitRecords) {
     const DeviceBuffer<int32_t> d_list = upload(list);
     DeviceBuffer<uint8_t> staging(size_t(picked * rec));
     cuda::gather_records(store.device(), host, tails.get(), rec, d_list.get(), nullptr, picked,
-                         staging.get(), nullptr);
+                         nullptr, nullptr, staging.get(), nullptr);
     std::vector<uint8_t> got(size_t(picked * rec));
     KVO_CUDA(cudaMemcpy(got.data(), staging.get(), got.size(), cudaMemcpyDeviceToHost));
     for (int64_t i = 0; i < picked; ++i)
@@ -119,8 +119,8 @@ TEST(CudaGather, HugePageStoresGatherLikeSmallPages) {
   for (const auto& [name, store] : stores) {
     SCOPED_TRACE(name);
     DeviceBuffer<uint8_t> staging(want.size());
-    cuda::gather_records(store->device(), rec, nullptr, rec, d_list.get(), nullptr, picked,
-                         staging.get(), nullptr);
+    cuda::gather_records(store->device(), rec, nullptr, rec, d_list.get(), nullptr, picked, nullptr,
+                         nullptr, staging.get(), nullptr);
     std::vector<uint8_t> got(want.size());
     KVO_CUDA(cudaMemcpy(got.data(), staging.get(), got.size(), cudaMemcpyDeviceToHost));
     EXPECT_TRUE(got == want);
@@ -157,7 +157,8 @@ TEST(CudaGatherBench, ScatteredRecordsOverPcie) {
         auto round = [&] {
           for (int i = 0; i < streams; ++i)
             cuda::gather_records(store.device(), rec, nullptr, rec, lists[size_t(i)].get(), nullptr,
-                                 kPerGather, staging[size_t(i)].get(), s[size_t(i)]);
+                                 kPerGather, nullptr, nullptr, staging[size_t(i)].get(),
+                                 s[size_t(i)]);
         };
         round();  // warm-up
         KVO_CUDA(cudaDeviceSynchronize());
@@ -223,8 +224,8 @@ TEST(CudaGatherBench, LocalityOfScatteredRecords) {
     auto round = [&](int r) {
       for (int i = 0; i < streams; ++i)
         cuda::gather_records(store.device(), kRec, nullptr, kRec,
-                             lists[size_t(r * streams + i)].get(), nullptr, kPerGather,
-                             staging[size_t(i)].get(), s[size_t(i)]);
+                             lists[size_t(r * streams + i)].get(), nullptr, kPerGather, nullptr,
+                             nullptr, staging[size_t(i)].get(), s[size_t(i)]);
     };
     round(kRounds);
     KVO_CUDA(cudaDeviceSynchronize());

@@ -35,7 +35,16 @@ TEST(KvSpec, DefaultsPerMethod) {
   EXPECT_EQ(y.local, 64);
   EXPECT_EQ(y.landmarks, "higgs:d=4,n=256");
   EXPECT_EQ(y.kv_store, "higgs:d=2,n=256");
+  EXPECT_TRUE(y.caches_fetches());
+  EXPECT_TRUE(s.caches_fetches());
+  // The fetch cache changes no output: the canonical text names it only when off.
+  EXPECT_EQ(y.to_string().find("fetch-cache"), std::string::npos);
+  const KvSpec y_off = KvSpec::parse("yakv:fetch-cache=off").resolved();
+  EXPECT_FALSE(y_off.caches_fetches());
+  EXPECT_EQ(y_off.to_string(), y.to_string() + ",fetch-cache=off");
+  EXPECT_EQ(KvSpec::parse(y_off.to_string()).resolved().to_string(), y_off.to_string());
   KvSpec q = KvSpec::parse("quest").resolved();
+  EXPECT_FALSE(q.caches_fetches());  // nothing offloaded
   EXPECT_EQ(q.page, 16);
   EXPECT_DOUBLE_EQ(q.budget, 0.0625);
   // resolved() is idempotent (make_kv_policy resolves again).
@@ -97,6 +106,10 @@ TEST(KvSpec, BadKnobsAreClearErrors) {
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:bogus=1"); }).find("unknown KV knob 'bogus'"),
             std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("shadowkv:rank=0"); }).find("--rank must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { KvSpec::parse("yakv:fetch-cache=yes"); }).find("on or off"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { KvSpec::parse("quest:fetch-cache=on"); }).find("does not apply"),
             std::string::npos);
 }
 

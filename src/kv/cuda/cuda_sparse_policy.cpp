@@ -190,6 +190,10 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     DeviceArray u, vt;                         // shadowkv: (middle tokens, r), (r, W)
     MappedHostBuffer store_k, store_v;         // host records of the middle tokens
     DeviceBuffer<uint8_t> scales_k, scales_v;  // their scales (store_scale_bytes each), if any
+    // The fetch cache: the list of records the latest step fetched (max_fetch; -1 before any
+    // step) and those records, whole (max_fetch, store_record_bytes) per offloaded tensor.
+    DeviceBuffer<int32_t> cached_list;
+    DeviceBuffer<uint8_t> cached_k, cached_v;
     std::vector<float> diag_k, diag_v;  // diagnostics: exact (capacity, W), prompt + generated
   };
 
@@ -224,10 +228,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   }
   int64_t slots() const { return outliers_per_head() + lay_.selected_chunks; }
   // Records fetched per layer and step at most (spanning records: one per selected token).
-  int64_t max_fetch() const {
-    const int64_t sel = int64_t(H_) * lay_.selected_chunks * lay_.chunk;
-    return lay_.store_spans_heads ? std::min(sel, lay_.middle_tokens()) : sel;
-  }
+  int64_t max_fetch() const { return lay_.fetch_records; }
   int64_t record_dim() const { return lay_.store_spans_heads ? W_ : D_; }
 
   // The decode attention of n new tokens over the assembled buffers; the caller sets q, out and
@@ -251,9 +252,13 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   void build_shadowkv_factors(Layer& L, const bf16* kpre);
   void allocate_decode_buffers();
   void select(Layer& L, const Tensor& q);
-  // Fetches the selected records of `store` into `decoded` on stream s.
+  // Which of the listed records the latest step fetched (the fetch cache), on work_.
+  void match_cached(Layer& L, int layer);
+  // Fetches the listed records of `store` into `decoded` on stream s: the hits from `cache`,
+  // which then holds this step's records.
   void fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales, int layer,
-             DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded, cudaStream_t s);
+             DeviceBuffer<uint8_t>& cache, DeviceBuffer<uint8_t>& staging,
+             DeviceBuffer<bf16>& decoded, cudaStream_t s);
   void regroup_residual_landmarks(const uint8_t* blocks, int64_t m, uint8_t* out);
   // One decode step of `layer` for the tokens at *position .. (a (1, 1) index tensor).
   void decode_attend(int layer, const Tensor& position, const Tensor& q, const Tensor& k,
@@ -292,7 +297,12 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   DeviceBuffer<float> agg_;               // (H, m)
   DeviceBuffer<int32_t> selected_idx_, slot_chunk_, slot_src_;  // (H, k), (H, S), (H, S)
   DeviceBuffer<int32_t> flags_, pos_, list_;  // (middle tokens), (middle tokens), (max_fetch)
-  DeviceBuffer<int32_t> fetched_;             // (layers): records fetched at the latest step
+  DeviceBuffer<int32_t> listed_;  // (layers): spanning records listed at the latest step
+  // (layers): records fetched over PCIe at the latest step, where the step counts them: the
+  // cache's misses; without the cache the per-head lists' fixed length (spanning: listed_).
+  DeviceBuffer<int32_t> fetched_;
+  DeviceBuffer<int32_t> hit_;           // (max_fetch): row in the fetch cache, or -1
+  DeviceBuffer<int32_t> cached_count_;  // (layers): the spanning records each cache holds
   DeviceBuffer<uint8_t> scan_ws_, staging_k_, staging_v_;
   DeviceBuffer<bf16> decoded_k_, decoded_v_;  // (max_fetch, record dim)
   DeviceBuffer<bf16> lm_decoded_;             // yakv landmarks scored decoded (H * m, D)
@@ -483,16 +493,33 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   }
   for (const quant::Quantizer* q : {store_.get(), landmark_q_.get()})
     if (q) qc::prepare(*q);
-  fetched_ = DeviceBuffer<int32_t>(size_t(cfg_.num_layers));
+  const size_t layers = size_t(cfg_.num_layers);
+  fetched_ = DeviceBuffer<int32_t>(layers);
   KVO_CUDA(cudaMemset(fetched_.get(), 0, size_t(fetched_.nbytes())));
   if (method_ == SparseMethod::Quest || k == 0) return;
   const int64_t nf = max_fetch();
   list_ = DeviceBuffer<int32_t>(size_t(nf));
+  if (lay_.fetch_cache) {
+    hit_ = DeviceBuffer<int32_t>(size_t(nf));
+    for (Layer& L : layers_) {
+      L.cached_list = DeviceBuffer<int32_t>(size_t(nf));
+      KVO_CUDA(cudaMemset(L.cached_list.get(), 0xff, L.cached_list.nbytes()));  // -1: empty
+      L.cached_v = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
+      if (method_ == SparseMethod::YAKV)
+        L.cached_k = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
+    }
+  }
   if (lay_.store_spans_heads) {
     flags_ = DeviceBuffer<int32_t>(size_t(mid));
     pos_ = DeviceBuffer<int32_t>(size_t(mid));
     scan_ws_ = DeviceBuffer<uint8_t>(std::max<size_t>(cuda::scan_workspace_bytes(mid), 1));
-  } else {
+    listed_ = DeviceBuffer<int32_t>(layers);
+    KVO_CUDA(cudaMemset(listed_.get(), 0, listed_.nbytes()));
+    if (lay_.fetch_cache) {
+      cached_count_ = DeviceBuffer<int32_t>(layers);
+      KVO_CUDA(cudaMemset(cached_count_.get(), 0, cached_count_.nbytes()));
+    }
+  } else if (!lay_.fetch_cache) {
     std::vector<int32_t> n_fixed(size_t(cfg_.num_layers), int32_t(nf));
     KVO_CUDA(
         cudaMemcpy(fetched_.get(), n_fixed.data(), n_fixed.size() * 4, cudaMemcpyHostToDevice));
@@ -588,13 +615,36 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
                     k, slot_chunk_.get(), slot_src_.get(), work_);
 }
 
+void CudaSparsePolicy::match_cached(Layer& L, int layer) {
+  const int64_t nf = max_fetch();
+  const bool spans = lay_.store_spans_heads;
+  int32_t* misses = fetched_.get() + layer;
+  KVO_CUDA(cudaMemsetAsync(misses, 0, sizeof(int32_t), work_));
+  cuda::match_cached_records(list_.get(), spans ? listed_.get() + layer : nullptr, nf,
+                             spans ? 0 : lay_.selected_chunks * lay_.chunk, L.cached_list.get(),
+                             spans ? cached_count_.get() + layer : nullptr, hit_.get(), misses,
+                             work_);
+  // The gathers read hit_ from here on, not the list: the cache's list becomes this step's.
+  KVO_CUDA(cudaMemcpyAsync(L.cached_list.get(), list_.get(), list_.nbytes(),
+                           cudaMemcpyDeviceToDevice, work_));
+  if (spans)
+    KVO_CUDA(cudaMemcpyAsync(cached_count_.get() + layer, listed_.get() + layer, sizeof(int32_t),
+                             cudaMemcpyDeviceToDevice, work_));
+}
+
 void CudaSparsePolicy::fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales,
-                             int layer, DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded,
+                             int layer, DeviceBuffer<uint8_t>& cache,
+                             DeviceBuffer<uint8_t>& staging, DeviceBuffer<bf16>& decoded,
                              cudaStream_t s) {
   const int64_t nf = max_fetch(), dim = record_dim();
+  const bool cached = lay_.fetch_cache;
   cuda::gather_records(
       store.device(), lay_.store_host_bytes(), scales.get(), lay_.store_record_bytes, list_.get(),
-      lay_.store_spans_heads ? fetched_.get() + layer : nullptr, nf, staging.get(), s);
+      lay_.store_spans_heads ? listed_.get() + layer : nullptr, nf, cached ? hit_.get() : nullptr,
+      cached ? cache.get() : nullptr, staging.get(), s);
+  if (cached)
+    KVO_CUDA(
+        cudaMemcpyAsync(cache.get(), staging.get(), cache.nbytes(), cudaMemcpyDeviceToDevice, s));
   qc::decode_rows_bf16(*store_, staging.get(), size_t(nf), nullptr, size_t(nf), size_t(dim),
                        reinterpret_cast<uint16_t*>(decoded.get()), dim, s);
 }
@@ -637,12 +687,13 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
       cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), nullptr,
                              flags_.get(), work_);
       cuda::exclusive_scan(flags_.get(), pos_.get(), mid, scan_ws_.get(), scan_ws_.size(), work_);
-      cuda::compact_tokens(flags_.get(), pos_.get(), mid, list_.get(), fetched_.get() + layer,
+      cuda::compact_tokens(flags_.get(), pos_.get(), mid, list_.get(), listed_.get() + layer,
                            work_);
     } else {
       cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), list_.get(),
                              nullptr, work_);
     }
+    if (lay_.fetch_cache) match_cached(L, layer);
   }
   KVO_CUDA(cudaEventRecord(selected_, work_));
   // 3. The attention buffers.
@@ -663,7 +714,7 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   if (offloaded) KVO_CUDA(cudaStreamWaitEvent(side_, selected_, 0));
   copy_rows(rows_of(L.values), rows_of(attn_v_), s_end, W_, vs);
   copy_rows(rows_of(L.values, tail_src), rows_of(attn_v_, tail_dst), tail_rows, W_, vs);
-  if (offloaded) fetch(L.store_v, L.scales_v, layer, staging_v_, decoded_v_, vs);
+  if (offloaded) fetch(L.store_v, L.scales_v, layer, L.cached_v, staging_v_, decoded_v_, vs);
   cuda::assemble_middle(slot_chunk_.get(), slot_src_.get(), H_, S, kk, O, int(C), D_, s_end,
                         rows_of(L.out_v),
                         quest ? selected_source(rows_of(L.values), false, W_, false)
@@ -675,7 +726,7 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   copy_rows(rows_of(L.keys, tail_src), rows_of(attn_k_, tail_dst), tail_rows, W_, work_);
   cuda::SelectedSource key_src = selected_source(rows_of(L.keys), false, W_, true);
   if (offloaded && method_ == SparseMethod::YAKV) {
-    fetch(L.store_k, L.scales_k, layer, staging_k_, decoded_k_, work_);
+    fetch(L.store_k, L.scales_k, layer, L.cached_k, staging_k_, decoded_k_, work_);
     key_src = selected_source(decoded_k_.get(), false, record_dim(), true);
   } else if (offloaded) {
     // shadowkv: K_sel (H, k*C, D) = U_sel (H, k*C, r) x SV^T[:, h*D : (h+1)*D], fp32 out.
@@ -806,14 +857,16 @@ KvMemoryReport CudaSparsePolicy::memory() const {
     for (const DeviceArray* a : {&L.keys, &L.values, &L.out_k, &L.out_v, &L.lm, &L.u, &L.vt})
       r.gpu_bytes += int64_t(a->nbytes());
     r.gpu_bytes += L.outliers.nbytes() + L.cand.nbytes() + L.lm_q.nbytes() + L.scales_k.nbytes() +
-                   L.scales_v.nbytes();
+                   L.scales_v.nbytes() + L.cached_list.nbytes() + L.cached_k.nbytes() +
+                   L.cached_v.nbytes();
     r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
   }
   r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + attn_ws_.nbytes() +
                  attn_counters_.nbytes() + cublas_ws_.nbytes() + logits_.nbytes() +
                  stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
                  slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
-                 fetched_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
+                 listed_.nbytes() + fetched_.nbytes() + hit_.nbytes() + cached_count_.nbytes() +
+                 scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
                  decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
                  meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records the latest step really fetched (before any step: the layout's bound).
@@ -822,8 +875,10 @@ KvMemoryReport CudaSparsePolicy::memory() const {
     return r;
   }
   std::vector<int32_t> fetched(size_t(cfg_.num_layers));
+  const bool counts_listed = lay_.store_spans_heads && !lay_.fetch_cache;
   KVO_CUDA(cudaStreamSynchronize(stream_));
-  KVO_CUDA(cudaMemcpy(fetched.data(), fetched_.get(), fetched.size() * 4, cudaMemcpyDeviceToHost));
+  KVO_CUDA(cudaMemcpy(fetched.data(), (counts_listed ? listed_ : fetched_).get(),
+                      fetched.size() * 4, cudaMemcpyDeviceToHost));
   const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
   for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_host_bytes() * tensors;
   return r;

@@ -406,6 +406,33 @@ __global__ void compact_tokens_kernel(const int32_t* flags, const int32_t* pos, 
   if (t == n - 1) *count = pos[t] + flags[t];
 }
 
+__global__ void match_cached_records_kernel(const int32_t* list, const int32_t* count,
+                                            int64_t max_n, int64_t run, const int32_t* cached,
+                                            const int32_t* cached_count, int32_t* hit,
+                                            int32_t* misses) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  bool miss = false;
+  if (r < (count ? *count : max_n)) {
+    const int32_t id = list[r];
+    int64_t lo = run > 0 ? r / run * run : 0;
+    const int64_t end = run > 0 ? lo + run : *cached_count;
+    int64_t hi = end;
+    while (lo < hi) {  // lower bound of id
+      const int64_t mid = (lo + hi) / 2;
+      if (cached[mid] < id)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    const bool found = lo < end && cached[lo] == id;
+    hit[r] = found ? int32_t(lo) : -1;
+    miss = !found;
+  }
+  // One atomic a warp: a step's misses of a layer all land on one counter.
+  const unsigned warp_misses = __ballot_sync(0xffffffffu, miss);
+  if ((threadIdx.x & 31) == 0 && warp_misses) atomicAdd(misses, __popc(warp_misses));
+}
+
 // Per record, one thread per 16-byte aligned chunk of its host part (which need not be aligned:
 // a per-head bf16 record is 256 bytes, a spanning fp8 one may be anything) plus one for its
 // device tail: every PCIe load is a full 16 bytes, so a warp has 512 bytes of reads in flight
@@ -416,7 +443,7 @@ template <typename Unit>
 __global__ void gather_records_kernel(const uint8_t* store, int64_t host_bytes,
                                       const uint8_t* tails, int64_t rec_bytes, int host_chunks,
                                       const int32_t* list, const int32_t* count, int64_t max_n,
-                                      uint8_t* staging) {
+                                      const int32_t* hit, const uint8_t* cache, uint8_t* staging) {
   const int per_rec = host_chunks + (rec_bytes > host_bytes);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t r = i / per_rec;
@@ -424,6 +451,13 @@ __global__ void gather_records_kernel(const uint8_t* store, int64_t host_bytes,
   const int64_t rec = list[r];
   uint8_t* dst = staging + r * rec_bytes;
   const int c = int(i % per_rec);
+  if (hit && hit[r] >= 0) {  // fetched by the latest step: the whole record from the cache
+    const uint8_t* src = cache + int64_t(hit[r]) * rec_bytes;
+    for (int64_t p = int64_t(c) * int64_t(sizeof(Unit)); p < rec_bytes;
+         p += int64_t(per_rec) * int64_t(sizeof(Unit)))
+      *reinterpret_cast<Unit*>(dst + p) = *reinterpret_cast<const Unit*>(src + p);
+    return;
+  }
   if (c == host_chunks) {  // the tail, from device memory
     const int64_t tail = rec_bytes - host_bytes;
     for (int64_t p = 0; p < tail; p += int64_t(sizeof(Unit)))
@@ -657,7 +691,8 @@ void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t
 
 void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
                     int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
-                    uint8_t* staging, cudaStream_t stream) {
+                    const int32_t* hit, const uint8_t* cache, uint8_t* staging,
+                    cudaStream_t stream) {
   if (max_n == 0) return;
   // Host parts start at multiples of g = gcd(host_bytes, 16) into a 16-byte aligned store, so
   // one begins at most 16 - g bytes into its first chunk.
@@ -667,13 +702,22 @@ void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tai
   const int64_t threads = max_n * (host_chunks + (rec_bytes > host_bytes));
   auto launch = [&](auto unit) {
     gather_records_kernel<decltype(unit)><<<blocks_for(threads), kBlock, 0, stream>>>(
-        store, host_bytes, tails, rec_bytes, host_chunks, list, count, max_n, staging);
+        store, host_bytes, tails, rec_bytes, host_chunks, list, count, max_n, hit, cache, staging);
   };
   if (host_bytes % 4 == 0 && rec_bytes % 4 == 0)
     launch(uint32_t{});
   else
     launch(uint8_t{});
   KVO_CUDA_LAUNCHED("gather_records");
+}
+
+void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
+                          const int32_t* cached, const int32_t* cached_count, int32_t* hit,
+                          int32_t* misses, cudaStream_t stream) {
+  if (max_n == 0) return;
+  match_cached_records_kernel<<<blocks_for(max_n), kBlock, 0, stream>>>(
+      list, count, max_n, run, cached, cached_count, hit, misses);
+  KVO_CUDA_LAUNCHED("match_cached_records");
 }
 
 void split_records(const uint8_t* records, int64_t n, int64_t rec_bytes, int64_t host_bytes,

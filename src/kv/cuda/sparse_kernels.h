@@ -86,6 +86,14 @@ void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspa
 void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
                     int32_t* count, cudaStream_t stream);
 
+// The fetch cache: hit[r] = where record list[r] sits in `cached`, the list the latest step
+// fetched, or -1; *misses += the records not there. cached holds ascending runs: run > 0, record r
+// is looked for in cached[r / run * run, + run) (per-head lists, every run full); run == 0, in
+// cached[0, *cached_count) (spanning records). For r < *count (count == null: r < max_n).
+void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
+                          const int32_t* cached, const int32_t* cached_count, int32_t* hit,
+                          int32_t* misses, cudaStream_t stream);
+
 // Records of rec_bytes split in two (kv_layout.h: HIGGS codes on the host, their scales on the
 // device): host_parts (n, host_bytes) and tails (n, rec_bytes - host_bytes) of records (n,
 // rec_bytes).
@@ -94,10 +102,12 @@ void split_records(const uint8_t* records, int64_t n, int64_t rec_bytes, int64_t
 // staging row i (rec_bytes) = record list[i] joined again: its host part from `store` (parts of
 // host_bytes; mapped pinned host memory, 16-byte aligned, readable up to 15 bytes past its last
 // part), its tail from `tails` (ignored when host_bytes == rec_bytes), for i < *count (count ==
-// null: i < max_n): the zero-copy gather over PCIe, in 16-byte loads.
+// null: i < max_n): the zero-copy gather over PCIe, in 16-byte loads. With a fetch cache (hit
+// != null), a record whose hit[i] = j >= 0 is copied whole from cache row j (device) instead.
 void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
                     int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
-                    uint8_t* staging, cudaStream_t stream);
+                    const int32_t* hit, const uint8_t* cache, uint8_t* staging,
+                    cudaStream_t stream);
 
 // Where the selected tokens' rows come from in assemble_middle.
 struct SelectedSource {
