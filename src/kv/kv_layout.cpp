@@ -148,7 +148,7 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
   // Shared by the layers: the attention buffers, selection and fetch scratch.
   const int64_t attn_rows = lay.exact_prompt_tokens() + S * C + capacity - T;
   int64_t shared = 2 * rounded(attn_rows * W * b) + rounded(Hq * m * 4) + rounded(H * m * 4) +
-                   3 * rounded(H * std::max(k, S) * 4);
+                   3 * rounded(H * std::max(k, S) * 4) + rounded(L * 8);  // + fetch totals
   if (!quest && k > 0) {
     const int64_t fetched = lay.fetch_records;
     const int64_t dim = lay.store_spans_heads ? W : D;
@@ -159,7 +159,8 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
           L * (rounded(fetched * 4) + tensors * rounded(fetched * lay.store_record_bytes));
       shared += rounded(fetched * 4);
     }
-    if (lay.store_spans_heads) shared += 3 * rounded(mid * 4);  // flags, positions, scan
+    if (lay.store_spans_heads)  // flags, positions, scan; the counts listed (and cached)
+      shared += 3 * rounded(mid * 4) + (lay.fetch_cache ? 2 : 1) * rounded(L * 4);
     if (spec.method == "shadowkv")
       shared +=
           rounded(H * k * C * lay.rank * 2) + rounded(H * k * C * D * 4) + (int64_t{32} << 20);

@@ -50,9 +50,10 @@
 //     gpu fetch cache    F * (R_f * tensors + 4) * L   F = records a step fetches at most
 //                        (fetch_records: H * k * C, spanning records min(that, M * C)), R_f the
 //                        whole record (r or R with its scales), tensors 2 for yakv, 1 shadowkv
-//     pcie per step      the static figure above is the step without hits (the first after the
-//                        prefill); a running policy's memory() reports the records its latest
-//                        step fetched (misses only when the cache is on).
+//     pcie per step      the static figure above is a step without hits (an upper bound for
+//                        spanning records, which heads share); a running policy's memory()
+//                        reports the mean over its decode steps of the records really fetched
+//                        (with the cache, those the step before had not).
 // The CUDA policies (kv/cuda) keep every item above except the gather buffers: they assemble one
 // layer's attended K/V, (exact prompt + (O + k) * C + capacity - T) * W * b * 2, and hold fetch
 // scratch (staging and decoded records, scores); their memory() reports those allocations, and

@@ -16,10 +16,12 @@ namespace kvo {
 
 // Where the KV cache of one sequence lives, in bytes (filled from actual allocations).
 struct KvMemoryReport {
-  int64_t tokens = 0;               // tokens held
-  int64_t gpu_bytes = 0;            // device-resident KV (keys, values, landmarks, buffers)
-  int64_t cpu_bytes = 0;            // host-resident (offloaded) KV
-  int64_t pcie_bytes_per_step = 0;  // host -> device bytes moved by one decode step
+  int64_t tokens = 0;     // tokens held
+  int64_t gpu_bytes = 0;  // device-resident KV (keys, values, landmarks, buffers)
+  int64_t cpu_bytes = 0;  // host-resident (offloaded) KV
+  // host -> device bytes a decode step moved: the mean over the decode steps since the prefill
+  // (before the first: the layout's bound, kv_layout.h)
+  int64_t pcie_bytes_per_step = 0;
 };
 
 class KvPolicy {

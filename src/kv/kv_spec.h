@@ -39,8 +39,11 @@
 //   fetch-cache  yakv and shadowkv: on | off (on). Keep the records the latest decode step
 //              fetched on the device, per layer, and fetch only the records a step selects
 //              anew: the same outputs and selections with fewer PCIe bytes, for the device bytes
-//              of one step's records (kv_layout.h "fetch cache"). to_string() names it only when
-//              off, so results keyed by a spec stay comparable across it.
+//              of one step's records (kv_layout.h "fetch cache"; with a store spanning the heads,
+//              min(H * k * C, middle tokens) whole-token records a layer, e.g. 1.1 GB a sequence
+//              for group=1024 at the 8B shape and 128K). to_string() names it only when off:
+//              the outputs are the same either way, so accuracy results keyed by a spec stay
+//              comparable across it.
 // Bad methods, unknown knobs, knobs that do not apply to the method and bad values throw
 // kvo::Error naming the knob.
 #pragma once
@@ -83,7 +86,7 @@ struct KvSpec {
   KvSpec resolved() const;
   bool sparse() const { return method != "dense"; }
   GroupAgg agg() const { return group_agg == "mean" ? GroupAgg::Mean : GroupAgg::Max; }
-  bool caches_fetches() const { return fetch_cache == "on"; }
+  bool caches_fetches() const { return fetch_cache != "off"; }
   // Tokens of a prompt of `prompt_tokens` the budget selects (before chunk rounding).
   int64_t budget_tokens(int64_t prompt_tokens) const;
   // Canonical text of a resolved spec ("yakv:budget=0.03125,sinks=0,...").

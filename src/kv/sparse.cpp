@@ -102,7 +102,10 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
     st_v_.clear();
     st_kpre_.clear();
     layers_ = src->layers_;
-    for (Layer& L : layers_) L.fetched_ids.clear();  // a fresh fetch cache, as on CUDA
+    for (Layer& L : layers_) {  // a fresh fetch cache and count, as on CUDA
+      L.fetched_ids.clear();
+      L.fetched_total = 0;
+    }
     gather_k_ = src->gather_k_;
     gather_v_ = src->gather_v_;
     layout_ = src->layout_;
@@ -134,13 +137,13 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
       r.gpu_bytes += records * layout_.store_scale_bytes;
     }
     r.gpu_bytes += f(gather_k_) + f(gather_v_) + layout_.item("fetch cache");
-    // PCIe: the records the latest step fetched (before any step: the layout's bound).
+    // PCIe: the records fetched per decode step, mean over the steps (before any: the bound).
     r.pcie_bytes_per_step = layout_.pcie_bytes_per_step;
-    if (stepped_) {
+    if (decode_steps_ > 0) {
       const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
-      r.pcie_bytes_per_step = 0;
-      for (const Layer& L : layers_)
-        r.pcie_bytes_per_step += L.fetched * layout_.store_host_bytes() * tensors;
+      int64_t records = 0;
+      for (const Layer& L : layers_) records += L.fetched_total;
+      r.pcie_bytes_per_step = records * layout_.store_host_bytes() * tensors / decode_steps_;
     }
     return r;
   }
@@ -160,11 +163,12 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
     std::vector<uint8_t> store_k, store_v;  // host: middle tokens' records
     std::vector<float> diag_k, diag_v;      // diagnostics only: exact prompt K/V (T x W)
     // The records the latest step fetched, ascending (ids as the CUDA policy lists them: per
-    // (token, head) tm * H + h, spanning records tm), and how many crossed PCIe: all of them,
-    // or with the fetch cache those the step before had not fetched. The CPU reference keeps
-    // only the ids; memory() counts the cache's device bytes as the layout sizes them.
+    // (token, head) tm * H + h, spanning records tm), and how many crossed PCIe over all steps:
+    // every listed record, or with the fetch cache those the step before had not fetched. The
+    // CPU reference keeps only the ids; memory() counts the cache's device bytes as the layout
+    // sizes them.
     std::vector<int32_t> fetched_ids;
-    int64_t fetched = 0;
+    int64_t fetched_total = 0;
   };
 
   void prefill_attend(int layer, int64_t start, const Tensor& q, const Tensor& k_pre,
@@ -204,7 +208,8 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
                    const std::vector<float>& V);
   void decode_attend(int layer, int64_t start, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& out);
-  // The step's records (a list per head; a spanning record once for all heads) -> L.fetched.
+  // The step's records (a list per head; a spanning record once for all heads) -> fetched_ids,
+  // the count of those that crossed PCIe added to fetched_total.
   void count_fetched_records(Layer& L, const std::vector<std::vector<int32_t>>& head_records);
   // Candidate scores of KV head h for the queries of its group: logits [G][n][m].
   void landmark_logits(const Layer& L, int h, const float* q, int64_t n, float* logits) const;
@@ -223,7 +228,7 @@ class SparsePolicy final : public KvPolicy, public KvDiagnosable, private Sparse
   int64_t length_ = 0, prompt_ = 0;
   int64_t store_rec_ = 0;  // bytes per record (per (token, head) or per token)
   bool diag_enabled_ = false;
-  bool stepped_ = false;
+  int64_t decode_steps_ = 0;  // since the prefill
   std::vector<KvHeadDiagnostics> diag_;
 };
 
@@ -451,15 +456,15 @@ void SparsePolicy::count_fetched_records(Layer& L,
   for (const auto& r : head_records) ids.insert(ids.end(), r.begin(), r.end());
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  L.fetched = int64_t(ids.size());
+  int64_t fetched = int64_t(ids.size());
   if (layout_.fetch_cache) {
     std::vector<int32_t> fresh;
     std::set_difference(ids.begin(), ids.end(), L.fetched_ids.begin(), L.fetched_ids.end(),
                         std::back_inserter(fresh));
-    L.fetched = int64_t(fresh.size());
+    fetched = int64_t(fresh.size());
   }
+  L.fetched_total += fetched;
   L.fetched_ids = std::move(ids);
-  stepped_ = true;
 }
 
 void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, const Tensor& k_t,
@@ -590,6 +595,7 @@ void SparsePolicy::decode_attend(int layer, int64_t start, const Tensor& q_t, co
     }
   }
   count_fetched_records(L, head_records);
+  if (layer == 0) ++decode_steps_;
   if (diag_enabled_) {
     if (layer == 0) diag_.clear();
     diag_.insert(diag_.end(), diag.begin(), diag.end());

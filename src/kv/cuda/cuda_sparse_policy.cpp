@@ -157,6 +157,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
       }
       decode_attend(layer, step_index_.tensor(), q, k, v, out);
       if (diag_enabled_) record_diagnostics(layer, start, q, k, v, out);
+      if (layer == 0) ++decode_steps_;
     }
     if (layer == cfg_.num_layers - 1) length_ = start + n;
   }
@@ -171,6 +172,7 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     check(length <= capacity_, "the sequence needs {} tokens but the KV cache holds {}", length,
           capacity_);
     length_ = length;
+    ++decode_steps_;
   }
 
   void finish_prefill() override;
@@ -298,9 +300,11 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   DeviceBuffer<int32_t> selected_idx_, slot_chunk_, slot_src_;  // (H, k), (H, S), (H, S)
   DeviceBuffer<int32_t> flags_, pos_, list_;  // (middle tokens), (middle tokens), (max_fetch)
   DeviceBuffer<int32_t> listed_;  // (layers): spanning records listed at the latest step
-  // (layers): records fetched over PCIe at the latest step, where the step counts them: the
-  // cache's misses; without the cache the per-head lists' fixed length (spanning: listed_).
-  DeviceBuffer<int32_t> fetched_;
+  // (layers): records fetched over PCIe by all decode steps, where the steps count them: the
+  // cache's misses, or without the cache the spanning records listed (per-head lists: a fixed
+  // length, counted on the host).
+  DeviceBuffer<unsigned long long> fetched_total_;
+  int64_t decode_steps_ = 0;            // since the prefill
   DeviceBuffer<int32_t> hit_;           // (max_fetch): row in the fetch cache, or -1
   DeviceBuffer<int32_t> cached_count_;  // (layers): the spanning records each cache holds
   DeviceBuffer<uint8_t> scan_ws_, staging_k_, staging_v_;
@@ -313,7 +317,6 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   int64_t step_index_start_ = -1;             // what step_index_ holds
   DeviceArray shifted_index_;  // (2, 1): the row the new tokens go to in `keys`, the attention's
                                // q_start in the assembled buffers
-  bool stepped_ = false;
 
   bool diag_enabled_ = false;
   std::vector<KvHeadDiagnostics> diag_;
@@ -493,9 +496,14 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   }
   for (const quant::Quantizer* q : {store_.get(), landmark_q_.get()})
     if (q) qc::prepare(*q);
+  // Every fill below is queued on work_, which the decode steps run on (side_ waits on it).
+  auto fill = [&](auto& buffer, int byte) {
+    KVO_CUDA(cudaMemsetAsync(buffer.get(), byte, buffer.nbytes(), work_));
+  };
   const size_t layers = size_t(cfg_.num_layers);
-  fetched_ = DeviceBuffer<int32_t>(layers);
-  KVO_CUDA(cudaMemset(fetched_.get(), 0, size_t(fetched_.nbytes())));
+  decode_steps_ = 0;
+  fetched_total_ = DeviceBuffer<unsigned long long>(layers);
+  fill(fetched_total_, 0);
   if (method_ == SparseMethod::Quest || k == 0) return;
   const int64_t nf = max_fetch();
   list_ = DeviceBuffer<int32_t>(size_t(nf));
@@ -503,7 +511,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     hit_ = DeviceBuffer<int32_t>(size_t(nf));
     for (Layer& L : layers_) {
       L.cached_list = DeviceBuffer<int32_t>(size_t(nf));
-      KVO_CUDA(cudaMemset(L.cached_list.get(), 0xff, L.cached_list.nbytes()));  // -1: empty
+      fill(L.cached_list, 0xff);  // -1: no record
       L.cached_v = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
       if (method_ == SparseMethod::YAKV)
         L.cached_k = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
@@ -514,25 +522,21 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     pos_ = DeviceBuffer<int32_t>(size_t(mid));
     scan_ws_ = DeviceBuffer<uint8_t>(std::max<size_t>(cuda::scan_workspace_bytes(mid), 1));
     listed_ = DeviceBuffer<int32_t>(layers);
-    KVO_CUDA(cudaMemset(listed_.get(), 0, listed_.nbytes()));
+    fill(listed_, 0);
     if (lay_.fetch_cache) {
       cached_count_ = DeviceBuffer<int32_t>(layers);
-      KVO_CUDA(cudaMemset(cached_count_.get(), 0, cached_count_.nbytes()));
+      fill(cached_count_, 0);
     }
-  } else if (!lay_.fetch_cache) {
-    std::vector<int32_t> n_fixed(size_t(cfg_.num_layers), int32_t(nf));
-    KVO_CUDA(
-        cudaMemcpy(fetched_.get(), n_fixed.data(), n_fixed.size() * 4, cudaMemcpyHostToDevice));
   }
   // Zeroed once: rows past the fetched count are decoded too (their results are unused) and
   // must hold valid records.
   const size_t staging = size_t(nf * lay_.store_record_bytes);
   staging_v_ = DeviceBuffer<uint8_t>(staging);
-  KVO_CUDA(cudaMemset(staging_v_.get(), 0, staging));
+  fill(staging_v_, 0);
   decoded_v_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
   if (method_ == SparseMethod::YAKV) {
     staging_k_ = DeviceBuffer<uint8_t>(staging);
-    KVO_CUDA(cudaMemset(staging_k_.get(), 0, staging));
+    fill(staging_k_, 0);
     decoded_k_ = DeviceBuffer<bf16>(size_t(nf * record_dim()));
     if (residual_lm_.residual)
       meta_logits_ = DeviceBuffer<float>(size_t(Hq_ * residual_lm_.metas(m)));
@@ -618,12 +622,10 @@ void CudaSparsePolicy::select(Layer& L, const Tensor& q) {
 void CudaSparsePolicy::match_cached(Layer& L, int layer) {
   const int64_t nf = max_fetch();
   const bool spans = lay_.store_spans_heads;
-  int32_t* misses = fetched_.get() + layer;
-  KVO_CUDA(cudaMemsetAsync(misses, 0, sizeof(int32_t), work_));
   cuda::match_cached_records(list_.get(), spans ? listed_.get() + layer : nullptr, nf,
                              spans ? 0 : lay_.selected_chunks * lay_.chunk, L.cached_list.get(),
-                             spans ? cached_count_.get() + layer : nullptr, hit_.get(), misses,
-                             work_);
+                             spans ? cached_count_.get() + layer : nullptr, hit_.get(),
+                             fetched_total_.get() + layer, work_);
   // The gathers read hit_ from here on, not the list: the cache's list becomes this step's.
   KVO_CUDA(cudaMemcpyAsync(L.cached_list.get(), list_.get(), list_.nbytes(),
                            cudaMemcpyDeviceToDevice, work_));
@@ -688,7 +690,7 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
                              flags_.get(), work_);
       cuda::exclusive_scan(flags_.get(), pos_.get(), mid, scan_ws_.get(), scan_ws_.size(), work_);
       cuda::compact_tokens(flags_.get(), pos_.get(), mid, list_.get(), listed_.get() + layer,
-                           work_);
+                           lay_.fetch_cache ? nullptr : fetched_total_.get() + layer, work_);
     } else {
       cuda::selected_records(slot_chunk_.get(), slot_src_.get(), H_, S, kk, int(C), list_.get(),
                              nullptr, work_);
@@ -760,7 +762,6 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   cuda::attention(a, attn_ws_.get(), num_sms_, work_);
   KVO_CUDA(cudaEventRecord(done_, work_));
   KVO_CUDA(cudaStreamWaitEvent(stream_, done_, 0));
-  stepped_ = true;
 }
 
 // Copies of the prefilled state (copy_from): device arrays on the backend's stream, host stores
@@ -865,22 +866,24 @@ KvMemoryReport CudaSparsePolicy::memory() const {
                  attn_counters_.nbytes() + cublas_ws_.nbytes() + logits_.nbytes() +
                  stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
                  slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
-                 listed_.nbytes() + fetched_.nbytes() + hit_.nbytes() + cached_count_.nbytes() +
-                 scan_ws_.nbytes() + staging_k_.nbytes() + staging_v_.nbytes() +
-                 decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
-                 meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
-  // PCIe: the records the latest step really fetched (before any step: the layout's bound).
-  if (!stepped_ || method_ == SparseMethod::Quest) {
-    r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;
+                 listed_.nbytes() + fetched_total_.nbytes() + hit_.nbytes() +
+                 cached_count_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() +
+                 staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() +
+                 lm_decoded_.nbytes() + meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
+  // PCIe: the records fetched per decode step, mean over the steps (before any: the layout's
+  // bound, which per-head lists without the cache always fetch: nothing to count).
+  r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;
+  if (decode_steps_ == 0 || method_ == SparseMethod::Quest ||
+      (!lay_.fetch_cache && !lay_.store_spans_heads))
     return r;
-  }
-  std::vector<int32_t> fetched(size_t(cfg_.num_layers));
-  const bool counts_listed = lay_.store_spans_heads && !lay_.fetch_cache;
+  std::vector<unsigned long long> totals(size_t(cfg_.num_layers));
   KVO_CUDA(cudaStreamSynchronize(stream_));
-  KVO_CUDA(cudaMemcpy(fetched.data(), (counts_listed ? listed_ : fetched_).get(),
-                      fetched.size() * 4, cudaMemcpyDeviceToHost));
+  KVO_CUDA(cudaMemcpy(totals.data(), fetched_total_.get(), fetched_total_.nbytes(),
+                      cudaMemcpyDeviceToHost));
+  int64_t records = 0;
+  for (unsigned long long t : totals) records += int64_t(t);
   const int64_t tensors = method_ == SparseMethod::YAKV ? 2 : 1;
-  for (int32_t f : fetched) r.pcie_bytes_per_step += int64_t(f) * lay_.store_host_bytes() * tensors;
+  r.pcie_bytes_per_step = records * lay_.store_host_bytes() * tensors / decode_steps_;
   return r;
 }
 

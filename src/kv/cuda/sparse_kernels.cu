@@ -399,17 +399,20 @@ __global__ void selected_records_kernel(const int32_t* slot_chunk, const int32_t
 }
 
 __global__ void compact_tokens_kernel(const int32_t* flags, const int32_t* pos, int64_t n,
-                                      int32_t* list, int32_t* count) {
+                                      int32_t* list, int32_t* count, unsigned long long* total) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n) return;
   if (flags[t]) list[pos[t]] = int32_t(t);
-  if (t == n - 1) *count = pos[t] + flags[t];
+  if (t == n - 1) {
+    *count = pos[t] + flags[t];
+    if (total) *total += static_cast<unsigned long long>(pos[t] + flags[t]);
+  }
 }
 
 __global__ void match_cached_records_kernel(const int32_t* list, const int32_t* count,
                                             int64_t max_n, int64_t run, const int32_t* cached,
                                             const int32_t* cached_count, int32_t* hit,
-                                            int32_t* misses) {
+                                            unsigned long long* misses) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   bool miss = false;
   if (r < (count ? *count : max_n)) {
@@ -430,7 +433,8 @@ __global__ void match_cached_records_kernel(const int32_t* list, const int32_t* 
   }
   // One atomic a warp: a step's misses of a layer all land on one counter.
   const unsigned warp_misses = __ballot_sync(0xffffffffu, miss);
-  if ((threadIdx.x & 31) == 0 && warp_misses) atomicAdd(misses, __popc(warp_misses));
+  if ((threadIdx.x & 31) == 0 && warp_misses)
+    atomicAdd(misses, static_cast<unsigned long long>(__popc(warp_misses)));
 }
 
 // Per record, one thread per 16-byte aligned chunk of its host part (which need not be aligned:
@@ -683,9 +687,9 @@ void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspa
 }
 
 void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
-                    int32_t* count, cudaStream_t stream) {
+                    int32_t* count, unsigned long long* total, cudaStream_t stream) {
   if (n == 0) return;
-  compact_tokens_kernel<<<blocks_for(n), kBlock, 0, stream>>>(flags, pos, n, list, count);
+  compact_tokens_kernel<<<blocks_for(n), kBlock, 0, stream>>>(flags, pos, n, list, count, total);
   KVO_CUDA_LAUNCHED("compact_tokens");
 }
 
@@ -713,7 +717,7 @@ void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tai
 
 void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
                           const int32_t* cached, const int32_t* cached_count, int32_t* hit,
-                          int32_t* misses, cudaStream_t stream) {
+                          unsigned long long* misses, cudaStream_t stream) {
   if (max_n == 0) return;
   match_cached_records_kernel<<<blocks_for(max_n), kBlock, 0, stream>>>(
       list, count, max_n, run, cached, cached_count, hit, misses);

@@ -82,17 +82,19 @@ void selected_records(const int32_t* slot_chunk, const int32_t* slot_src, int H,
 size_t scan_workspace_bytes(int64_t n);
 void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspace,
                     size_t workspace_bytes, cudaStream_t stream);
-// list[pos[t]] = t for flagged t < n, *count = number flagged (pos = exclusive prefix sum).
+// list[pos[t]] = t for flagged t < n, *count = number flagged (pos = exclusive prefix sum),
+// also added to *total unless null.
 void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
-                    int32_t* count, cudaStream_t stream);
+                    int32_t* count, unsigned long long* total, cudaStream_t stream);
 
 // The fetch cache: hit[r] = where record list[r] sits in `cached`, the list the latest step
-// fetched, or -1; *misses += the records not there. cached holds ascending runs: run > 0, record r
-// is looked for in cached[r / run * run, + run) (per-head lists, every run full); run == 0, in
-// cached[0, *cached_count) (spanning records). For r < *count (count == null: r < max_n).
+// fetched, or -1; *misses += the records not there (a running total). cached holds ascending
+// runs: run > 0, record r is looked for in cached[r / run * run, + run) (per-head lists, every
+// run full); run == 0, in cached[0, *cached_count) (spanning records). For r < *count (count ==
+// null: r < max_n).
 void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
                           const int32_t* cached, const int32_t* cached_count, int32_t* hit,
-                          int32_t* misses, cudaStream_t stream);
+                          unsigned long long* misses, cudaStream_t stream);
 
 // Records of rec_bytes split in two (kv_layout.h: HIGGS codes on the host, their scales on the
 // device): host_parts (n, host_bytes) and tails (n, rec_bytes - host_bytes) of records (n,
