@@ -103,7 +103,7 @@ KvLayout plan_kv_layout(const KvSpec& spec, const ModelConfig& c, int64_t T, int
   }
   if (lay.fetch_cache)
     lay.gpu.push_back(
-        {"fetch cache", lay.fetch_records * (lay.store_record_bytes * tensors + 4) * L});
+        {"fetch cache", 2 * lay.fetch_records * (lay.store_record_bytes * tensors + 4) * L});
   return lay;
 }
 
@@ -154,13 +154,13 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
     const int64_t dim = lay.store_spans_heads ? W : D;
     shared += rounded(fetched * 4) +
               tensors * (rounded(fetched * lay.store_record_bytes) + rounded(fetched * dim * 2));
-    if (lay.fetch_cache) {  // per layer its list and records; shared: where the hits are
+    if (lay.fetch_cache) {  // per layer two sets of lists and records; shared: the hits, phase
       f.gpu_bytes +=
-          L * (rounded(fetched * 4) + tensors * rounded(fetched * lay.store_record_bytes));
-      shared += rounded(fetched * 4);
+          L * (rounded(2 * fetched * 4) + tensors * rounded(2 * fetched * lay.store_record_bytes));
+      shared += rounded(fetched * 4) + rounded(4);
     }
     if (lay.store_spans_heads)  // flags, positions, scan; the counts listed (and cached)
-      shared += 3 * rounded(mid * 4) + (lay.fetch_cache ? 2 : 1) * rounded(L * 4);
+      shared += 3 * rounded(mid * 4) + rounded(L * 4) + (lay.fetch_cache ? rounded(2 * L * 4) : 0);
     if (spec.method == "shadowkv")
       shared +=
           rounded(H * k * C * lay.rank * 2) + rounded(H * k * C * D * 4) + (int64_t{32} << 20);

@@ -46,8 +46,9 @@
 //     cpu and pcie above count r - s per record instead of r.
 // The fetch cache (--fetch-cache on, the default for yakv and shadowkv): per layer, the records
 // the latest decode step fetched stay on the device, whole, with their list (one int32 each),
-// so a step fetches only the records it selects anew:
-//     gpu fetch cache    F * (R_f * tensors + 4) * L   F = records a step fetches at most
+// so a step fetches only the records it selects anew; two such sets, used by turns (a step reads
+// the latest step's and fills the other, with no copy between them):
+//     gpu fetch cache    2 * F * (R_f * tensors + 4) * L   F = records a step fetches at most
 //                        (fetch_records: H * k * C, spanning records min(that, M * C)), R_f the
 //                        whole record (r or R with its scales), tensors 2 for yakv, 1 shadowkv
 //     pcie per step      the static figure above is a step without hits (an upper bound for

@@ -39,9 +39,9 @@
 //   fetch-cache  yakv and shadowkv: on | off (on). Keep the records the latest decode step
 //              fetched on the device, per layer, and fetch only the records a step selects
 //              anew: the same outputs and selections with fewer PCIe bytes, for the device bytes
-//              of one step's records (kv_layout.h "fetch cache"; with a store spanning the heads,
-//              min(H * k * C, middle tokens) whole-token records a layer, e.g. 1.1 GB a sequence
-//              for group=1024 at the 8B shape and 128K). to_string() names it only when off:
+//              of two steps' records (kv_layout.h "fetch cache"; with a store spanning the heads,
+//              min(H * k * C, middle tokens) whole-token records a layer, twice, e.g. 2.2 GB a
+//              sequence for group=1024 at the 8B shape and 128K). to_string() names it only when off:
 //              the outputs are the same either way, so accuracy results keyed by a spec stay
 //              comparable across it.
 // Bad methods, unknown knobs, knobs that do not apply to the method and bad values throw

@@ -77,7 +77,7 @@ TEST(CudaGather, JoinsSplitRecords) {
     const DeviceBuffer<int32_t> d_list = upload(list);
     DeviceBuffer<uint8_t> staging(size_t(picked * rec));
     cuda::gather_records(store.device(), host, tails.get(), rec, d_list.get(), nullptr, picked,
-                         nullptr, nullptr, staging.get(), nullptr);
+                         nullptr, nullptr, nullptr, staging.get(), nullptr);
     std::vector<uint8_t> got(size_t(picked * rec));
     KVO_CUDA(cudaMemcpy(got.data(), staging.get(), got.size(), cudaMemcpyDeviceToHost));
     for (int64_t i = 0; i < picked; ++i)
@@ -120,7 +120,7 @@ TEST(CudaGather, HugePageStoresGatherLikeSmallPages) {
     SCOPED_TRACE(name);
     DeviceBuffer<uint8_t> staging(want.size());
     cuda::gather_records(store->device(), rec, nullptr, rec, d_list.get(), nullptr, picked, nullptr,
-                         nullptr, staging.get(), nullptr);
+                         nullptr, nullptr, staging.get(), nullptr);
     std::vector<uint8_t> got(want.size());
     KVO_CUDA(cudaMemcpy(got.data(), staging.get(), got.size(), cudaMemcpyDeviceToHost));
     EXPECT_TRUE(got == want);
@@ -157,7 +157,7 @@ TEST(CudaGatherBench, ScatteredRecordsOverPcie) {
         auto round = [&] {
           for (int i = 0; i < streams; ++i)
             cuda::gather_records(store.device(), rec, nullptr, rec, lists[size_t(i)].get(), nullptr,
-                                 kPerGather, nullptr, nullptr, staging[size_t(i)].get(),
+                                 kPerGather, nullptr, nullptr, nullptr, staging[size_t(i)].get(),
                                  s[size_t(i)]);
         };
         round();  // warm-up
@@ -225,7 +225,7 @@ TEST(CudaGatherBench, LocalityOfScatteredRecords) {
       for (int i = 0; i < streams; ++i)
         cuda::gather_records(store.device(), kRec, nullptr, kRec,
                              lists[size_t(r * streams + i)].get(), nullptr, kPerGather, nullptr,
-                             nullptr, staging[size_t(i)].get(), s[size_t(i)]);
+                             nullptr, nullptr, staging[size_t(i)].get(), s[size_t(i)]);
     };
     round(kRounds);
     KVO_CUDA(cudaDeviceSynchronize());

@@ -117,7 +117,7 @@ TEST(CudaSparseStagesBench, Yakv128KOneLayer) {
       {"fetch keys",
        [&](S& s) {
          cuda::gather_records(store.device(), store_rec, nullptr, store_rec, s.list.get(), nullptr,
-                              S::H * S::k, nullptr, nullptr, s.staging.get(), s.stream);
+                              S::H * S::k, nullptr, nullptr, nullptr, s.staging.get(), s.stream);
          quant::cuda::decode_rows_bf16(*store_q, s.staging.get(), size_t(S::H * S::k), nullptr,
                                        size_t(S::H * S::k), S::D, s.keys.get(), S::D, s.stream);
        }},

@@ -78,12 +78,12 @@ TEST_P(FetchCache, FetchesOnlyRecordsTheStepBeforeDidNot) {
     copy->copy_from(*cached);
     const KvLayout lay = plan_kv_layout(on, c, T, cap, 2);
     ASSERT_TRUE(lay.fetch_cache);
-    // The cache's bytes: the layout's item; on CUDA also where each listed record hits (and the
-    // spanning records' cached counts).
-    const int64_t scratch =
-        GetParam() == "cuda"
-            ? lay.fetch_records * 4 + (lay.store_spans_heads ? int64_t(c.num_layers) * 4 : 0)
-            : 0;
+    // The cache's bytes: the layout's item; on CUDA also where each listed record hits, the
+    // phase (and the spanning records' counts of both sets).
+    const int64_t scratch = GetParam() == "cuda"
+                                ? lay.fetch_records * 4 + 4 +
+                                      (lay.store_spans_heads ? 2 * int64_t(c.num_layers) * 4 : 0)
+                                : 0;
     EXPECT_EQ(cached->memory().gpu_bytes - plain->memory().gpu_bytes,
               lay.item("fetch cache") + scratch);
     const int64_t tensors = on.method == "yakv" ? 2 : 1;

@@ -22,9 +22,9 @@ TEST(KvCli, InfoRandomWeightsAccounting) {
   EXPECT_EQ(j["dense_gpu_kv_bytes"].get<int64_t>(), int64_t(16) << 30);
   const int64_t mid = 131072 - 64;
   // landmarks, exact local K/V, gather buffers, the K/V records' fp32 scales, the fetch cache
-  // (a step's 4096 x 8 K and V records of 68 bytes and their list)
+  // (two sets of a step's 4096 x 8 K and V records of 68 bytes and their list)
   const int64_t gpu = 8 * mid * 36 * 32 + 64 * 4096 * 32 + 2 * 4096 * 4096 + 2 * mid * 8 * 4 * 32 +
-                      4096 * 8 * (2 * 68 + 4) * 32;
+                      2 * 4096 * 8 * (2 * 68 + 4) * 32;
   EXPECT_EQ(j["gpu_kv_bytes"].get<int64_t>(), gpu);
   EXPECT_NEAR(j["gpu_kv_fraction_of_dense"].get<double>(), double(gpu) / double(int64_t(16) << 30),
               1e-12);

@@ -192,8 +192,9 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
     DeviceArray u, vt;                         // shadowkv: (middle tokens, r), (r, W)
     MappedHostBuffer store_k, store_v;         // host records of the middle tokens
     DeviceBuffer<uint8_t> scales_k, scales_v;  // their scales (store_scale_bytes each), if any
-    // The fetch cache: the list of records the latest step fetched (max_fetch; -1 before any
-    // step) and those records, whole (max_fetch, store_record_bytes) per offloaded tensor.
+    // The fetch cache, two sets used by turns (sparse_kernels.h match_cached_records): record
+    // lists (2, max_fetch; -1 before any step) and the records, whole (2, max_fetch,
+    // store_record_bytes) per offloaded tensor.
     DeviceBuffer<int32_t> cached_list;
     DeviceBuffer<uint8_t> cached_k, cached_v;
     std::vector<float> diag_k, diag_v;  // diagnostics: exact (capacity, W), prompt + generated
@@ -306,7 +307,8 @@ class CudaSparsePolicy final : public KvPolicy, public KvDiagnosable, private Sp
   DeviceBuffer<unsigned long long> fetched_total_;
   int64_t decode_steps_ = 0;            // since the prefill
   DeviceBuffer<int32_t> hit_;           // (max_fetch): row in the fetch cache, or -1
-  DeviceBuffer<int32_t> cached_count_;  // (layers): the spanning records each cache holds
+  DeviceBuffer<int32_t> cache_phase_;   // (1): which set of the fetch caches a step fills
+  DeviceBuffer<int32_t> cached_count_;  // (layers, 2): the spanning records each set holds
   DeviceBuffer<uint8_t> scan_ws_, staging_k_, staging_v_;
   DeviceBuffer<bf16> decoded_k_, decoded_v_;  // (max_fetch, record dim)
   DeviceBuffer<bf16> lm_decoded_;             // yakv landmarks scored decoded (H * m, D)
@@ -509,12 +511,14 @@ void CudaSparsePolicy::allocate_decode_buffers() {
   list_ = DeviceBuffer<int32_t>(size_t(nf));
   if (lay_.fetch_cache) {
     hit_ = DeviceBuffer<int32_t>(size_t(nf));
+    cache_phase_ = DeviceBuffer<int32_t>(1);
+    fill(cache_phase_, 0);
     for (Layer& L : layers_) {
-      L.cached_list = DeviceBuffer<int32_t>(size_t(nf));
+      L.cached_list = DeviceBuffer<int32_t>(size_t(2 * nf));
       fill(L.cached_list, 0xff);  // -1: no record
-      L.cached_v = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
+      L.cached_v = DeviceBuffer<uint8_t>(size_t(2 * nf * lay_.store_record_bytes));
       if (method_ == SparseMethod::YAKV)
-        L.cached_k = DeviceBuffer<uint8_t>(size_t(nf * lay_.store_record_bytes));
+        L.cached_k = DeviceBuffer<uint8_t>(size_t(2 * nf * lay_.store_record_bytes));
     }
   }
   if (lay_.store_spans_heads) {
@@ -524,7 +528,7 @@ void CudaSparsePolicy::allocate_decode_buffers() {
     listed_ = DeviceBuffer<int32_t>(layers);
     fill(listed_, 0);
     if (lay_.fetch_cache) {
-      cached_count_ = DeviceBuffer<int32_t>(layers);
+      cached_count_ = DeviceBuffer<int32_t>(2 * layers);
       fill(cached_count_, 0);
     }
   }
@@ -624,14 +628,8 @@ void CudaSparsePolicy::match_cached(Layer& L, int layer) {
   const bool spans = lay_.store_spans_heads;
   cuda::match_cached_records(list_.get(), spans ? listed_.get() + layer : nullptr, nf,
                              spans ? 0 : lay_.selected_chunks * lay_.chunk, L.cached_list.get(),
-                             spans ? cached_count_.get() + layer : nullptr, hit_.get(),
-                             fetched_total_.get() + layer, work_);
-  // The gathers read hit_ from here on, not the list: the cache's list becomes this step's.
-  KVO_CUDA(cudaMemcpyAsync(L.cached_list.get(), list_.get(), list_.nbytes(),
-                           cudaMemcpyDeviceToDevice, work_));
-  if (spans)
-    KVO_CUDA(cudaMemcpyAsync(cached_count_.get() + layer, listed_.get() + layer, sizeof(int32_t),
-                             cudaMemcpyDeviceToDevice, work_));
+                             spans ? cached_count_.get() + 2 * layer : nullptr, cache_phase_.get(),
+                             hit_.get(), fetched_total_.get() + layer, work_);
 }
 
 void CudaSparsePolicy::fetch(const MappedHostBuffer& store, const DeviceBuffer<uint8_t>& scales,
@@ -643,10 +641,7 @@ void CudaSparsePolicy::fetch(const MappedHostBuffer& store, const DeviceBuffer<u
   cuda::gather_records(
       store.device(), lay_.store_host_bytes(), scales.get(), lay_.store_record_bytes, list_.get(),
       lay_.store_spans_heads ? listed_.get() + layer : nullptr, nf, cached ? hit_.get() : nullptr,
-      cached ? cache.get() : nullptr, staging.get(), s);
-  if (cached)
-    KVO_CUDA(
-        cudaMemcpyAsync(cache.get(), staging.get(), cache.nbytes(), cudaMemcpyDeviceToDevice, s));
+      cached ? cache.get() : nullptr, cache_phase_.get(), staging.get(), s);
   qc::decode_rows_bf16(*store_, staging.get(), size_t(nf), nullptr, size_t(nf), size_t(dim),
                        reinterpret_cast<uint16_t*>(decoded.get()), dim, s);
 }
@@ -673,8 +668,10 @@ void CudaSparsePolicy::decode_attend(int layer, const Tensor& position, const Te
   inputs_recorded_ = false;
   KVO_CUDA(cudaStreamWaitEvent(work_, inputs_, 0));
   int32_t* shifted = static_cast<int32_t*>(shifted_index_.tensor().data);
+  // The first layer of a step flips which set of the fetch caches the step fills.
+  int32_t* flip = layer == 0 && lay_.fetch_cache ? cache_phase_.get() : nullptr;
   cuda::shift_index(static_cast<const int32_t*>(position.data), int32_t(append_shift),
-                    int32_t(query_shift), shifted, work_);
+                    int32_t(query_shift), shifted, flip, work_);
   cuda::copy_rows_at(static_cast<const bf16*>(k.data), k.stride, rows_of(L.keys),
                      L.keys.tensor().stride, n, W_, shifted, work_);
   cuda::copy_rows_at(static_cast<const bf16*>(v.data), v.stride, rows_of(L.values),
@@ -862,14 +859,14 @@ KvMemoryReport CudaSparsePolicy::memory() const {
                    L.cached_v.nbytes();
     r.cpu_bytes += L.store_k.nbytes() + L.store_v.nbytes();
   }
-  r.gpu_bytes += int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + attn_ws_.nbytes() +
-                 attn_counters_.nbytes() + cublas_ws_.nbytes() + logits_.nbytes() +
-                 stats_.nbytes() + agg_.nbytes() + selected_idx_.nbytes() + slot_chunk_.nbytes() +
-                 slot_src_.nbytes() + flags_.nbytes() + pos_.nbytes() + list_.nbytes() +
-                 listed_.nbytes() + fetched_total_.nbytes() + hit_.nbytes() +
-                 cached_count_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() +
-                 staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() +
-                 lm_decoded_.nbytes() + meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
+  r.gpu_bytes +=
+      int64_t(attn_k_.nbytes() + attn_v_.nbytes()) + attn_ws_.nbytes() + attn_counters_.nbytes() +
+      cublas_ws_.nbytes() + logits_.nbytes() + stats_.nbytes() + agg_.nbytes() +
+      selected_idx_.nbytes() + slot_chunk_.nbytes() + slot_src_.nbytes() + flags_.nbytes() +
+      pos_.nbytes() + list_.nbytes() + listed_.nbytes() + fetched_total_.nbytes() + hit_.nbytes() +
+      cache_phase_.nbytes() + cached_count_.nbytes() + scan_ws_.nbytes() + staging_k_.nbytes() +
+      staging_v_.nbytes() + decoded_k_.nbytes() + decoded_v_.nbytes() + lm_decoded_.nbytes() +
+      meta_logits_.nbytes() + u_sel_.nbytes() + rebuilt_.nbytes();
   // PCIe: the records fetched per decode step, mean over the steps (before any: the layout's
   // bound, which per-head lists without the cache always fetch: nothing to count).
   r.pcie_bytes_per_step = method_ == SparseMethod::Quest ? 0 : lay_.pcie_bytes_per_step;

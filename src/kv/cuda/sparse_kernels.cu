@@ -41,9 +41,11 @@ __device__ float block_max(float x, float* shared) {
   return total;
 }
 
-__global__ void shift_index_kernel(const int32_t* position, int32_t a, int32_t b, int32_t* out) {
+__global__ void shift_index_kernel(const int32_t* position, int32_t a, int32_t b, int32_t* out,
+                                   int32_t* flip) {
   out[0] = *position + a;
   out[1] = *position + b;
+  if (flip) *flip ^= 1;
 }
 
 // One block of D threads (rounded up to a warp multiple) per (head, chunk).
@@ -410,15 +412,20 @@ __global__ void compact_tokens_kernel(const int32_t* flags, const int32_t* pos, 
 }
 
 __global__ void match_cached_records_kernel(const int32_t* list, const int32_t* count,
-                                            int64_t max_n, int64_t run, const int32_t* cached,
-                                            const int32_t* cached_count, int32_t* hit,
+                                            int64_t max_n, int64_t run, int32_t* lists,
+                                            int32_t* counts, const int32_t* phase, int32_t* hit,
                                             unsigned long long* misses) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int p = *phase;
+  const int32_t* cached = lists + (p ^ 1) * max_n;
+  const int64_t n = count ? *count : max_n;
+  if (r == 0 && counts) counts[p] = int32_t(n);
   bool miss = false;
-  if (r < (count ? *count : max_n)) {
+  if (r < n) {
     const int32_t id = list[r];
+    lists[p * max_n + r] = id;
     int64_t lo = run > 0 ? r / run * run : 0;
-    const int64_t end = run > 0 ? lo + run : *cached_count;
+    const int64_t end = run > 0 ? lo + run : counts[p ^ 1];
     int64_t hi = end;
     while (lo < hi) {  // lower bound of id
       const int64_t mid = (lo + hi) / 2;
@@ -447,26 +454,34 @@ template <typename Unit>
 __global__ void gather_records_kernel(const uint8_t* store, int64_t host_bytes,
                                       const uint8_t* tails, int64_t rec_bytes, int host_chunks,
                                       const int32_t* list, const int32_t* count, int64_t max_n,
-                                      const int32_t* hit, const uint8_t* cache, uint8_t* staging) {
+                                      const int32_t* hit, uint8_t* cache, const int32_t* phase,
+                                      uint8_t* staging) {
   const int per_rec = host_chunks + (rec_bytes > host_bytes);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t r = i / per_rec;
   if (r >= (count ? *count : max_n)) return;
   const int64_t rec = list[r];
-  uint8_t* dst = staging + r * rec_bytes;
   const int c = int(i % per_rec);
-  if (hit && hit[r] >= 0) {  // fetched by the latest step: the whole record from the cache
-    const uint8_t* src = cache + int64_t(hit[r]) * rec_bytes;
-    for (int64_t p = int64_t(c) * int64_t(sizeof(Unit)); p < rec_bytes;
-         p += int64_t(per_rec) * int64_t(sizeof(Unit)))
-      *reinterpret_cast<Unit*>(dst + p) = *reinterpret_cast<const Unit*>(src + p);
+  // Each piece goes to the staging row and, with a fetch cache, to this step's set.
+  uint8_t* dst = staging + r * rec_bytes;
+  uint8_t* kept = nullptr;
+  const int p = hit ? *phase : 0;
+  if (hit) kept = cache + (p * max_n + r) * rec_bytes;
+  auto put = [&](int64_t at, Unit v) {
+    *reinterpret_cast<Unit*>(dst + at) = v;
+    if (kept) *reinterpret_cast<Unit*>(kept + at) = v;
+  };
+  if (hit && hit[r] >= 0) {  // fetched by the latest step: the whole record from its set
+    const uint8_t* src = cache + ((p ^ 1) * max_n + hit[r]) * rec_bytes;
+    for (int64_t at = int64_t(c) * int64_t(sizeof(Unit)); at < rec_bytes;
+         at += int64_t(per_rec) * int64_t(sizeof(Unit)))
+      put(at, *reinterpret_cast<const Unit*>(src + at));
     return;
   }
   if (c == host_chunks) {  // the tail, from device memory
     const int64_t tail = rec_bytes - host_bytes;
-    for (int64_t p = 0; p < tail; p += int64_t(sizeof(Unit)))
-      *reinterpret_cast<Unit*>(dst + host_bytes + p) =
-          *reinterpret_cast<const Unit*>(tails + rec * tail + p);
+    for (int64_t at = 0; at < tail; at += int64_t(sizeof(Unit)))
+      put(host_bytes + at, *reinterpret_cast<const Unit*>(tails + rec * tail + at));
     return;
   }
   const int64_t begin = rec * host_bytes, end = begin + host_bytes;
@@ -476,8 +491,8 @@ __global__ void gather_records_kernel(const uint8_t* store, int64_t host_bytes,
   const Unit* piece = reinterpret_cast<const Unit*>(&chunk);
 #pragma unroll
   for (int e = 0; e < int(16 / sizeof(Unit)); ++e) {
-    const int64_t p = at + e * int64_t(sizeof(Unit));
-    if (p >= begin && p < end) *reinterpret_cast<Unit*>(dst + (p - begin)) = piece[e];
+    const int64_t b = at + e * int64_t(sizeof(Unit));
+    if (b >= begin && b < end) put(b - begin, piece[e]);
   }
 }
 
@@ -569,8 +584,9 @@ __global__ void top_eigenvectors_kernel(const float* evecs, int64_t W, int64_t r
 
 }  // namespace
 
-void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, cudaStream_t stream) {
-  shift_index_kernel<<<1, 1, 0, stream>>>(position, a, b, out);
+void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, int32_t* flip,
+                 cudaStream_t stream) {
+  shift_index_kernel<<<1, 1, 0, stream>>>(position, a, b, out, flip);
   KVO_CUDA_LAUNCHED("shift_index");
 }
 
@@ -695,7 +711,7 @@ void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t
 
 void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
                     int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
-                    const int32_t* hit, const uint8_t* cache, uint8_t* staging,
+                    const int32_t* hit, uint8_t* cache, const int32_t* phase, uint8_t* staging,
                     cudaStream_t stream) {
   if (max_n == 0) return;
   // Host parts start at multiples of g = gcd(host_bytes, 16) into a 16-byte aligned store, so
@@ -706,7 +722,8 @@ void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tai
   const int64_t threads = max_n * (host_chunks + (rec_bytes > host_bytes));
   auto launch = [&](auto unit) {
     gather_records_kernel<decltype(unit)><<<blocks_for(threads), kBlock, 0, stream>>>(
-        store, host_bytes, tails, rec_bytes, host_chunks, list, count, max_n, hit, cache, staging);
+        store, host_bytes, tails, rec_bytes, host_chunks, list, count, max_n, hit, cache, phase,
+        staging);
   };
   if (host_bytes % 4 == 0 && rec_bytes % 4 == 0)
     launch(uint32_t{});
@@ -716,11 +733,11 @@ void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tai
 }
 
 void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
-                          const int32_t* cached, const int32_t* cached_count, int32_t* hit,
-                          unsigned long long* misses, cudaStream_t stream) {
+                          int32_t* cached, int32_t* cached_count, const int32_t* phase,
+                          int32_t* hit, unsigned long long* misses, cudaStream_t stream) {
   if (max_n == 0) return;
   match_cached_records_kernel<<<blocks_for(max_n), kBlock, 0, stream>>>(
-      list, count, max_n, run, cached, cached_count, hit, misses);
+      list, count, max_n, run, cached, cached_count, phase, hit, misses);
   KVO_CUDA_LAUNCHED("match_cached_records");
 }
 

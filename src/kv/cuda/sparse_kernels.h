@@ -17,8 +17,10 @@ namespace kvo::cuda {
 using bf16 = __nv_bfloat16;
 
 // out (2) = {*position + a, *position + b}: the rows a recorded decode step writes and attends
-// at, from the position the step reads when it runs.
-void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, cudaStream_t stream);
+// at, from the position the step reads when it runs. *flip ^= 1 unless null (the fetch cache's
+// phase, flipped by a decode step's first layer).
+void shift_index(const int32_t* position, int32_t a, int32_t b, int32_t* out, int32_t* flip,
+                 cudaStream_t stream);
 
 // Per head and middle chunk j: means (H, M, D) = mean of the chunk's post-RoPE keys; min_cos
 // (H, M) = the lowest cosine similarity of a key of the chunk to that mean (skipped when null).
@@ -87,14 +89,17 @@ void exclusive_scan(const int32_t* flags, int32_t* pos, int64_t n, void* workspa
 void compact_tokens(const int32_t* flags, const int32_t* pos, int64_t n, int32_t* list,
                     int32_t* count, unsigned long long* total, cudaStream_t stream);
 
-// The fetch cache: hit[r] = where record list[r] sits in `cached`, the list the latest step
-// fetched, or -1; *misses += the records not there (a running total). cached holds ascending
-// runs: run > 0, record r is looked for in cached[r / run * run, + run) (per-head lists, every
-// run full); run == 0, in cached[0, *cached_count) (spanning records). For r < *count (count ==
-// null: r < max_n).
+// The fetch cache keeps two sets, used by turns: with p = *phase (flipped once a step), set
+// p ^ 1 holds what the latest step fetched and set p receives this step's. cached (2, max_n)
+// record lists, cached_count (2) their lengths (spanning records only).
+// hit[r] = where record list[r] sits in list p ^ 1, or -1, and list p [r] = list[r];
+// *misses += the records not there (a running total). A list holds ascending runs: run > 0,
+// record r is looked for in [r / run * run, + run) (per-head lists, every run full); run == 0,
+// in [0, cached_count[p ^ 1]) (spanning records; cached_count[p] = *count). For r < *count
+// (count == null: r < max_n).
 void match_cached_records(const int32_t* list, const int32_t* count, int64_t max_n, int64_t run,
-                          const int32_t* cached, const int32_t* cached_count, int32_t* hit,
-                          unsigned long long* misses, cudaStream_t stream);
+                          int32_t* cached, int32_t* cached_count, const int32_t* phase,
+                          int32_t* hit, unsigned long long* misses, cudaStream_t stream);
 
 // Records of rec_bytes split in two (kv_layout.h: HIGGS codes on the host, their scales on the
 // device): host_parts (n, host_bytes) and tails (n, rec_bytes - host_bytes) of records (n,
@@ -105,10 +110,12 @@ void split_records(const uint8_t* records, int64_t n, int64_t rec_bytes, int64_t
 // host_bytes; mapped pinned host memory, 16-byte aligned, readable up to 15 bytes past its last
 // part), its tail from `tails` (ignored when host_bytes == rec_bytes), for i < *count (count ==
 // null: i < max_n): the zero-copy gather over PCIe, in 16-byte loads. With a fetch cache (hit
-// != null), a record whose hit[i] = j >= 0 is copied whole from cache row j (device) instead.
+// != null; cache (2, max_n, rec_bytes), its sets by turns as in match_cached_records), a record
+// whose hit[i] = j >= 0 is copied whole from row j of set *phase ^ 1 instead, and every row i
+// also goes to row i of set *phase.
 void gather_records(const uint8_t* store, int64_t host_bytes, const uint8_t* tails,
                     int64_t rec_bytes, const int32_t* list, const int32_t* count, int64_t max_n,
-                    const int32_t* hit, const uint8_t* cache, uint8_t* staging,
+                    const int32_t* hit, uint8_t* cache, const int32_t* phase, uint8_t* staging,
                     cudaStream_t stream);
 
 // Where the selected tokens' rows come from in assemble_middle.
