@@ -373,6 +373,21 @@ TEST(LoaderGguf, DefaultModelSmolLM2) {
   EXPECT_TRUE(c.tie_word_embeddings);
   EXPECT_EQ(c.rope_layout, RopeLayout::AdjacentPairs);
   EXPECT_FALSE(c.eos_ids.empty());
+  // bench/configs/smollm2-135m.json (`--random-weights`) is this model's shape.
+  const ModelConfig r =
+      load_hf_config_file(std::string(KVO_SOURCE_DIR) + "/bench/configs/smollm2-135m.json");
+  EXPECT_EQ(r.arch, c.arch);
+  EXPECT_EQ(r.num_layers, c.num_layers);
+  EXPECT_EQ(r.hidden_size, c.hidden_size);
+  EXPECT_EQ(r.intermediate_size, c.intermediate_size);
+  EXPECT_EQ(r.num_heads, c.num_heads);
+  EXPECT_EQ(r.num_kv_heads, c.num_kv_heads);
+  EXPECT_EQ(r.head_dim, c.head_dim);
+  EXPECT_EQ(r.vocab_size, c.vocab_size);
+  EXPECT_EQ(r.max_context, c.max_context);
+  EXPECT_EQ(r.tie_word_embeddings, c.tie_word_embeddings);
+  EXPECT_FLOAT_EQ(r.rope_theta, c.rope_theta);
+  EXPECT_FLOAT_EQ(r.rms_norm_eps, c.rms_norm_eps);
   const Weights& w = m.weights;
   EXPECT_EQ(w.lm_head.data, w.token_embedding.data);
   EXPECT_EQ(w.token_embedding.shape, (std::vector<int64_t>{49152, 576}));
