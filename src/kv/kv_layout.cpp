@@ -133,7 +133,7 @@ KvFootprint plan_kv_footprint(const KvSpec& spec, const ModelConfig& c, int64_t 
     f.gpu_bytes = lay.gpu_bytes();
     return f;
   }
-  // Per layer (cuda_sparse_policy.cpp's Layer).
+  // Per layer (cuda_sparse_policy_impl.h's Layer).
   const int64_t C = lay.chunk, m = lay.landmark_chunks, k = lay.selected_chunks;
   const int64_t O = quest ? 0 : lay.outlier_chunks, S = O + k, mid = lay.middle_tokens();
   const int64_t exact_rows = quest ? capacity : lay.exact_prompt_tokens() + capacity - T;

@@ -1,5 +1,5 @@
 // What the sparse policies' CPU reference (sparse.cpp) and CUDA placement
-// (cuda/cuda_sparse_policy.cpp) derive alike from a resolved KvSpec and the model: the method,
+// (cuda/cuda_sparse_policy_impl.h) derive alike from a resolved KvSpec and the model: the method,
 // the attention-head geometry, the quantizers of the offloaded store and of the landmarks, and
 // the one-line description `kvoffload diagnose` prints. Both policies inherit it, so the two can
 // never disagree on a default group or a knob check.
