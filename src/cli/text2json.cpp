@@ -11,6 +11,7 @@
 #include "eval/text2json_score.h"
 #include "eval/token_counter.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace kvo::cli {
 namespace {
@@ -55,21 +56,9 @@ void run_score(const ScoreFlags& f) {
   }
 }
 
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = text.find(',', start);
-    out.push_back(text.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
 void run_generate(const GenerateFlags& f) {
   Text2JsonOptions o;
-  o.domains = split_commas(f.domains);
+  o.domains = split(f.domains, ',');
   const size_t dash = f.records.find('-');
   try {
     o.records_min = std::stoi(f.records.substr(0, dash));

@@ -22,6 +22,7 @@
 #include "tokenizer/chat_template.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "util/text.h"
 
 namespace kvo {
 namespace fs = std::filesystem;
@@ -31,30 +32,6 @@ using Json = nlohmann::json;
 using OJson = nlohmann::ordered_json;
 
 constexpr const char* kDense = "dense";
-
-std::vector<std::string> split_on(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    const size_t at = text.find(sep, start);
-    out.push_back(text.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) break;
-    start = at + 1;
-  }
-  return out;
-}
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
-std::string join(const std::vector<std::string>& parts, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-  return out;
-}
 
 std::string length_label(int64_t tokens) {
   return fmt::format("{}k", tokens / 1024);
@@ -100,11 +77,11 @@ std::string KvMethodSpec::label() const {
 std::vector<std::string> split_value_list(const std::string& text) {
   if (text.find(';') != std::string::npos) {
     std::vector<std::string> out;
-    for (const std::string& p : split_on(text, ';')) out.push_back(trim(p));
+    for (const std::string& p : split(text, ';')) out.push_back(trim(p));
     return out;
   }
   std::vector<std::string> out;
-  for (const std::string& raw : split_on(text, ',')) {
+  for (const std::string& raw : split(text, ',')) {
     const std::string p = trim(raw);
     if (!out.empty() && p.find('=') != std::string::npos) {
       out.back() += "," + p;  // a key=value piece of a spec such as higgs:d=2,n=256

@@ -9,20 +9,10 @@
 
 #include "kv/kv_store.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace kvo {
 namespace {
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-std::string unwrap(const std::string& s) {
-  std::string t = trim(s);
-  if (t.size() >= 2 && t.front() == '(' && t.back() == ')') return trim(t.substr(1, t.size() - 2));
-  return t;
-}
 
 bool is_knob(const std::string& name) {
   const auto& k = kv_knob_names();
@@ -77,7 +67,7 @@ const std::vector<std::string>& kv_method_names() {
 }
 
 void KvSpec::set(const std::string& knob_in, const std::string& value_in) {
-  const std::string knob = trim(knob_in), v = unwrap(value_in);
+  const std::string knob = trim(knob_in), v = unwrap_parens(value_in);
   check(is_knob(knob),
         "unknown KV knob '{}' (expected one of budget, sinks, group-agg, local, "
         "chunk, page, outliers, rank, landmarks, kv-store, fetch-cache)",
@@ -157,23 +147,7 @@ KvSpec KvSpec::parse(const std::string& text_in) {
     check(!trim(body).empty(), "KV spec '{}' has ':' but no knobs", text);
     // Split at top-level commas; a piece continues the previous value unless it starts with
     // "<knob>=".
-    std::vector<std::string> pieces;
-    int depth = 0;
-    std::string cur;
-    for (char c : body) {
-      if (c == '(') ++depth;
-      if (c == ')') --depth;
-      check(depth >= 0, "unbalanced ')' in KV spec '{}'", text);
-      if (c == ',' && depth == 0) {
-        pieces.push_back(cur);
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    check(depth == 0, "unbalanced '(' in KV spec '{}'", text);
-    pieces.push_back(cur);
-    for (const std::string& raw : pieces) {
+    for (const std::string& raw : split_top_level(body, ',', fmt::format("KV spec '{}'", text))) {
       const std::string p = trim(raw);
       const size_t eq = p.find('=');
       const std::string key = eq == std::string::npos ? "" : trim(p.substr(0, eq));

@@ -11,34 +11,10 @@
 #include "quant/residual.h"
 #include "quant/uniform.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace kvo::quant {
 namespace {
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-// Splits at commas outside parentheses.
-std::vector<std::string> split_top(const std::string& s, const std::string& whole) {
-  std::vector<std::string> out;
-  int depth = 0;
-  std::string cur;
-  for (char c : s) {
-    if (c == '(') ++depth;
-    if (c == ')' && --depth < 0) fail("unbalanced ')' in quantizer spec '{}'", whole);
-    if (c == ',' && depth == 0) {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  check(depth == 0, "unbalanced '(' in quantizer spec '{}'", whole);
-  out.push_back(cur);
-  return out;
-}
 
 using Params = std::map<std::string, std::string>;
 
@@ -48,7 +24,8 @@ Params parse_params(const std::string& family, const std::string& body,
   if (trim(body).empty()) return params;
   const bool nested_ok = family == "residual";
   std::string open_key;  // residual: the key whose nested spec is still collecting tokens
-  for (const std::string& raw : split_top(body, whole)) {
+  for (const std::string& raw :
+       split_top_level(body, ',', fmt::format("quantizer spec '{}'", whole))) {
     const std::string tok = trim(raw);
     const size_t eq = tok.find('=');
     const std::string key = eq == std::string::npos ? "" : trim(tok.substr(0, eq));
@@ -89,12 +66,6 @@ int int_param(const Params& p, const std::string& key, int fallback, bool requir
   return v;
 }
 
-std::string unwrap(const std::string& s) {
-  std::string t = trim(s);
-  if (t.size() >= 2 && t.front() == '(' && t.back() == ')') return trim(t.substr(1, t.size() - 2));
-  return t;
-}
-
 }  // namespace
 
 QuantizerPtr parse_quantizer(const std::string& spec_in, int higgs_default_group) {
@@ -128,8 +99,8 @@ QuantizerPtr parse_quantizer(const std::string& spec_in, int higgs_default_group
       check(p.count("meta"), "missing key 'meta' for residual in quantizer spec '{}'", spec);
       check(p.count("res"), "missing key 'res' for residual in quantizer spec '{}'", spec);
       return std::make_unique<ResidualQuantizer>(
-          m, parse_quantizer(unwrap(p.at("meta")), higgs_default_group),
-          parse_quantizer(unwrap(p.at("res")), higgs_default_group));
+          m, parse_quantizer(unwrap_parens(p.at("meta")), higgs_default_group),
+          parse_quantizer(unwrap_parens(p.at("res")), higgs_default_group));
     }
   } catch (const Error& e) {
     const std::string msg = e.what();
