@@ -151,7 +151,7 @@ void run_bench(const BenchFlags& f) {
     }
     BatchResult best;  // the run with the fastest decode
     double best_prefill = 0;
-    KvMemoryReport kv_per_sequence;  // of the best run: sequence means; PCIe of its last step
+    KvMemoryReport kv_per_sequence;  // of the best run: sequence means (PCIe: of the decode steps)
     for (int rep = 0; rep < f.repeats; ++rep) {
       std::vector<std::unique_ptr<KvPolicy>> owned;
       std::vector<KvPolicy*> kvs;

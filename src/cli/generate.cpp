@@ -8,6 +8,7 @@
 #include "cli/model_options.h"
 #include "engine/generator.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace kvo::cli {
 namespace {
@@ -63,6 +64,10 @@ void run_generate(const GenerateFlags& f) {
     std::fflush(stdout);
   };
   GenerationResult r = generate(*runner.transformer, model.tokenizer, *kv, prompt, options, print);
+  // The KV cache against a dense one of the same capacity at the backend's bytes per value.
+  const double dense_bytes =
+      double(model.config.kv_bytes_per_token(runner.transformer->value_bytes()) * capacity);
+  const double of_dense = dense_bytes > 0 ? double(r.kv.gpu_bytes) / dense_bytes : 0.0;
   if (f.json) {
     nlohmann::json j = {{"text", r.text},
                         {"tokens", r.tokens},
@@ -76,7 +81,8 @@ void run_generate(const GenerateFlags& f) {
                         {"kv", kv->name()},
                         {"kv_gpu_bytes", r.kv.gpu_bytes},
                         {"kv_cpu_bytes", r.kv.cpu_bytes},
-                        {"kv_pcie_bytes_per_step", r.kv.pcie_bytes_per_step}};
+                        {"kv_pcie_bytes_per_step", r.kv.pcie_bytes_per_step},
+                        {"kv_gpu_fraction_of_dense", of_dense}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -86,6 +92,12 @@ void run_generate(const GenerateFlags& f) {
       static_cast<long long>(r.prompt_tokens), r.tokens.size(), r.stop_reason.c_str(),
       r.prefill_tokens_per_second(), r.decode_tokens_per_second(), runner.backend->name().c_str(),
       kv->name().c_str());
+  std::printf(
+      "[KV: GPU %s (%s a prompt token, %.3f of dense) | CPU %s | PCIe %s a decode step]\n",
+      human_bytes(double(r.kv.gpu_bytes)).c_str(),
+      human_bytes(double(r.kv.gpu_bytes) / double(std::max<int64_t>(r.prompt_tokens, 1))).c_str(),
+      of_dense, human_bytes(double(r.kv.cpu_bytes)).c_str(),
+      human_bytes(double(r.kv.pcie_bytes_per_step)).c_str());
 }
 
 std::function<void()> make_generate(CLI::App& app) {

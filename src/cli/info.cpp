@@ -20,6 +20,7 @@
 #include "kv/kv_layout.h"
 #include "model/weights.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace kvo::cli {
 namespace {
@@ -140,13 +141,6 @@ json to_json(const Summary& s) {
   j["eos_ids"] = c.eos_ids;
   j["kv_bytes_per_token_bf16"] = c.kv_bytes_per_token(2);
   return j;
-}
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB"};
-  int u = 0;
-  while (b >= 1024 && u < 3) b /= 1024, ++u;
-  return fmt::format("{:.4g} {}", b, units[u]);
 }
 
 void print_text(const Summary& s) {

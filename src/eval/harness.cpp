@@ -514,23 +514,25 @@ std::string format_summary_table(const EvalSummary& summary) {
   };
   auto fmt_bytes = [](double v) {
     if (!std::isfinite(v)) return std::string("-");
+    if (v >= 10 * 1048576.0) return fmt::format("{:.1f} MiB", v / 1048576.0);
     if (v >= 10 * 1024.0) return fmt::format("{:.1f} KiB", v / 1024.0);
     return fmt::format("{:.0f} B", v);
   };
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"task", "length", "method", "score", "fidelity", "samples", "skipped",
-                  "GPU KV/token", "of dense", "CPU KV/token", "decode tok/s"});
+                  "GPU KV/token", "of dense", "CPU KV/token", "PCIe/step", "decode tok/s"});
   bool any_excluded = false;
   for (const CellSummary& c : summary.cells) {
     any_excluded |= c.excluded > 0;
     const double dps = c.decode_seconds > 0 ? double(c.decode_tokens) / c.decode_seconds : nan();
+    const double pcie = c.ran() > 0 ? c.pcie_bytes_per_step / double(c.ran()) : nan();
     std::string samples = std::to_string(c.ran());
     if (c.excluded > 0) samples += fmt::format(" ({} excl)", c.excluded);
     rows.push_back({c.task, c.length, c.knobs.empty() ? c.method : c.method + " " + c.knobs,
                     fmt_num(c.score(), 1), fmt_num(c.fidelity(), 1), samples,
                     c.skipped > 0 ? fmt::format("{} too long", c.skipped) : "0",
                     fmt_bytes(c.gpu_bytes_per_token()), fmt_num(c.fraction_of_dense(), 3),
-                    fmt_bytes(c.cpu_bytes_per_token()), fmt_num(dps, 1)});
+                    fmt_bytes(c.cpu_bytes_per_token()), fmt_bytes(pcie), fmt_num(dps, 1)});
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& r : rows) {
@@ -551,7 +553,8 @@ std::string format_summary_table(const EvalSummary& summary) {
   out +=
       "score: 100 x mean per-sample score; fidelity: 100 x agreement with dense on the same "
       "sample;\nKV/token: bytes per token of KV capacity (prompt + generation limit); of dense: "
-      "GPU KV bytes / dense's;\nskipped: prompt + answer do not fit the model's context.\n";
+      "GPU KV bytes / dense's;\nPCIe/step: host -> GPU bytes of a decode step (mean over the "
+      "samples' steps);\nskipped: prompt + answer do not fit the model's context.\n";
   if (any_excluded)
     out += "excl: Text2JSON samples with duplicate gold names, left out of the score.\n";
   return out;

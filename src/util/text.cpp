@@ -1,5 +1,7 @@
 #include "util/text.h"
 
+#include <fmt/format.h>
+
 #include "util/error.h"
 
 namespace kvo {
@@ -49,6 +51,13 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
     out += parts[i];
   }
   return out;
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 3) bytes /= 1024, ++u;
+  return fmt::format("{:.4g} {}", bytes, units[u]);
 }
 
 }  // namespace kvo

@@ -17,5 +17,7 @@ std::vector<std::string> split(std::string_view s, char sep);
 // when they do not pair up.
 std::vector<std::string> split_top_level(std::string_view s, char sep, std::string_view what);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
+// "512 B", "1.5 KiB", "16 GiB": 4 significant digits in the largest unit below 1024 of it.
+std::string human_bytes(double bytes);
 
 }  // namespace kvo

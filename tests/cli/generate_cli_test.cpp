@@ -31,14 +31,18 @@ TEST_F(GenerateCli, GreedyChatIsDeterministicAndReportsTimings) {
   EXPECT_LE(j["generated_tokens"].get<int>(), 12);
   EXPECT_GT(j["prefill_tokens_per_second"].get<double>(), 0.0);
   EXPECT_FALSE(j["text"].get<std::string>().empty());
+  EXPECT_DOUBLE_EQ(j["kv_gpu_fraction_of_dense"].get<double>(), 1.0);  // dense
+  EXPECT_EQ(j["kv_pcie_bytes_per_step"].get<int64_t>(), 0);
   auto b = run_kvoffload(args + " --json");
   EXPECT_EQ(nlohmann::json::parse(b.out)["text"], j["text"]);
-  // The human form streams the same text, then one summary line.
+  // The human form streams the same text, then the timings and the KV cache's bytes.
   auto c = run_kvoffload(args);
   ASSERT_EQ(c.exit_code, 0) << c.err;
   EXPECT_EQ(c.out.rfind(j["text"].get<std::string>(), 0), 0u);
   EXPECT_NE(c.out.find("prefill:"), std::string::npos);
   EXPECT_NE(c.out.find("decode:"), std::string::npos);
+  EXPECT_NE(c.out.find("1.000 of dense) | CPU 0 B | PCIe 0 B a decode step]"), std::string::npos)
+      << c.out;
 }
 
 TEST_F(GenerateCli, StopStringCutsTheOutput) {

@@ -129,6 +129,7 @@ EvalSummary fake_summary() {
     c.decode_tokens = 18;
     c.decode_seconds = 1.0;
     c.prefill_seconds = 2.0;
+    c.pcie_bytes_per_step = frac < 1 ? 2 * 134.2e6 * frac : 0;  // a sum over the 2 samples
     return c;
   };
   for (const char* len : {"2k", "4k"}) {
@@ -167,6 +168,9 @@ TEST(HarnessSummary, TableHasOneLinePerCellAndSaysTooLong) {
   EXPECT_NE(t.find("yakv budget=0.06"), std::string::npos);
   EXPECT_NE(t.find("1 too long"), std::string::npos);
   EXPECT_NE(t.find("0.050"), std::string::npos);
+  EXPECT_NE(t.find("PCIe/step"), std::string::npos);
+  EXPECT_NE(t.find("6552.7 KiB"), std::string::npos);  // 134.2 MB x 0.05, the mean of 2 samples
+  EXPECT_NE(t.find("10.2 MiB"), std::string::npos);    // 134.2 MB x 0.08
 }
 
 TEST(HarnessReport, PageIsSelfContainedWithPlots) {
