@@ -1,6 +1,7 @@
 // The CUDA backend (contract in backend/backend.h): bf16 tensors on device 0, one stream, cuBLAS
-// GEMMs with fp32 accumulation, own kernels for the rest (kernels.h, attention.h), and a caching
-// allocator so the forward pass's per-chunk alloc/free never reaches cudaMalloc in steady state.
+// GEMMs with fp32 accumulation, own kernels for the decode GEMMs (matvec.h) and the rest
+// (kernels.h, attention.h), and a caching allocator so the forward pass's per-chunk alloc/free
+// never reaches cudaMalloc in steady state.
 #include "backend/cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -17,6 +18,7 @@
 #include "backend/cuda/attention.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/matvec.h"
 #include "backend/cuda/sampling.h"
 #include "util/error.h"
 

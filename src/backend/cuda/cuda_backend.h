@@ -1,6 +1,7 @@
 // The CUDA backend: bf16 activations and weights on one GPU, fp32 accumulation everywhere,
-// cuBLAS GEMMs and own kernels (kernels.h, attention.h). Built only with KVOFFLOAD_CUDA (then
-// KVO_HAVE_CUDA is defined); make_backend() in backend.cpp is the portable way in.
+// cuBLAS GEMMs and own kernels (kernels.h, matvec.h, attention.h). Built only with
+// KVOFFLOAD_CUDA (then KVO_HAVE_CUDA is defined); make_backend() in backend.cpp is the portable
+// way in.
 #pragma once
 #include <cuda_runtime.h>
 

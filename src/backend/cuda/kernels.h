@@ -62,37 +62,6 @@ void add(bf16* x, int64_t xs, const bf16* y, int64_t ys, int64_t rows, int64_t c
 void broadcast_rows(const bf16* bias, bf16* out, int64_t os, int64_t rows, int64_t cols,
                     cudaStream_t stream);
 
-// out = x * w^T (+ bias) for a few rows of x (decode): x [m, k] stride xs, w [n, k] stride ws,
-// bias [n] or nullptr, out [m, n] stride os; m in 1..kMatvecRows, k, xs, ws multiples of 8 and
-// x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
-// with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
-// each weight once per step at close to the memory bandwidth.
-// Up to kMatvecParts weights of one input (q, k, v) go in one launch. A part with w_up computes
-// out = silu(x * w^T) * (x * w_up^T) instead (SwiGLU in the epilogue: one warp reads both rows
-// of a feature), and has no bias.
-constexpr int kMatvecRows = 8;
-constexpr int kMatvecParts = 3;
-struct MatvecPart {
-  const bf16* w = nullptr;  // [n, k] stride ws
-  int64_t ws = 0;
-  const bf16* bias = nullptr;  // [n] or nullptr
-  bf16* out = nullptr;         // [m, n] stride os
-  int64_t os = 0;
-  int64_t n = 0;
-  const bf16* w_up = nullptr;  // [n, k] stride ws, 16-byte aligned, or nullptr
-};
-// What matvec does around the products: with norm_w ([k], 16-byte aligned) the rows of x are
-// rmsnorm(x) * norm_w (eps) on the fly, the norm of the residual stream before a projection;
-// with accumulate the products are added onto out (a projection into the residual stream).
-struct MatvecOptions {
-  const bf16* norm_w = nullptr;
-  float eps = 0.0f;
-  bool accumulate = false;
-};
-bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k);
-void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
-            const MatvecOptions& options, cudaStream_t stream);
-
 // dst rows [*first, *first + rows) = src rows; both [., cols] with their own strides; `first`
 // is one int32 in device memory, read when the kernel runs.
 void copy_rows_at(const bf16* src, int64_t ss, bf16* dst, int64_t ds, int64_t rows, int64_t cols,
