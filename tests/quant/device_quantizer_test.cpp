@@ -41,8 +41,9 @@ std::vector<float> bf16_normal(size_t n, size_t dim, uint32_t seed) {
 }
 
 // Every family with kernels, odd shapes included: padded groups (dim 200 with group 64, d=6),
-// bit streams straddling words (3 bits), residual blocks cut short and residual records at
-// unaligned offsets (an fp8 meta record of 130 bytes).
+// bit streams straddling words (3 bits), rows ending inside 8 values (130: uniform 5 bits in
+// groups of 16, fp8 records off 8-byte alignment), residual blocks cut short and residual
+// records at unaligned offsets (an fp8 meta record of 130 bytes).
 const std::vector<std::pair<std::string, size_t>> kSpecs = {
     {"higgs:d=4,n=256", 128},
     {"higgs:d=2,n=256,group=64", 200},
@@ -58,7 +59,9 @@ const std::vector<std::pair<std::string, size_t>> kSpecs = {
     {"uniform:bits=2,group=64", 128},
     {"uniform:bits=3,group=32", 200},
     {"uniform:bits=8,group=128", 128},
+    {"uniform:bits=5,group=16", 130},
     {"fp8", 96},
+    {"fp8", 130},
     {"bf16", 64},
     {"residual:m=4,meta=higgs:d=4,n=256,res=higgs:d=8,n=256", 128},
     {"residual:m=3,meta=bf16,res=uniform:bits=2,group=64", 128},
@@ -154,6 +157,31 @@ TEST(DeviceQuantizer, EncodeBytesEqualCpu) {
       for (size_t b = 0; b < cpu.size(); ++b) differ += gpu[b] != cpu[b];
       EXPECT_EQ(differ, 0u) << spec << ": " << differ << " of " << cpu.size() << " bytes";
     }
+  }
+#endif
+}
+
+// The fp8 encoder rounds bf16 inputs with the hardware's conversion: every one of the 65536
+// bf16 values (NaN, infinities, subnormals and the saturating range included) must give the
+// CPU's byte; bf16 records likewise (NaN quieted as on the CPU).
+TEST(DeviceQuantizer, Fp8AndBf16EncodeEqualCpuOnEveryBf16Value) {
+  SKIP_WITHOUT_CUDA();
+#ifdef KVO_HAVE_CUDA
+  const size_t n = 512, dim = 128;
+  std::vector<float> x(n * dim);
+  for (size_t b = 0; b < x.size(); ++b) x[b] = bf16_to_float(uint16_t(b));
+  for (const char* spec : {"fp8", "bf16"}) {
+    const QuantizerPtr q = parse_quantizer(spec);
+    const auto gpu = encode_on_device(*q, x, n, dim, dim);
+    const auto cpu = q->encode(x.data(), n, dim);
+    ASSERT_EQ(gpu.size(), cpu.size()) << spec;
+    size_t differ = 0;
+    for (size_t b = 0; b < cpu.size(); ++b)
+      if (gpu[b] != cpu[b] && ++differ <= 8)
+        ADD_FAILURE() << spec << ": byte " << b << " (input bits 0x" << std::hex
+                      << (std::string(spec) == "fp8" ? b : b / 2) << std::dec << ") is "
+                      << int(gpu[b]) << ", the CPU's " << int(cpu[b]);
+    EXPECT_EQ(differ, 0u) << spec;
   }
 #endif
 }

@@ -1,5 +1,8 @@
 // FP8 (e4m3) and bf16 records on CUDA: one value per element, converted with the CPU's own
-// scalar functions (scalar_codecs.h).
+// scalar functions (scalar_codecs.h), or for fp8 of bf16 values by the hardware, which rounds
+// them the same way.
+#include <cuda_fp8.h>
+
 #include "quant/cuda/kernels.cuh"
 #include "quant/cuda/launch.cuh"
 
@@ -8,20 +11,60 @@ namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 
-// One warp per row, lanes along the row.
+// e4m3 codes of 8 values: the hardware conversion (round to nearest even, saturating to +-448)
+// for values that are exact bf16 numbers, where DeviceQuantizer.
+// Fp8AndBf16EncodeEqualCpuOnEveryBf16Value checks it against float_to_e4m3 on all 65536 of
+// them; NaN becomes 0x7f as there. Other values (fp32 rows, residuals) take float_to_e4m3.
+__device__ __forceinline__ uint2 e4m3x8(const float (&v)[8], bool exact_bf16) {
+  uint32_t w[2] = {0, 0};
+#pragma unroll
+  for (int k = 0; k < 8; k += 2) {
+    uint32_t pair;
+    if (exact_bf16) {
+      pair = __nv_cvt_float2_to_fp8x2(make_float2(v[k], v[k + 1]), __NV_SATFINITE, __NV_E4M3);
+      if (v[k] != v[k]) pair = (pair & 0xff00u) | 0x7fu;
+      if (v[k + 1] != v[k + 1]) pair = (pair & 0x00ffu) | 0x7f00u;
+    } else {
+      pair = uint32_t(float_to_e4m3(v[k])) | (uint32_t(float_to_e4m3(v[k + 1])) << 8);
+    }
+    w[k / 4] |= pair << (16 * ((k / 2) % 2));
+  }
+  return make_uint2(w[0], w[1]);
+}
+
+// A thread converts 8 consecutive values of a row (one 16-byte load of an aligned bf16 row) and
+// writes their 8 fp8 or 16 bf16 bytes, in one store when the record allows.
 __global__ void elementwise_encode_kernel(bool fp8, SourceRows src, size_t n, RecordMap out) {
-  const int lane = threadIdx.x % 32;
-  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
-    const SourceRow row = src.row(i);
+  const uint32_t per_row = uint32_t((src.dim + 7) / 8);
+  const size_t chunks = n * per_row;
+  const bool exact_bf16 = src.bf16 && !src.minus;
+  for (size_t t = size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < chunks;
+       t += size_t(gridDim.x) * blockDim.x) {
+    const size_t i = div_index(t, per_row), j = (t - i * per_row) * 8;
+    float v[8];
+    src.row(i).load<8>(j, src.dim, v);
     uint8_t* rec = out.at(i);
-    for (size_t j = lane; j < src.dim; j += 32) {
-      const float v = row.at(j);
-      if (fp8) {
-        rec[j] = float_to_e4m3(v);
+    const bool whole = j + 8 <= src.dim;
+    if (fp8) {
+      const uint2 codes = e4m3x8(v, exact_bf16);
+      uint8_t* p = rec + j;
+      if (whole && reinterpret_cast<uintptr_t>(p) % 8 == 0) {
+        *reinterpret_cast<uint2*>(p) = codes;
       } else {
-        const uint16_t b = float_to_bf16(v);
-        rec[2 * j] = uint8_t(b);
-        rec[2 * j + 1] = uint8_t(b >> 8);
+        for (int k = 0; j + k < src.dim && k < 8; ++k)
+          p[k] = uint8_t((k < 4 ? codes.x : codes.y) >> (8 * (k % 4)));
+      }
+    } else {
+      uint32_t w[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        w[k] = uint32_t(float_to_bf16(v[2 * k])) | (uint32_t(float_to_bf16(v[2 * k + 1])) << 16);
+      uint8_t* p = rec + 2 * j;
+      if (whole && reinterpret_cast<uintptr_t>(p) % 16 == 0) {
+        *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+      } else {
+        for (int k = 0; j + k / 2 < src.dim && k < 16; ++k)
+          p[k] = uint8_t(w[k / 4] >> (8 * (k % 4)));
       }
     }
   }
@@ -44,8 +87,9 @@ __global__ void elementwise_decode_kernel(bool fp8, ConstRecordMap in, RowSelect
 void elementwise_encode(bool fp8, const SourceRows& src, size_t n, const RecordMap& out,
                         cudaStream_t stream) {
   if (n == 0 || src.dim == 0) return;
+  const size_t chunks = n * ((src.dim + 7) / 8);
   const int blocks =
-      resident_blocks(elementwise_encode_kernel, kThreads, 0, (n + kWarps - 1) / kWarps);
+      resident_blocks(elementwise_encode_kernel, kThreads, 0, (chunks + kThreads - 1) / kThreads);
   elementwise_encode_kernel<<<blocks, kThreads, 0, stream>>>(fp8, src, n, out);
   KVO_CUDA_CHECK(cudaGetLastError());
 }

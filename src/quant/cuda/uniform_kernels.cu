@@ -1,5 +1,7 @@
 // Uniform k-bit quantizer on CUDA (layout in uniform.h), same bytes as the CPU: the group
 // minimum/maximum are exact whatever the order, and codes/values come from scalar_codecs.h.
+#include <type_traits>
+
 #include "quant/cuda/kernels.cuh"
 #include "quant/cuda/launch.cuh"
 
@@ -11,8 +13,61 @@ struct UniformShape {
   size_t codes_bytes;
 };
 
-// One block per vector: group parameters, then one code per value (shared memory), then the
-// bit stream assembled one 32-bit word per thread.
+// Groups of 8 * L values, L a power of two up to 32 (groups of 8 .. 256): a thread takes 8
+// consecutive values of a row (one 16-byte load of an aligned bf16 row) and the L threads of a
+// group, neighbouring lanes, find its minimum and maximum by shuffles; each thread then writes
+// the `bits` bytes that hold its 8 codes (8 values x bits bits never share a byte with another
+// thread's). Rows are padded to whole groups of threads, so a group never spans two warps.
+template <int L>
+__global__ void uniform_encode_lanes_kernel(SourceRows src, size_t n, UniformShape S,
+                                            RecordMap out) {
+  const uint32_t per_row = uint32_t(S.G) * L, qmax = (1u << S.bits) - 1;
+  const size_t threads = n * per_row;  // a multiple of L, and L divides 32
+  const int lane = threadIdx.x % 32;
+  for (size_t t0 = size_t(blockIdx.x) * blockDim.x + threadIdx.x - lane; t0 < threads;
+       t0 += size_t(gridDim.x) * blockDim.x) {
+    const size_t t = t0 + lane;
+    const bool live = t < threads;
+    const size_t i = live ? div_index(t, per_row) : 0;
+    const uint32_t c = uint32_t(t - i * per_row);  // chunk of the row
+    const size_t j = size_t(c) * 8;
+    float v[8];
+    if (live) src.row(i).load<8>(j, src.dim, v);
+    const int count = live && j < src.dim ? int(src.dim - j < 8 ? src.dim - j : 8) : 0;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int k = 0; k < count; ++k) {
+      lo = v[k] < lo ? v[k] : lo;  // std::min / std::max, as on the CPU
+      hi = hi < v[k] ? v[k] : hi;
+    }
+#pragma unroll
+    for (int off = L / 2; off > 0; off /= 2) {
+      const float olo = __shfl_xor_sync(0xffffffffu, lo, off),
+                  ohi = __shfl_xor_sync(0xffffffffu, hi, off);
+      lo = olo < lo ? olo : lo;
+      hi = hi < ohi ? ohi : hi;
+    }
+    if (count == 0) continue;
+    const float step = (hi - lo) / float(qmax);
+    uint8_t* rec = out.at(i);
+    const int g = int(c / L);
+    if (c % L == 0) {
+      store_f32(rec + S.codes_bytes + 8 * size_t(g), lo);
+      store_f32(rec + S.codes_bytes + 8 * size_t(g) + 4, step);
+    }
+    uint64_t word = 0;  // the 8 codes, value k at bit k * bits
+    for (int k = 0; k < count; ++k)
+      word |= uint64_t(uniform_code(v[k], lo, step, qmax)) << (k * S.bits);
+    const size_t first = size_t(c) * S.bits;  // byte of the row's codes
+    for (int b = 0; b < S.bits && first + b < S.codes_bytes; ++b)
+      rec[first + b] = uint8_t(word >> (8 * b));
+    // The last chunk of a row also zeroes the padding up to the 4-byte multiple.
+    if (j + 8 >= src.dim)
+      for (size_t b = first + S.bits; b < S.codes_bytes; ++b) rec[b] = 0;
+  }
+}
+
+// Any other group size: one block per vector: group parameters, then one code per value (shared
+// memory), then the bit stream assembled one 32-bit word per thread.
 __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, RecordMap out) {
   extern __shared__ float params[];  // [G][2]: lo, step; then dim codes as bytes
   uint8_t* codes = reinterpret_cast<uint8_t*>(params + 2 * S.G);
@@ -83,6 +138,28 @@ void uniform_encode(const UniformQuantizer& q, const SourceRows& src, size_t n,
                     const RecordMap& out, cudaStream_t stream) {
   if (n == 0) return;
   const UniformShape S = shape_of(q, src.dim);
+  const auto lanes = [&](auto lc) {
+    constexpr int L = decltype(lc)::value;
+    auto* kernel = uniform_encode_lanes_kernel<L>;
+    const size_t threads = n * size_t(S.G) * L;
+    const int blocks = resident_blocks(kernel, 256, 0, (threads + 255) / 256);
+    kernel<<<blocks, 256, 0, stream>>>(src, n, S, out);
+    KVO_CUDA_CHECK(cudaGetLastError());
+  };
+  switch (S.group) {
+    case 8:
+      return lanes(std::integral_constant<int, 1>{});
+    case 16:
+      return lanes(std::integral_constant<int, 2>{});
+    case 32:
+      return lanes(std::integral_constant<int, 4>{});
+    case 64:
+      return lanes(std::integral_constant<int, 8>{});
+    case 128:
+      return lanes(std::integral_constant<int, 16>{});
+    case 256:
+      return lanes(std::integral_constant<int, 32>{});
+  }
   constexpr int threads = 128;
   const size_t smem = 8 * size_t(S.G) + src.dim;
   const int blocks = resident_blocks(uniform_encode_kernel, threads, smem, n);
