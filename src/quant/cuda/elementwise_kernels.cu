@@ -11,10 +11,10 @@ namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 
-// e4m3 codes of 8 values: the hardware conversion (round to nearest even, saturating to +-448)
-// for values that are exact bf16 numbers, where DeviceQuantizer.
-// Fp8AndBf16EncodeEqualCpuOnEveryBf16Value checks it against float_to_e4m3 on all 65536 of
-// them; NaN becomes 0x7f as there. Other values (fp32 rows, residuals) take float_to_e4m3.
+// e4m3 codes of 8 values. Values that are exact bf16 numbers go through the hardware conversion
+// (round to nearest even, saturating to +-448; NaN set to 0x7f as float_to_e4m3 does), which
+// the test Fp8AndBf16EncodeEqualCpuOnEveryBf16Value checks against float_to_e4m3 on all 65536
+// of them; other values (fp32 rows, residuals) take float_to_e4m3 itself.
 __device__ __forceinline__ uint2 e4m3x8(const float (&v)[8], bool exact_bf16) {
   uint32_t w[2] = {0, 0};
 #pragma unroll
