@@ -9,7 +9,7 @@
 namespace kvo::quant::cuda {
 namespace {
 
-constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kThreads = 256;
 
 // e4m3 codes of 8 values. Values that are exact bf16 numbers go through the hardware conversion
 // (round to nearest even, saturating to +-448; NaN set to 0x7f as float_to_e4m3 does), which
@@ -70,15 +70,36 @@ __global__ void elementwise_encode_kernel(bool fp8, SourceRows src, size_t n, Re
   }
 }
 
+// A thread decodes 8 consecutive values of a row: one 8- or 16-byte load of the record (device
+// or mapped host memory) and one 16-byte store of an aligned bf16 output row when they allow.
 __global__ void elementwise_decode_kernel(bool fp8, ConstRecordMap in, RowSelect sel, size_t n,
                                           DestRows dst) {
-  const int lane = threadIdx.x % 32;
-  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
-    const uint8_t* rec = in.at(sel(i));
-    const DestRow out = dst.row(i);
-    for (size_t j = lane; j < dst.dim; j += 32)
-      out.store(j, fp8 ? e4m3_to_float(rec[j])
-                       : bf16_to_float(uint16_t(rec[2 * j] | (uint16_t(rec[2 * j + 1]) << 8))));
+  const uint32_t per_row = uint32_t((dst.dim + 7) / 8);
+  const size_t chunks = n * per_row;
+  const int bytes = fp8 ? 8 : 16;  // record bytes of 8 values
+  for (size_t t = size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < chunks;
+       t += size_t(gridDim.x) * blockDim.x) {
+    const size_t i = div_index(t, per_row), j = (t - i * per_row) * 8;
+    const uint8_t* p = in.at(sel(i)) + (fp8 ? j : 2 * j);
+    uint32_t w[4] = {0, 0, 0, 0};
+    if (j + 8 <= dst.dim && reinterpret_cast<uintptr_t>(p) % bytes == 0) {
+      if (fp8) {
+        const uint2 u = *reinterpret_cast<const uint2*>(p);
+        w[0] = u.x, w[1] = u.y;
+      } else {
+        const uint4 u = *reinterpret_cast<const uint4*>(p);
+        w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+      }
+    } else {
+      const int valid = int(dst.dim - j < 8 ? dst.dim - j : 8) * (bytes / 8);
+      for (int b = 0; b < valid; ++b) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
+    }
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      v[k] = fp8 ? e4m3_to_float(uint8_t(w[k / 4] >> (8 * (k % 4))))
+                 : bf16_to_float(uint16_t(w[k / 2] >> (16 * (k % 2))));
+    dst.row(i).store<8>(j, dst.dim, v);
   }
 }
 
@@ -97,8 +118,9 @@ void elementwise_encode(bool fp8, const SourceRows& src, size_t n, const RecordM
 void elementwise_decode(bool fp8, const ConstRecordMap& in, const RowSelect& sel, size_t n,
                         const DestRows& dst, cudaStream_t stream) {
   if (n == 0 || dst.dim == 0) return;
+  const size_t chunks = n * ((dst.dim + 7) / 8);
   const int blocks =
-      resident_blocks(elementwise_decode_kernel, kThreads, 0, (n + kWarps - 1) / kWarps);
+      resident_blocks(elementwise_decode_kernel, kThreads, 0, (chunks + kThreads - 1) / kThreads);
   elementwise_decode_kernel<<<blocks, kThreads, 0, stream>>>(fp8, in, sel, n, dst);
   KVO_CUDA_CHECK(cudaGetLastError());
 }

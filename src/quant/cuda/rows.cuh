@@ -109,13 +109,15 @@ struct DestRow {
   // store(j + k, v[k]) for j + k < dim; one vector store for aligned plain bf16 rows.
   template <int E>
   __device__ void store(size_t j, size_t dim, const float (&v)[E]) const {
+    static_assert(E == 2 || E == 4 || E == 8);
     uint16_t* p = static_cast<uint16_t*>(out) + j;
-    if (bf16 && !add && j + E <= dim && reinterpret_cast<uintptr_t>(p) % (2 * E) == 0 &&
-        (E == 2 || E == 4)) {
-      uint32_t w[2] = {0, 0};
+    if (bf16 && !add && j + E <= dim && reinterpret_cast<uintptr_t>(p) % (2 * E) == 0) {
+      uint32_t w[4] = {0, 0, 0, 0};
 #pragma unroll
       for (int k = 0; k < E; ++k) w[k / 2] |= uint32_t(float_to_bf16(v[k])) << (16 * (k % 2));
-      if constexpr (E == 4)
+      if constexpr (E == 8)
+        *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+      else if constexpr (E == 4)
         *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
       else
         *reinterpret_cast<uint32_t*>(p) = w[0];
