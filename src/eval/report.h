@@ -4,7 +4,7 @@
 #pragma once
 #include <string>
 
-#include "eval/harness.h"
+#include "eval/cell_summary.h"
 
 namespace kvo {
 
