@@ -17,7 +17,18 @@ namespace kvo::cuda::attn {
 constexpr int kDecodeRows = 16;
 constexpr int kDecodeKeys = 16;
 constexpr int kDecodeStages = 3;
-constexpr int kMaxDecodeSplits = 128;  // the last block's merge keeps 2 floats a split and row
+constexpr int kMaxDecodeSplits = 128;  // more than a wave of blocks on any GPU we plan for
+// *counter += v, returning the old value: a release (this thread's earlier writes, and those a
+// block barrier ordered before them, are visible first) and an acquire at GPU scope.
+__device__ __forceinline__ uint32_t atomic_add_acq_rel(uint32_t* counter, uint32_t v) {
+  uint32_t old;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;\n"
+               : "=r"(old)
+               : "l"(counter), "r"(v)
+               : "memory");
+  return old;
+}
+
 template <int D>
 constexpr int decode_smem_bytes() {
   return (kDecodeRows + kWarps * kDecodeStages * 2 * kDecodeKeys) * (D + 8) * int(sizeof(bf16));
@@ -160,63 +171,60 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
   }
   if (p.splits == 1 || !p.split_counters) return;
 
-  // The last of the splits to get here merges them all (the classic threadfence reduction: each
-  // block's partial is visible device-wide before its count is).
+  // The last of the splits to get here merges them all. Its count is a release and acquire at
+  // GPU scope, after a block barrier: every thread's partial is visible device-wide before the
+  // count, and read by the last block after it (no full fences).
   __shared__ bool last;
-  __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
     uint32_t* counter = p.split_counters + blockIdx.z * a.num_kv_heads + kvh;
-    last = atomicAdd(counter, 1u) == uint32_t(p.splits - 1);
+    last = atomic_add_acq_rel(counter, 1u) == uint32_t(p.splits - 1);
     if (last) *counter = 0;  // zero for the next launch: launches sharing counters are ordered
   }
   __syncthreads();
   if (!last) return;
-  __threadfence();
-  // Every split's (max, sum) of the rows, then their weights (one thread a row), then the outputs.
+  // Four outputs (dims d..d+3 of row r) a thread at a time, an online merge over rounds of
+  // kMergeRound splits whose (max, sum) and partials are all loaded at once: one trip to L2 a
+  // round.
+  constexpr int kMergeRound = 16;
   const int Z = p.splits, KV = a.num_kv_heads;
   const int64_t first = int64_t(blockIdx.z) * Z * KV + kvh;  // split z: partial (first + z * KV)
-  static_assert((2 * kMaxDecodeSplits + 1) * kDecodeRows * 4 <= kWarps * kDecodeStages * kTile * 2);
-  float* split_w = part_o;                     // [Z][kDecodeRows] max, then weight
-  float* split_l = split_w + Z * kDecodeRows;  // [Z][kDecodeRows]
-  float* row_inv = split_l + Z * kDecodeRows;  // [kDecodeRows] 1 / merged sum
-  for (int i = threadIdx.x; i < Z * R; i += kWarps * 32) {
-    const int z = i / R, r = i % R;
-    const int64_t wi = (first + int64_t(z) * KV) * R + r;
-    split_w[z * kDecodeRows + r] = __ldcg(p.ws_ml + wi * 2);
-    split_l[z * kDecodeRows + r] = __ldcg(p.ws_ml + wi * 2 + 1);
-  }
-  __syncthreads();
-  if (threadIdx.x < R) {
-    const int r = threadIdx.x;
-    const Merged x = merge_parts(
-        Z, [&](int z) { return split_w[z * kDecodeRows + r]; },
-        [&](int z) { return split_l[z * kDecodeRows + r]; }, [](int) { return 0.0f; });
-    for (int z = 0; z < Z; ++z) {
-      float& wz = split_w[z * kDecodeRows + r];
-      wz = x.m == -INFINITY ? 0.0f : fast_exp2(wz - x.m);
-    }
-    row_inv[r] = x.l > 0.0f ? 1.0f / x.l : 0.0f;
-  }
-  __syncthreads();
-  // Four outputs (dims d..d+3 of row r) a thread at a time, eight splits' loads in flight.
   for (int i = threadIdx.x; i < R * D / 4; i += kWarps * 32) {
     const int r = i * 4 / D, d = i * 4 % D;
-    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 8
-    for (int z = 0; z < Z; ++z) {
-      const float wz = split_w[z * kDecodeRows + r];
-      const float4 o =
-          __ldcg(reinterpret_cast<const float4*>(p.ws_o + (first + int64_t(z) * KV) * R * D) + i);
-      acc.x += wz * o.x;
-      acc.y += wz * o.y;
-      acc.z += wz * o.z;
-      acc.w += wz * o.w;
+    float m = -INFINITY, l = 0.0f;
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int z0 = 0; z0 < Z; z0 += kMergeRound) {
+      float zm[kMergeRound], zl[kMergeRound];
+      float4 zo[kMergeRound];
+#pragma unroll
+      for (int j = 0; j < kMergeRound; ++j) {
+        const int64_t part = first + int64_t(z0 + j) * KV;
+        const bool ok = z0 + j < Z;
+        zm[j] = ok ? __ldcg(p.ws_ml + (part * R + r) * 2) : -INFINITY;
+        zl[j] = ok ? __ldcg(p.ws_ml + (part * R + r) * 2 + 1) : 0.0f;
+        zo[j] = ok ? __ldcg(reinterpret_cast<const float4*>(p.ws_o + part * R * D) + i)
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+      float mr = m;
+#pragma unroll
+      for (int j = 0; j < kMergeRound; ++j) mr = fmaxf(mr, zm[j]);
+      if (mr == -INFINITY) continue;            // no split so far saw a key
+      const float rescale = fast_exp2(m - mr);  // 0 while m is -inf
+      l *= rescale;
+      o = make_float4(o.x * rescale, o.y * rescale, o.z * rescale, o.w * rescale);
+#pragma unroll
+      for (int j = 0; j < kMergeRound; ++j) {
+        const float wz = fast_exp2(zm[j] - mr);
+        l += wz * zl[j];
+        o = make_float4(o.x + wz * zo[j].x, o.y + wz * zo[j].y, o.z + wz * zo[j].z,
+                        o.w + wz * zo[j].w);
+      }
+      m = mr;
     }
-    const float inv = row_inv[r];
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(out_row(p, sv, kvh, r) + d);
-    out[0] = __floats2bfloat162_rn(acc.x * inv, acc.y * inv);
-    out[1] = __floats2bfloat162_rn(acc.z * inv, acc.w * inv);
+    out[0] = __floats2bfloat162_rn(o.x * inv, o.y * inv);
+    out[1] = __floats2bfloat162_rn(o.z * inv, o.w * inv);
   }
 }
 
