@@ -81,6 +81,13 @@ TEST(CudaDecodeStepBench, Llama31_8BShapeBatch1) {
        2.0 * hidden * inter},
       {"lm head", [&] { b.matmul(x.tensor(), lm_head.tensor(), nullptr, logits.tensor()); },
        2.0 * vocab * hidden},
+      {"norm+lm head",  // as the model runs it: the final norm inside
+       [&] {
+         const Tensor head[1] = {lm_head.tensor()}, out[1] = {logits.tensor()};
+         const Tensor* none[1] = {nullptr};
+         b.matmul_many(x.tensor(), &input_norm, head, none, out);
+       },
+       2.0 * vocab * hidden},
   };
   for (const Gemm& g : gemms) {
     const double ms = replay_ms(

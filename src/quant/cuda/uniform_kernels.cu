@@ -109,22 +109,34 @@ __global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, 
   }
 }
 
-// One warp per row, lanes along the row.
+// A thread decodes 8 consecutive values j..j+7 of a row: their codes are the `bits` bytes from
+// byte j / 8 * bits of the record, read once, and with groups of a multiple of 8 values they
+// share one (lo, step); one 16-byte store of an aligned bf16 output row.
 __global__ void uniform_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n, UniformShape S,
                                       DestRows dst) {
-  const int lane = threadIdx.x % 32;
-  for (size_t i = grid_warp(); i < n; i += grid_warps()) {
+  const uint32_t per_row = uint32_t((dst.dim + 7) / 8), qmax = (1u << S.bits) - 1;
+  const size_t chunks = n * per_row;
+  for (size_t t = size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < chunks;
+       t += size_t(gridDim.x) * blockDim.x) {
+    const size_t i = div_index(t, per_row), j = (t - i * per_row) * 8;
     const uint8_t* rec = in.at(sel(i));
-    const DestRow out = dst.row(i);
-    for (size_t j = lane; j < dst.dim; j += 32) {
-      uint32_t q = 0;
-      for (int k = 0; k < S.bits; ++k) {
-        const size_t bit = j * S.bits + k;
-        q |= uint32_t((rec[bit / 8] >> (bit % 8)) & 1u) << k;
+    const size_t first = j / 8 * size_t(S.bits);
+    uint64_t word = 0;  // value j + k's code at bit k * bits
+    for (int b = 0; b < S.bits && first + b < S.codes_bytes; ++b)
+      word |= uint64_t(rec[first + b]) << (8 * b);
+    const uint8_t* params = rec + S.codes_bytes + 8 * (j / S.group);
+    float lo = load_f32(params), step = load_f32(params + 4);
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (S.group % 8 != 0 && k > 0 && (j + k) % S.group == 0) {
+        params += 8;
+        lo = load_f32(params);
+        step = load_f32(params + 4);
       }
-      const uint8_t* p = rec + S.codes_bytes + 8 * (j / S.group);
-      out.store(j, uniform_value(q, load_f32(p), load_f32(p + 4)));
+      v[k] = uniform_value(uint32_t(word >> (k * S.bits)) & qmax, lo, step);
     }
+    dst.row(i).store<8>(j, dst.dim, v);
   }
 }
 
@@ -171,7 +183,9 @@ void uniform_decode(const UniformQuantizer& q, const ConstRecordMap& in, const R
                     size_t n, const DestRows& dst, cudaStream_t stream) {
   if (n == 0) return;
   constexpr int threads = 256;
-  const int blocks = resident_blocks(uniform_decode_kernel, threads, 0, (n + 7) / 8);
+  const size_t chunks = n * ((dst.dim + 7) / 8);
+  const int blocks =
+      resident_blocks(uniform_decode_kernel, threads, 0, (chunks + threads - 1) / threads);
   uniform_decode_kernel<<<blocks, threads, 0, stream>>>(in, sel, n, shape_of(q, dst.dim), dst);
   KVO_CUDA_CHECK(cudaGetLastError());
 }
