@@ -129,7 +129,7 @@ __global__ void uniform_decode_kernel(ConstRecordMap in, RowSelect sel, size_t n
     float v[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      if (S.group % 8 != 0 && k > 0 && (j + k) % S.group == 0) {
+      if (S.group % 8 != 0 && k > 0 && (j + k) % S.group == 0 && j + k < dst.dim) {
         params += 8;
         lo = load_f32(params);
         step = load_f32(params + 4);
