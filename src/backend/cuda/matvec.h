@@ -30,7 +30,8 @@ struct MatvecPart {
   const bf16* w_up = nullptr;  // [n, k] stride ws, 16-byte aligned, or nullptr
 };
 // What matvec does around the products: with norm_w ([k], 16-byte aligned) the rows of x are
-// rmsnorm(x) * norm_w (eps) on the fly, the norm of the residual stream before a projection;
+// rmsnorm(x) * norm_w (eps) on the fly, the norm of the residual stream before a projection
+// (each weight times norm_w rounded to bf16, then the sum scaled by 1/rms in fp32);
 // with accumulate the products are added onto out (a projection into the residual stream).
 struct MatvecOptions {
   const bf16* norm_w = nullptr;
