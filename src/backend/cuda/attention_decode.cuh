@@ -13,11 +13,14 @@ namespace kvo::cuda::attn {
 // the block merges its four warps' softmax states through shared memory. With split_counters,
 // the last block of a (sequence, KV head) to finish merges every split's partial (no combine
 // launch). It reads q_start_at and the counters from its first instruction on, so it is never
-// launched overlapped with its predecessor (overlap.h).
+// launched overlapped with its predecessor (overlap.h). Nor does it let its successor launch
+// early: an o projection started during the merge set off the launches after it too, which
+// held SM slots and made the 8B step 6% slower (bench/RESULTS.md, eighth pass).
 constexpr int kDecodeRows = 16;
 constexpr int kDecodeKeys = 16;
 constexpr int kDecodeStages = 3;
 constexpr int kMaxDecodeSplits = 128;  // more than a wave of blocks on any GPU we plan for
+
 // *counter += v, returning the old value: a release (this thread's earlier writes, and those a
 // block barrier ordered before them, are visible first) and an acquire at GPU scope.
 __device__ __forceinline__ uint32_t atomic_add_acq_rel(uint32_t* counter, uint32_t v) {
