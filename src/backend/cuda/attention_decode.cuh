@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_kernel(const __grid_con
   const AttentionArgs& a = p.a;
   const SeqView sv = seq_view(p);
   const int kvh = blockIdx.x, split = blockIdx.y, G = p.G, R = int(p.R);
-  const KeyRange kr = key_range(p, sv, split, R - 1);
+  const KeyRange kr = key_range<kDecodeKeys>(p, sv, split, R - 1);
   const int n_keys = int(max(kr.k_end - kr.k_begin, int64_t{0}));
   const int q_rel = int(kr.q_start - kr.k_begin) + 1;  // row r sees min(q_rel + r / G, n_keys)
   const int n_tiles = (n_keys + KT - 1) / KT;

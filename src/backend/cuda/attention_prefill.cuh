@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) flash_kernel(const __grid_cons
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const int64_t row0 = tile * kRows;
   // Keys this block needs: causal limit of its last valid row, then this split's share.
-  const KeyRange kr = key_range(p, sv, split, min(row0 + kRows, R) - 1);
+  const KeyRange kr = key_range<kKeys>(p, sv, split, min(row0 + kRows, R) - 1);
   const int n_tiles = kr.k_end > kr.k_begin ? int((kr.k_end - kr.k_begin + kKeys - 1) / kKeys) : 0;
 
   // This warp's rows: the tiles it computes (w_tiles; rows that are all padding compute none),

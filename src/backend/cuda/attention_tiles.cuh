@@ -104,12 +104,18 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// Keys a split holds: the keys over the splits, rounded up to the kernel's key tile.
+__host__ __device__ __forceinline__ int64_t split_keys(int64_t keys, int64_t splits, int tile) {
+  return ((keys + splits - 1) / splits + tile - 1) / tile * tile;
+}
+
 // The keys [k_begin, k_end) of key split `split` that rows up to `last_row` of a KV head see, and
 // the position of the first query (read from device memory for a recorded step: the splits then
 // share the keys attended at that step).
 struct KeyRange {
   int64_t q_start, k_begin, k_end;
 };
+template <int kTileKeys>  // the kernel's key tile
 __device__ __forceinline__ KeyRange key_range(const Params& p, const SeqView& sv, int split,
                                               int64_t last_row) {
   const AttentionArgs& a = p.a;
@@ -117,7 +123,7 @@ __device__ __forceinline__ KeyRange key_range(const Params& p, const SeqView& sv
   if (sv.q_start_at) {
     q_start = *sv.q_start_at;
     kv_len = min(a.kv_len, q_start + a.q_len);
-    keys_per_split = ((kv_len + p.splits - 1) / p.splits + kKeys - 1) / kKeys * kKeys;
+    keys_per_split = split_keys(kv_len, p.splits, kTileKeys);
   }
   const int64_t t_last = min(last_row / p.G, a.q_len - 1);
   const int64_t kv_end = min(kv_len, q_start + t_last + 1);
