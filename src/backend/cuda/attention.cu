@@ -88,8 +88,8 @@ Plan make_plan(const AttentionArgs& a, int num_sms, int force_splits, int num_se
     }
   }
   if (pl.decode) splits = std::min(splits, kMaxDecodeSplits);  // force_splits too
-  // Rounded to the kernel's key tile only: at 4K keys in 16 decode splits, 64-key rounding left 3
-  // splits empty and the others 320 keys long instead of 272 (bench/RESULTS.md, eighth pass).
+  // Rounded to the kernel's key tile only: at 4,097 keys in 16 decode splits, 64-key rounding left
+  // 3 splits empty and the others 320 keys long instead of 272 (bench/RESULTS.md, eighth pass).
   pl.keys_per_split = split_keys(kv, splits, pl.decode ? kDecodeKeys : kKeys);
   pl.splits = int((kv + pl.keys_per_split - 1) / pl.keys_per_split);
   if (force_splits > 0) pl.splits = std::max(pl.splits, 1);
