@@ -17,7 +17,7 @@ namespace {
 // and 2.7 (H200, Llama-3.1-8B; bench/RESULTS.md), at one more bf16 rounding of each product.
 template <int M, bool kSumSquares>
 __device__ __forceinline__ void matvec_fma(float (&acc)[M], float (&sumsq)[M], const uint4& w,
-                                           const bf16* x, int64_t xs, int64_t c, const bf16* g) {
+                                           const bf16* x, int64_t xs, int c, const bf16* g) {
   const __nv_bfloat162* wp = reinterpret_cast<const __nv_bfloat162*>(&w);
   float2 wf[4];
   if (g) {
@@ -55,7 +55,7 @@ constexpr int kMatvecBatch = 4;
 // The lane's first batch of chunks of weight row wr. Weights are never written during a step, so
 // this runs before the PDL wait: the loads overlap the predecessor's tail.
 __device__ __forceinline__ void matvec_first_batch(uint4 (&wv)[kMatvecBatch], const uint4* wr,
-                                                   int64_t chunks, int lane) {
+                                                   int chunks, int lane) {
 #pragma unroll
   for (int u = 0; u < kMatvecBatch; ++u)
     if (lane + 32 * u < chunks) wv[u] = __ldcs(wr + lane + 32 * u);  // streamed: read once a step
@@ -67,18 +67,18 @@ __device__ __forceinline__ void matvec_first_batch(uint4 (&wv)[kMatvecBatch], co
 template <int M, bool kSumSquares>
 __device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
                                            uint4 (&wv)[kMatvecBatch], const uint4* wr,
-                                           const bf16* x, int64_t xs, int64_t chunks, int lane,
+                                           const bf16* x, int64_t xs, int chunks, int lane,
                                            const bf16* g) {
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     acc[r] = 0.0f;
     if constexpr (kSumSquares) sumsq[r] = 0.0f;
   }
-  for (int64_t c = lane;; c += 32 * kMatvecBatch) {
+  for (int c = lane;; c += 32 * kMatvecBatch) {
 #pragma unroll
     for (int u = 0; u < kMatvecBatch; ++u)
       if (c + 32 * u < chunks) matvec_fma<M, kSumSquares>(acc, sumsq, wv[u], x, xs, c + 32 * u, g);
-    const int64_t next = c + 32 * kMatvecBatch;
+    const int next = c + 32 * kMatvecBatch;
     if (next >= chunks) break;
 #pragma unroll
     for (int u = 0; u < kMatvecBatch; ++u)
@@ -100,7 +100,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, kMinBlocks)
   int part = 0;
   while (part + 1 < args.count && row >= args.first_row[part + 1]) ++part;
   const MatvecPart& p = args.parts[part];
-  const int64_t n = row - args.first_row[part], chunks = k / 8;
+  const int64_t n = row - args.first_row[part];
+  const int chunks = int(k / 8);  // matvec_fits
   const uint4* w = reinterpret_cast<const uint4*>(p.w + n * p.ws);
   const uint4* w_up = p.w_up ? reinterpret_cast<const uint4*>(p.w_up + n * p.ws) : nullptr;
   uint4 wv[kMatvecBatch];
@@ -168,8 +169,8 @@ void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
 }  // namespace
 
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k) {
-  return m >= 1 && m <= kMatvecRows && k % 8 == 0 && xs % 8 == 0 && ws % 8 == 0 && aligned(x, 16) &&
-         aligned(w, 16);
+  return m >= 1 && m <= kMatvecRows && k % 8 == 0 && k / 8 <= INT32_MAX && xs % 8 == 0 &&
+         ws % 8 == 0 && aligned(x, 16) && aligned(w, 16);
 }
 
 void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64_t m, int64_t k,
