@@ -3,12 +3,12 @@
 //
 // Layout and why it should stream at memory speed (d=4, n=256, group 128: a 36-byte record of
 // 32 codes and the scale, a 32 KB table):
-// - Keys reach shared memory only through cp.async, in tiles of 256, 512 or 1024 keys (each
-//   warp takes one to four chunks of 32), one or two tiles in flight per block: whole records
-//   are one contiguous byte range, copied in 16-byte chunks (4-byte copies only at the two
-//   ragged ends), so no warp waits on a global load and no register holds one in flight
-//   (<= 80 registers, 2-3 blocks of 8 warps per SM). Large tiles matter: the wait, barrier and
-//   staging of a tile cost about as much as scoring one chunk.
+// - Keys reach shared memory only through cp.async, and each warp stages its own: a ring of two
+//   slots of one to four chunks of 32 keys (128 keys, 4.6 KB for d=4), one slot in flight while
+//   it scores the other, and it waits only for its own copies, never at a block barrier. Whole
+//   records are one contiguous byte range, copied in 16-byte pieces (4-byte copies only at the
+//   two ragged ends), so no register holds a load in flight. The block-wide tiles and
+//   __syncthreads this replaced held d=4 at 65% of the read, 70% now (bench/RESULTS.md).
 // - A warp step scores 32 / L keys: lane group hk = lane / L takes one key, its lane i the R
 //   consecutive tuples i*R .. i*R+R-1 (one shared load of R codes; 8 lanes x 4 tuples for 32
 //   tuples, 16 x 4 for 64). At sub-step r the lane reads tuple m = (r + hk) % R, stored in
@@ -19,9 +19,9 @@
 //   one transposing butterfly per chunk of 32 keys (L - 1 shuffles) leaves each (query, key)
 //   total in one lane. Per key and query that is ~4.5 warp instructions of table work (byte
 //   permute, multiply-add, load, add per lookup) plus ~1 of reduction and ~1.5 of staging and
-//   output, against a budget of ~12 at 70% of the H200's read bandwidth (85 G records/s over
-//   132 SMs at 1.98 GHz: 3 SM cycles of 4 issue slots per record); shared-memory traffic is
-//   ~1.6 wavefronts per key of the 3 cycles.
+//   output (Nsight Compute counted 9.0 in all), against a budget of ~12 at 70% of the H200's
+//   read bandwidth (85 G records/s over 132 SMs at 1.98 GHz: 3 SM cycles of 4 issue slots per
+//   record); shared-memory traffic is ~1.6 wavefronts per key of the 3 cycles.
 // - GQA: two query heads of one KV head share a block when their tables fit in 64 KB (d=4),
 //   so each staged code feeds both; further query sets run in neighbouring blocks that find the
 //   same keys in L2.
@@ -32,7 +32,7 @@
 
 #include <algorithm>
 #include <string>
-#include <utility>
+#include <type_traits>
 
 #include "quant/cuda/device_quantizer.h"
 #include "quant/cuda/grid_tables.cuh"
@@ -45,7 +45,8 @@ namespace {
 
 constexpr size_t kLutBytes = 64 * 1024;  // the tables of one block
 constexpr int kThreads = 256;
-constexpr int kChunkKeys = 32;  // keys per warp and chunk of one query (32 / QB with QB queries)
+constexpr int kWarps = kThreads / 32;
+constexpr int kChunkKeys = 32;  // keys per chunk (scored 32 / QB at a time); a slot holds chunks
 constexpr int kOverread = 64;   // the lanes of a key read <= 64 bytes of a row
 
 struct ScoreShape {
@@ -54,8 +55,8 @@ struct ScoreShape {
   int copies, table_stride;  // table copies (1, 2, 4) and floats per query table (+1 zero word)
   bool whole;                // one slice: records staged whole, else slice codes + scale per key
   int row, scale_off;        // bytes per staged key and offset of its scale
-  int chunks, tile_keys;     // chunks per warp and tile, keys per tile (kThreads * chunks)
-  int stage_bytes, depth;    // bytes per tile buffer, buffers
+  int chunks, slot_bytes;    // chunks of kChunkKeys keys per slot, bytes per slot
+  int depth;                 // slots in a warp's ring
   size_t dim, rec, codes_bytes, head_bytes, n_keys, keys_per_block;
   int num_q_heads, group, per_head, sets_per_head;  // per_head = n_rows * group queries
   int64_t q_stride;
@@ -66,8 +67,8 @@ struct ScoreShape {
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
 __device__ __forceinline__ void cp_async4(void* dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(dst)), "l"(src));
@@ -126,33 +127,40 @@ __device__ __forceinline__ void transpose_reduce(float (&acc)[N], int lane) {
   if constexpr (OFF > 1) transpose_reduce<OFF / 2, V / 2, N>(acc, lane);
 }
 
-// Issues the copies of keys [k0, k1) of `head` into buf (one commit group is the caller's):
-// whole records back to back from byte (head + k0*rec) % 16 on, or per key a row of the slice's
-// code words then the scale. Bytes after the keys, up to the end of buf, become zero, so the
-// rows past a short last tile read as code 0.
+// The warp's copies of keys [k0, k1) (at most a slot's) of `head` into its slot buf (one
+// commit group is the caller's): whole records back to back from byte (head + k0*rec) % 16 on,
+// or per key a row of the slice's code words then the scale. Bytes after the keys, up to the
+// end of the slot, become zero, so the rows past a short last chunk read as code 0.
 template <int CB>
-__device__ __forceinline__ void stage_tile(const ScoreShape& S, const uint8_t* head, size_t k0,
-                                           size_t k1, uint8_t* buf) {
+__device__ __forceinline__ void stage_chunk(const ScoreShape& S, const uint8_t* head, size_t k0,
+                                            size_t k1, uint8_t* buf, int lane) {
   int used = 0;  // bytes of buf the copies fill
   if (S.whole) {
+    // Byte x of buf is byte x of the 16-byte aligned range from lo: the whole 16-byte blocks
+    // [first16, last16), then the 4-byte words of the records in the blocks at either end.
     const uint8_t* a = head + k0 * S.rec;
-    const uint8_t* lo = a - (reinterpret_cast<uintptr_t>(a) % 16);
-    used = int((head + k1 * S.rec) - lo);
-    for (int x = threadIdx.x * 16; x < used; x += kThreads * 16) {
-      if (lo + x >= a && x + 16 <= used) {
-        cp_async16(buf + x, lo + x);
-      } else {
-        for (int w = x; w < x + 16; w += 4)
-          if (lo + w >= a && w < used) cp_async4(buf + w, lo + w);
-      }
+    const int skip = int(reinterpret_cast<uintptr_t>(a) % 16);
+    const uint8_t* lo = a - skip;
+    used = skip + int((k1 - k0) * S.rec);
+    const int first16 = (skip + 15) / 16 * 16, last16 = used / 16 * 16;
+    const uint8_t* src = lo + first16 + 16 * lane;
+    const uint32_t end = smem_addr(buf) + last16;
+    for (uint32_t dst = smem_addr(buf) + first16 + 16 * lane; dst < end;
+         dst += 16 * 32, src += 16 * 32)
+      cp_async16(dst, src);
+    if (lane < 8) {
+      const bool before = lane < 4;
+      const int w = before ? 4 * lane : last16 + 4 * (lane - 4);
+      if (before ? w >= skip && w < min(first16, used) : w >= first16 && w < used)
+        cp_async4(buf + w, lo + w);
     }
   } else {
     // Word w of row k: codes of tuples t0 + 4w/CB.. while inside the record's codes, zero past
     // them (tuples >= T, never counted), the scale last. Walked without divisions.
     const int words = S.row / 4, nk = int(k1 - k0);
     used = nk * S.row;
-    int k = threadIdx.x / words, w = threadIdx.x % words;
-    const int dk = kThreads / words, dw = kThreads % words;
+    int k = lane / words, w = lane % words;
+    const int dk = 32 / words, dw = 32 % words;
     for (; k < nk; k += dk, w += dw) {
       if (w >= words) {
         w -= words;
@@ -168,40 +176,48 @@ __device__ __forceinline__ void stage_tile(const ScoreShape& S, const uint8_t* h
         *reinterpret_cast<uint32_t*>(dst) = 0u;
     }
   }
-  if (k1 - k0 < size_t(S.tile_keys))
-    for (int x = (used + 3) / 4 * 4 + 4 * threadIdx.x; x < S.stage_bytes; x += 4 * kThreads)
+  if (k1 - k0 < size_t(kChunkKeys) * S.chunks)
+    for (int x = (used + 3) / 4 * 4 + 4 * lane; x < S.slot_bytes; x += 4 * 32)
       *reinterpret_cast<uint32_t*>(buf + x) = 0u;
 }
 
 // blockIdx.x: a set of up to QB queries of one KV head (kv = x / sets_per_head), so the sets
 // of a KV head run side by side and share its keys in L2; blockIdx.y: a run of keys_per_block
-// keys (a multiple of the tile). CB: bytes per code, R: tuples per lane, L: lanes per key (a
-// warp step scores 32 / L keys), QB: queries per block.
+// keys (a multiple of kWarps slots; warp w takes slots w, w + kWarps, ...). CB: bytes per code,
+// R: tuples per lane, L: lanes per key (a warp step scores 32 / L keys), QB: queries per block.
+// Two blocks an SM is what the shared memory of the d=2 and d=4 tables allows; capping the
+// registers for three (80) cost d=2 a tenth of its rate (H200: 59.8 against 65.1% of the read).
 template <int CB, int R, int L, int QB>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
                        float* __restrict__ scores) {
   constexpr int KPS = 32 / L;     // keys per warp step
-  constexpr int kSteps = L / QB;  // steps per chunk: L partial sums per lane, QB chunks a tile
+  constexpr int kSteps = L / QB;  // steps per part: L partial sums per lane, QB parts a chunk
   extern __shared__ __align__(16) uint8_t smem[];
-  uint8_t* stages = smem;                                                 // [depth][stage_bytes]
-  float* lut = reinterpret_cast<float*>(smem + S.depth * S.stage_bytes);  // [QB][table_stride]
-  float* qrot = lut + QB * S.table_stride;                                // [h]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hk = lane / L, i = lane % L;
+  uint8_t* ring = smem + warp * S.depth * S.slot_bytes;  // this warp's [depth][slot_bytes]
+  float* lut =
+      reinterpret_cast<float*>(smem + kWarps * S.depth * S.slot_bytes);  // [QB][table_stride]
+  float* qrot = lut + QB * S.table_stride;                               // [h]
 
   const int kv = blockIdx.x / S.sets_per_head;
   const int first = (blockIdx.x % S.sets_per_head) * QB, nq = min(QB, S.per_head - first);
   const uint8_t* head = keys + size_t(kv) * S.head_bytes;
   const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
   const size_t end = min(S.n_keys, begin + S.keys_per_block);
-  const size_t tk = size_t(S.tile_keys);
-  const int tiles = int((end - begin + tk - 1) / tk);
+  const size_t slot_keys = size_t(kChunkKeys) * S.chunks;
+  const int block_slots = int((end - begin + slot_keys - 1) / slot_keys);
+  const int slots = block_slots > warp ? (block_slots - warp + kWarps - 1) / kWarps : 0;
+  const auto slot_begin = [&](int n) { return begin + size_t(warp + n * kWarps) * slot_keys; };
+  const auto stage = [&](int n, uint8_t* slot) {
+    const size_t k0 = slot_begin(n);
+    stage_chunk<CB>(S, head, k0, min(end, k0 + slot_keys), slot, lane);
+  };
 
-  // The first tiles load while the tables are built.
-  for (int j = 0; j + 1 < S.depth; ++j) {
-    if (j < tiles)
-      stage_tile<CB>(S, head, begin + j * tk, min(end, begin + (j + 1) * tk),
-                     stages + j * S.stage_bytes);
+  // The first slots load while the tables are built.
+  for (int n = 0; n + 1 < S.depth; ++n) {
+    if (n < slots) stage(n, ring + n * S.slot_bytes);
     cp_async_commit();
   }
 
@@ -230,7 +246,6 @@ __global__ void __launch_bounds__(kThreads, 3)
     __syncthreads();  // qrot is the next query's
   }
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hk = lane / L, i = lane % L;
   // Per sub-step r: the code selector and the shared address of this lane's table column (idle
   // lanes read code 0 at the zero word after the table), so a lookup is a byte permute, one
   // multiply-add and the load.
@@ -254,30 +269,25 @@ __global__ void __launch_bounds__(kThreads, 3)
     my_out = scores + (size_t(r) * S.num_q_heads + size_t(hq)) * S.n_keys;
   }
 
-  // Buffers cycle: tile t is in buffer t % depth (cur), tile t + depth - 1 is staged into the
-  // one tile t - 1 used (fill).
+  // The warp's ring: its n-th slot of keys is in slot n % depth (cur), its (n + depth - 1)-th is
+  // staged into the one the (n - 1)-th used (fill). It waits only for its own copies.
   int cur = 0, fill = S.depth - 1;
-  for (int tile = 0; tile < tiles; ++tile) {
+  for (int n = 0; n < slots; ++n) {
     cp_async_wait(S.depth - 2);
-    __syncthreads();  // tile is in; every warp is done with the buffer refilled next
-    const int next = tile + S.depth - 1;
-    if (next < tiles)
-      stage_tile<CB>(S, head, begin + next * tk, min(end, begin + (next + 1) * tk),
-                     stages + fill * S.stage_bytes);
+    __syncwarp();  // every lane's copies of slot n are in; every lane is done with slot n - 1
+    if (n + S.depth - 1 < slots) stage(n + S.depth - 1, ring + fill * S.slot_bytes);
     cp_async_commit();
 
-    const size_t k0 = begin + tile * tk;
-    const int nk = int(min(tk, end - k0));
-    const uint8_t* buf = stages + cur * S.stage_bytes +
+    const size_t k0 = slot_begin(n);
+    const int nk = int(min(slot_keys, end - k0));
+    const uint8_t* buf = ring + cur * S.slot_bytes +
                          (S.whole ? int(reinterpret_cast<uintptr_t>(head + k0 * S.rec) % 16) : 0);
     cur = cur + 1 == S.depth ? 0 : cur + 1;
     fill = fill + 1 == S.depth ? 0 : fill + 1;
-    // The warp's keys of the tile, kChunkKeys * chunks, in chunks of kChunkKeys / QB keys for
-    // all QB queries.
-    const int warp_row0 = warp * kChunkKeys * S.chunks;
+    // The slot in parts of kChunkKeys / QB keys, each scored for all QB queries.
 #pragma unroll 1
-    for (int chunk = 0; chunk < QB * S.chunks; ++chunk) {
-      const int row0 = warp_row0 + chunk * KPS * kSteps;  // first key of the chunk
+    for (int part = 0; part < QB * S.chunks; ++part) {
+      const int row0 = part * KPS * kSteps;  // first key of the part
       if (row0 >= nk) break;
       // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
       // apart, which puts their code words in disjoint banks for 36-, 68- and 20-byte records.
@@ -318,43 +328,34 @@ void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const 
   KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
   KVO_CUDA_CHECK(cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   const size_t sets = size_t(kv_heads) * size_t(s.sets_per_head);
-  const auto stage_bytes = [&](int chunks) {
-    const int keys = kThreads * chunks;
-    return ((s.whole ? 16 : 0) + keys * s.row + kOverread + 15) / 16 * 16;
+  const auto slot_bytes = [&](int chunks) {
+    return ((s.whole ? 16 : 0) + kChunkKeys * chunks * s.row + kOverread + 15) / 16 * 16;
   };
   const auto smem_bytes = [&](int chunks, int depth) {
-    return size_t(depth) * stage_bytes(chunks) +
+    return size_t(kWarps) * depth * slot_bytes(chunks) +
            (size_t(QB) * s.table_stride + s.h) * sizeof(float);
   };
-  // Tile pipelines (chunks per warp, buffers), largest tile first: a bigger tile spreads the
-  // wait, barrier and staging of a tile over more keys, and with tiles this large one in flight
-  // per block keeps the memory busy (H200, d=4 group 128, one query: 2870 GB/s with (4, 2),
-  // 2735 with (2, 2), 2653 with (2, 3), 2330 with (1, 2) or (1, 3)). The first that keeps two
-  // blocks per SM (1 KB per block is the system's) and gives every SM two tiles wins; else
-  // one-chunk tiles, three buffers when they fit.
-  const std::pair<int, int> pipes[] = {{4, 2}, {2, 2}, {1, 2}};
-  std::pair<int, int> pick{1, smem_bytes(1, 3) <= size_t(per_block) ? 3 : 2};
-  for (auto [chunks, depth] : pipes) {
-    const size_t tiles = (S.n_keys + size_t(kThreads) * chunks - 1) / (size_t(kThreads) * chunks);
-    if (size_t(per_sm) / (smem_bytes(chunks, depth) + 1024) >= 2 &&
-        tiles * sets >= 2 * size_t(sm_count())) {
-      pick = {chunks, depth};
-      break;
-    }
-  }
-  s.chunks = pick.first;
-  s.depth = pick.second;
-  s.tile_keys = kThreads * s.chunks;
-  s.stage_bytes = stage_bytes(s.chunks);
+  const auto blocks_per_sm = [&](int chunks, int depth) {
+    return size_t(per_sm) / (smem_bytes(chunks, depth) + 1024);
+  };
+  // Two slots a warp, as large as keeps two blocks per SM (1 KB per block is the system's). H200,
+  // d=4 one query, (chunks a slot, slots), at <= 80 registers: (4, 2) 70.3% of the read, (2, 2)
+  // 62.2%, (2, 3) 59.8%, (8, 2) at one block an SM 58.4%, (1, 3) 46.2%; one-chunk slots at up
+  // to 8 deep held d=4 at 49-54%: the ring's per-slot work needs slots of several chunks.
+  s.chunks = 4;
+  s.depth = 2;
+  while (s.chunks > 1 && blocks_per_sm(s.chunks, s.depth) < 2) s.chunks /= 2;
+  s.slot_bytes = slot_bytes(s.chunks);
   const size_t smem = smem_bytes(s.chunks, s.depth);
   if (smem > size_t(per_block))
     throw_error("score_heads: " + std::to_string(smem) + " bytes of shared memory needed, " +
                 std::to_string(per_block) + " available");
   const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
-  // One wave: each set of queries gets resident / sets runs of whole tiles.
+  // One wave: each set of queries gets resident / sets runs of whole tiles (a slot a warp).
   const size_t runs_wanted = std::max<size_t>(1, (size_t(resident) + sets - 1) / sets);
-  const size_t tiles = (S.n_keys + s.tile_keys - 1) / s.tile_keys;
-  s.keys_per_block = size_t(s.tile_keys) * ((tiles + runs_wanted - 1) / runs_wanted);
+  const size_t tile_keys = size_t(kWarps) * kChunkKeys * s.chunks;
+  const size_t tiles = (S.n_keys + tile_keys - 1) / tile_keys;
+  s.keys_per_block = tile_keys * ((tiles + runs_wanted - 1) / runs_wanted);
   const size_t runs = (S.n_keys + s.keys_per_block - 1) / s.keys_per_block;
   if (runs > 65535 || sets > 0x7fffffffu)
     throw_error("score_heads: " + std::to_string(sets) + " query sets x " + std::to_string(runs) +
