@@ -15,7 +15,7 @@
 //   column m*L + i: the key groups read different m, so the 32 reads of a step hit 32 different
 //   banks whatever the codes, with ONE copy of the table. Slices of < 32 tuples (d=8, d=16,
 //   large grids) give groups of keys a table copy each instead, as many as fit.
-// - Each lane keeps L partial sums (the steps of a chunk, times the queries of the block) and
+// - Each lane keeps L partial sums (the steps of a part, times the queries of the block) and
 //   one transposing butterfly per chunk of 32 keys (L - 1 shuffles) leaves each (query, key)
 //   total in one lane. Per key and query that is ~4.5 warp instructions of table work (byte
 //   permute, multiply-add, load, add per lookup) plus ~1 of reduction and ~1.5 of staging and
@@ -132,8 +132,8 @@ __device__ __forceinline__ void transpose_reduce(float (&acc)[N], int lane) {
 // or per key a row of the slice's code words then the scale. Bytes after the keys, up to the
 // end of the slot, become zero, so the rows past a short last chunk read as code 0.
 template <int CB>
-__device__ __forceinline__ void stage_chunk(const ScoreShape& S, const uint8_t* head, size_t k0,
-                                            size_t k1, uint8_t* buf, int lane) {
+__device__ __forceinline__ void stage_slot(const ScoreShape& S, const uint8_t* head, size_t k0,
+                                           size_t k1, uint8_t* buf, int lane) {
   int used = 0;  // bytes of buf the copies fill
   if (S.whole) {
     // Byte x of buf is byte x of the 16-byte aligned range from lo: the whole 16-byte blocks
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const auto slot_begin = [&](int n) { return begin + size_t(warp + n * kWarps) * slot_keys; };
   const auto stage = [&](int n, uint8_t* slot) {
     const size_t k0 = slot_begin(n);
-    stage_chunk<CB>(S, head, k0, min(end, k0 + slot_keys), slot, lane);
+    stage_slot<CB>(S, head, k0, min(end, k0 + slot_keys), slot, lane);
   };
 
   // The first slots load while the tables are built.
