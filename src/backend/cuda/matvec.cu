@@ -169,7 +169,8 @@ void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
 }  // namespace
 
 bool matvec_fits(const bf16* x, int64_t xs, const bf16* w, int64_t ws, int64_t m, int64_t k) {
-  return m >= 1 && m <= kMatvecRows && k % 8 == 0 && k / 8 <= INT32_MAX && xs % 8 == 0 &&
+  // k <= 2^33: the kernel's 32-bit chunk indices (k / 8 plus a batch) cannot overflow.
+  return m >= 1 && m <= kMatvecRows && k % 8 == 0 && k <= (int64_t(1) << 33) && xs % 8 == 0 &&
          ws % 8 == 0 && aligned(x, 16) && aligned(w, 16);
 }
 

@@ -11,8 +11,8 @@ namespace kvo::cuda {
 using bf16 = __nv_bfloat16;
 
 // out = x * w^T (+ bias) for a few rows of x (decode): x [m, k] stride xs, w [n, k] stride ws,
-// bias [n] or nullptr, out [m, n] stride os; m in 1..kMatvecRows, k, xs, ws multiples of 8 and
-// x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
+// bias [n] or nullptr, out [m, n] stride os; m in 1..kMatvecRows, k (<= 2^33), xs, ws multiples of
+// 8 and x, w 16-byte aligned (matvec_fits). One warp per output feature streams its weight row once
 // with 16-byte loads, several in flight, and serves every row of x from cache: decode reads
 // each weight once per step at close to the memory bandwidth.
 // Up to kMatvecParts weights of one input (q, k, v) go in one launch. A part with w_up computes
