@@ -1,5 +1,5 @@
 // Decode GEMMs (matvec.h): one warp per output feature.
-#include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/device_math.cuh"
@@ -63,8 +63,10 @@ __device__ __forceinline__ void matvec_first_batch(uint4 (&wv)[kMatvecBatch], co
 
 // acc[r] = this lane's share of dot(weight row wr, row r of x) over `chunks` 16-byte chunks,
 // starting from the batch in wv; with kSumSquares, sumsq[r] = its share of |row r of x|^2 (the
-// lanes of a warp cover every chunk of x once).
-template <int M, bool kSumSquares>
+// lanes of a warp cover every chunk of x once). kWhole: chunks is a multiple of a batch (k a
+// multiple of 1024, every Llama and Qwen projection), so no chunk needs a bound check and the
+// compiler may issue a batch's loads of x (and g) together instead of one chunk at a time.
+template <int M, bool kSumSquares, bool kWhole>
 __device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
                                            uint4 (&wv)[kMatvecBatch], const uint4* wr,
                                            const bf16* x, int64_t xs, int chunks, int lane,
@@ -77,21 +79,23 @@ __device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
   for (int c = lane;; c += 32 * kMatvecBatch) {
 #pragma unroll
     for (int u = 0; u < kMatvecBatch; ++u)
-      if (c + 32 * u < chunks) matvec_fma<M, kSumSquares>(acc, sumsq, wv[u], x, xs, c + 32 * u, g);
+      if (kWhole || c + 32 * u < chunks)
+        matvec_fma<M, kSumSquares>(acc, sumsq, wv[u], x, xs, c + 32 * u, g);
     const int next = c + 32 * kMatvecBatch;
     if (next >= chunks) break;
 #pragma unroll
     for (int u = 0; u < kMatvecBatch; ++u)
-      if (next + 32 * u < chunks) wv[u] = __ldcs(wr + next + 32 * u);
+      if (kWhole || next + 32 * u < chunks) wv[u] = __ldcs(wr + next + 32 * u);
   }
 }
 
 // kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
 // norm, each warp also sums the squares of x while it streams, so 1/rms needs no pass of its own.
-// kMinBlocks > 1 caps the registers so that many blocks fit on an SM (see launch_matvec).
+// The one-row kernel is held to 64 registers, 4 blocks an SM: q/k/v, o and down are one wave or
+// little more, and their time is mostly the ramp up and down, which more resident warps shorten.
 constexpr int kMatvecWarps = 8;
-template <int M, int kMinBlocks>
-__global__ void __launch_bounds__(kMatvecWarps * 32, kMinBlocks)
+template <int M>
+__global__ void __launch_bounds__(kMatvecWarps * 32, M == 1 ? 4 : 1)
     matvec_kernel(const bf16* x, int64_t xs, int64_t k, const MatvecArgs args) {
   allow_successor();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -110,15 +114,23 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, kMinBlocks)
   if (!active) return;
   const bf16* g = args.options.norm_w;
   float acc[M], up[M], sumsq[M];
-  if (g)
-    matvec_row<M, true>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
+  const auto rows = [&](auto whole) {
+    constexpr bool kWhole = decltype(whole)::value;
+    if (g)
+      matvec_row<M, true, kWhole>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
+    else
+      matvec_row<M, false, kWhole>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
+    // p is the same for the whole warp, so every lane takes this branch or none (warp_sum).
+    if (w_up) {
+      matvec_first_batch(wv, w_up, chunks, lane);
+      matvec_row<M, false, kWhole>(up, sumsq, wv, w_up, x, xs, chunks, lane, g);
+    }
+  };
+  // Only the one-row kernel: with more rows the hoisted loads cost more registers than they save.
+  if (M == 1 && chunks % (32 * kMatvecBatch) == 0)
+    rows(std::true_type{});
   else
-    matvec_row<M, false>(acc, sumsq, wv, w, x, xs, chunks, lane, g);
-  // p is the same for the whole warp, so every lane takes this branch or none (warp_sum).
-  if (w_up) {
-    matvec_first_batch(wv, w_up, chunks, lane);
-    matvec_row<M, false>(up, sumsq, wv, w_up, x, xs, chunks, lane, g);
-  }
+    rows(std::false_type{});
 #pragma unroll
   for (int r = 0; r < M; ++r) {
     const float scale = g ? rsqrtf(warp_sum(sumsq[r]) / float(k) + args.options.eps) : 1.0f;
@@ -133,36 +145,11 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, kMinBlocks)
   }
 }
 
-// Blocks of `kernel` resident on the whole GPU at once.
-template <typename Kernel>
-int64_t resident_matvec_blocks(Kernel kernel) {
-  int dev = 0, sms = 0, per_sm = 0;
-  KVO_CUDA(cudaGetDevice(&dev));
-  KVO_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  KVO_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, 0));
-  return int64_t(sms) * per_sm;
-}
-
-// A grid slightly above one wave reads its last rows with a fraction of the GPU: the one-row
-// kernel then runs with 6 blocks per SM (40 registers) when that makes it one wave (H200,
-// Llama-3.1-8B q/k/v: 768 blocks, 660 resident at 5 per SM: 57% of the read bandwidth, 68% at
-// 6). Kept to that case: o and down, one wave either way, are slower at 40 registers (70 -> 58%,
-// 75 -> 65%).
 template <int M>
 void launch_matvec(const bf16* x, int64_t xs, int64_t k, const MatvecArgs& args,
                    cudaStream_t stream) {
-  const int64_t rows = args.first_row[args.count];
-  const int64_t blocks = (rows + kMatvecWarps - 1) / kMatvecWarps;
-  if constexpr (M == 1) {
-    static const int64_t wide = resident_matvec_blocks(matvec_kernel<1, 1>),
-                         tight = resident_matvec_blocks(matvec_kernel<1, 6>);
-    if (blocks > wide && blocks <= tight) {
-      launch_overlapped("matvec_kernel", matvec_kernel<1, 6>, unsigned(blocks), kMatvecWarps * 32,
-                        0, stream, x, xs, k, args);
-      return;
-    }
-  }
-  launch_overlapped("matvec_kernel", matvec_kernel<M, 1>, unsigned(blocks), kMatvecWarps * 32, 0,
+  const int64_t blocks = (args.first_row[args.count] + kMatvecWarps - 1) / kMatvecWarps;
+  launch_overlapped("matvec_kernel", matvec_kernel<M>, unsigned(blocks), kMatvecWarps * 32, 0,
                     stream, x, xs, k, args);
 }
 
