@@ -94,8 +94,9 @@ DeviceArray bf16_values(Backend& cuda, Backend& b, int64_t rows, int64_t cols, u
 // Every row count of the matvec kernel (1-8, one instantiation each) and the GEMMs beyond.
 const std::vector<int64_t> kDecodeRows = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
 // 1160 inputs: the matvec's 4-chunk loop, then a tail that only some lanes take; 36: rows that are
-// not 16-byte multiples, so the GEMM path (and the norm in its own kernel) at every row count.
-const std::vector<int64_t> kInputWidths = {1160, 36};
+// not 16-byte multiples, so the GEMM path (and the norm in its own kernel) at every row count;
+// 2048: whole batches of chunks, the one-row kernel's path without bounds (k a multiple of 1024).
+const std::vector<int64_t> kInputWidths = {1160, 36, 2048};
 
 // matmul_many (q, k, v in one launch for decode rows, per-weight GEMMs beyond), without and with
 // the input norm, and matmul_add (the residual add in the matvec's epilogue, cuBLAS with beta 1
