@@ -92,7 +92,9 @@ __device__ __forceinline__ void matvec_row(float (&acc)[M], float (&sumsq)[M],
 // kMatvecWarps warps per block, one output feature (row of the stacked parts) per warp. With a
 // norm, each warp also sums the squares of x while it streams, so 1/rms needs no pass of its own.
 // The one-row kernel is held to 64 registers, 4 blocks an SM: q/k/v, o and down are one wave or
-// little more, and their time is mostly the ramp up and down, which more resident warps shorten.
+// little more, and their time is mostly the ramp up and down, which more resident warps shorten
+// (H200, Llama-3.1-8B q/k/v: 15.4 us at 4 blocks, 1.45 waves, against 16.3 at the 6 that make it
+// one wave at 40 registers, and 16.8 there with whole batches, which spill 120 bytes).
 constexpr int kMatvecWarps = 8;
 template <int M>
 __global__ void __launch_bounds__(kMatvecWarps * 32, M == 1 ? 4 : 1)
@@ -127,7 +129,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, M == 1 ? 4 : 1)
     }
   };
   // Up to 4 rows, where the hoisted loads still leave two blocks an SM (H200, Llama-3.1-8B at 4K:
-  // batch 4 549 against 507 tok/s; at 8 rows, 161 registers and one block an SM, 463 against 625).
+  // batch 3 489 against 440-442 tok/s, batch 4 544-553 against 508-510; at 8 rows, 161 registers
+  // and one block an SM, 461-466 against 624-625).
   if (M <= 4 && chunks % (32 * kMatvecBatch) == 0)
     rows(std::true_type{});
   else

@@ -186,8 +186,8 @@ __device__ __forceinline__ void stage_slot(const ScoreShape& S, const uint8_t* h
 // keys (a multiple of kWarps slots; warp w takes slots w, w + kWarps, ...). CB: bytes per code,
 // R: tuples per lane, L: lanes per key (a warp step scores 32 / L keys), QB: queries per block,
 // C: chunks per slot when it is one (d=2), where a compile-time count removes the part loop (H200,
-// d=2 one query: 67.6-68.0% of the read against 65.6-66.1%; d=4 and d=8 gained nothing from it);
-// 0: S.chunks.
+// d=2 one query: 67.5-67.7% of the read against 66.2-66.4%); 0: S.chunks (a compile-time 4 moved
+// d=4 and d=8 by under a point, at three times the instantiations).
 // Two blocks an SM is what the shared memory of the d=2 and d=4 tables allows; capping the
 // registers for three (80) cost d=2 a tenth of its rate (H200: 59.8 against 65.1% of the read).
 template <int CB, int R, int L, int QB, int C>
