@@ -9,6 +9,9 @@
 //   records are one contiguous byte range, copied in 16-byte pieces (4-byte copies only at the
 //   two ragged ends), so no register holds a load in flight. The block-wide tiles and
 //   __syncthreads this replaced held d=4 at 65% of the read, 70% now (bench/RESULTS.md).
+// - An SM runs 16 warps: two blocks of 8, or, where the tables are large (d=2's 64 KB, two
+//   queries of d=4), one block of 16 that holds them once and so has room for slots of several
+//   chunks (H200: d=2 one query 68 -> 78% of the read, d=4 GQA 8 +13%).
 // - A warp step scores 32 / L keys: lane group hk = lane / L takes one key, its lane i the R
 //   consecutive tuples i*R .. i*R+R-1 (one shared load of R codes; 8 lanes x 4 tuples for 32
 //   tuples, 16 x 4 for 64). At sub-step r the lane reads tuple m = (r + hk) % R, stored in
@@ -44,8 +47,6 @@ namespace kvo::quant::cuda {
 namespace {
 
 constexpr size_t kLutBytes = 64 * 1024;  // the tables of one block
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 constexpr int kChunkKeys = 32;  // keys per chunk (scored 32 / QB at a time); a slot holds chunks
 constexpr int kOverread = 64;   // the lanes of a key read <= 64 bytes of a row
 
@@ -183,15 +184,13 @@ __device__ __forceinline__ void stage_slot(const ScoreShape& S, const uint8_t* h
 
 // blockIdx.x: a set of up to QB queries of one KV head (kv = x / sets_per_head), so the sets
 // of a KV head run side by side and share its keys in L2; blockIdx.y: a run of keys_per_block
-// keys (a multiple of kWarps slots; warp w takes slots w, w + kWarps, ...). CB: bytes per code,
-// R: tuples per lane, L: lanes per key (a warp step scores 32 / L keys), QB: queries per block,
-// C: chunks per slot when it is one (d=2), where a compile-time count removes the part loop (H200,
-// d=2 one query: 67.5-67.7% of the read against 66.2-66.4%); 0: S.chunks (a compile-time 4 moved
-// d=4 and d=8 by under a point, at three times the instantiations).
-// Two blocks an SM is what the shared memory of the d=2 and d=4 tables allows; capping the
-// registers for three (80) cost d=2 a tenth of its rate (H200: 59.8 against 65.1% of the read).
-template <int CB, int R, int L, int QB, int C>
-__global__ void __launch_bounds__(kThreads, 2)
+// keys (a multiple of NW slots; warp w takes slots w, w + NW, ...). CB: bytes per code, R: tuples
+// per lane, L: lanes per key (a warp step scores 32 / L keys), QB: queries per block, NW: warps
+// per block, 8 or 16: an SM runs 16 warps, as two blocks of 8 or one of 16 (launch_slice).
+// Capping the registers for 24 warps (80) cost d=2 a tenth of its rate (H200: 59.8 against 65.1%
+// of the read).
+template <int CB, int R, int L, int QB, int NW>
+__global__ void __launch_bounds__(NW * 32, 16 / NW)
     higgs_score_kernel(const uint16_t* __restrict__ q, ScoreShape S,
                        const uint8_t* __restrict__ keys, const float* __restrict__ pts,
                        float* __restrict__ scores) {
@@ -200,20 +199,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   extern __shared__ __align__(16) uint8_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hk = lane / L, i = lane % L;
   uint8_t* ring = smem + warp * S.depth * S.slot_bytes;  // this warp's [depth][slot_bytes]
-  float* lut =
-      reinterpret_cast<float*>(smem + kWarps * S.depth * S.slot_bytes);  // [QB][table_stride]
-  float* qrot = lut + QB * S.table_stride;                               // [h]
+  float* lut = reinterpret_cast<float*>(smem + NW * S.depth * S.slot_bytes);  // [QB][table_stride]
+  float* qrot = lut + QB * S.table_stride;                                    // [h]
 
   const int kv = blockIdx.x / S.sets_per_head;
   const int first = (blockIdx.x % S.sets_per_head) * QB, nq = min(QB, S.per_head - first);
   const uint8_t* head = keys + size_t(kv) * S.head_bytes;
   const size_t begin = size_t(blockIdx.y) * S.keys_per_block;
   const size_t end = min(S.n_keys, begin + S.keys_per_block);
-  const int chunks = C ? C : S.chunks;
-  const size_t slot_keys = size_t(kChunkKeys) * chunks;
+  const size_t slot_keys = size_t(kChunkKeys) * S.chunks;
   const int block_slots = int((end - begin + slot_keys - 1) / slot_keys);
-  const int slots = block_slots > warp ? (block_slots - warp + kWarps - 1) / kWarps : 0;
-  const auto slot_begin = [&](int n) { return begin + size_t(warp + n * kWarps) * slot_keys; };
+  const int slots = block_slots > warp ? (block_slots - warp + NW - 1) / NW : 0;
+  const auto slot_begin = [&](int n) { return begin + size_t(warp + n * NW) * slot_keys; };
   const auto stage = [&](int n, uint8_t* slot) {
     const size_t k0 = slot_begin(n);
     stage_slot<CB>(S, head, k0, min(end, k0 + slot_keys), slot, lane);
@@ -230,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (g < nq) {
       const int j = first + g, r = j / S.group, hq = kv * S.group + j % S.group;
       const uint16_t* qv = q + int64_t(r) * S.q_stride + int64_t(hq) * int64_t(S.dim);
-      for (int k = threadIdx.x; k < S.h; k += kThreads)
+      for (int k = threadIdx.x; k < S.h; k += NW * 32)
         qrot[k] = size_t(k) < S.dim ? bf16_to_float(qv[k]) : 0.0f;
       __syncthreads();
       if (threadIdx.x < 32) warp_hadamard_smem(qrot, S.h, threadIdx.x);
@@ -238,7 +235,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     // Column col of copy col / TS holds tuple t0 + i*R + m, m = (col % TS) / lanes,
     // i = (col % TS) % lanes (the lane's sub-step column below); tuples >= T are zero.
-    for (int idx = threadIdx.x; idx < S.table_stride; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < S.table_stride; idx += NW * 32) {
       const int c = idx / S.W, col = idx % S.W % S.TS;
       const int t = S.t0 + (col % S.lanes) * R + col / S.lanes;
       float acc = 0.0f;
@@ -290,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     fill = fill + 1 == S.depth ? 0 : fill + 1;
     // The slot in parts of kChunkKeys / QB keys, each scored for all QB queries.
 #pragma unroll 1
-    for (int part = 0; part < QB * chunks; ++part) {
+    for (int part = 0; part < QB * S.chunks; ++part) {
       const int row0 = part * KPS * kSteps;  // first key of the part
       if (row0 >= nk) break;
       // Group hk takes keys row0 + hk*kSteps + s: the rows read at once lie kSteps records
@@ -334,39 +331,50 @@ void launch_slice(const uint16_t* d_q, const ScoreShape& S, int kv_heads, const 
   const auto slot_bytes = [&](int chunks) {
     return ((s.whole ? 16 : 0) + kChunkKeys * chunks * s.row + kOverread + 15) / 16 * 16;
   };
-  const auto smem_bytes = [&](int chunks, int depth) {
-    return size_t(kWarps) * depth * slot_bytes(chunks) +
+  const auto smem_bytes = [&](int warps, int chunks, int depth) {
+    return size_t(warps) * depth * slot_bytes(chunks) +
            (size_t(QB) * s.table_stride + s.h) * sizeof(float);
   };
-  const auto blocks_per_sm = [&](int chunks, int depth) {
-    return size_t(per_sm) / (smem_bytes(chunks, depth) + 1024);
+  // 1 KB per block is the system's.
+  const auto warps_per_sm = [&](int warps, int chunks, int depth) {
+    return warps * int(size_t(per_sm) / (smem_bytes(warps, chunks, depth) + 1024));
   };
-  // Two slots a warp, as large as keeps two blocks per SM (1 KB per block is the system's). H200,
-  // d=4 one query, (chunks a slot, slots), at <= 80 registers: (4, 2) 70.3% of the read, (2, 2)
-  // 62.2%, (2, 3) 59.8%, (8, 2) at one block an SM 58.4%, (1, 3) 46.2%; one-chunk slots at up
-  // to 8 deep held d=4 at 49-54%: the ring's per-slot work needs slots of several chunks.
-  s.chunks = 4;
+  // Two slots a warp, as large as keeps 16 warps an SM. H200, d=4 one query, (chunks a slot,
+  // slots) in blocks of 8 warps, at <= 80 registers: (4, 2) 70.3% of the read, (2, 2) 62.2%,
+  // (2, 3) 59.8%, (8, 2) at one block an SM 58.4%, (1, 3) 46.2%; one-chunk slots at up to 8 deep
+  // held d=4 at 49-54%: the ring's per-slot work needs slots of several chunks. One block of 16
+  // warps holds the table once, leaving room for larger slots where the table is large (d=2;
+  // two queries of d=4).
   s.depth = 2;
-  while (s.chunks > 1 && blocks_per_sm(s.chunks, s.depth) < 2) s.chunks /= 2;
+  int warps = 8;
+  s.chunks = 4;
+  while (s.chunks > 1 && warps_per_sm(8, s.chunks, s.depth) < 16) s.chunks /= 2;
+  for (int c = 4; c > s.chunks; c /= 2)
+    if (warps_per_sm(16, c, s.depth) >= 16) {
+      warps = 16;
+      s.chunks = c;
+    }
   s.slot_bytes = slot_bytes(s.chunks);
-  const size_t smem = smem_bytes(s.chunks, s.depth);
+  const size_t smem = smem_bytes(warps, s.chunks, s.depth);
   if (smem > size_t(per_block))
     throw_error("score_heads: " + std::to_string(smem) + " bytes of shared memory needed, " +
                 std::to_string(per_block) + " available");
   auto* kernel =
-      s.chunks == 1 ? higgs_score_kernel<CB, R, L, QB, 1> : higgs_score_kernel<CB, R, L, QB, 0>;
-  const int resident = resident_blocks(kernel, kThreads, smem, size_t(1) << 30);
-  // One wave: each set of queries gets resident / sets runs of whole tiles (a slot a warp).
-  const size_t runs_wanted = std::max<size_t>(1, (size_t(resident) + sets - 1) / sets);
-  const size_t tile_keys = size_t(kWarps) * kChunkKeys * s.chunks;
+      warps == 16 ? higgs_score_kernel<CB, R, L, QB, 16> : higgs_score_kernel<CB, R, L, QB, 8>;
+  const int resident = resident_blocks(kernel, 32 * warps, smem, size_t(1) << 30);
+  // One wave: each set of queries gets resident / sets runs of whole tiles (a slot a warp),
+  // rounded down: one more run a set can start a second wave (H200, d=2 GQA 8 in 16-warp blocks:
+  // 136 blocks on 132 resident, 260 against 477 GB/s).
+  const size_t runs_wanted = std::max<size_t>(1, size_t(resident) / sets);
+  const size_t tile_keys = size_t(warps) * kChunkKeys * s.chunks;
   const size_t tiles = (S.n_keys + tile_keys - 1) / tile_keys;
   s.keys_per_block = tile_keys * ((tiles + runs_wanted - 1) / runs_wanted);
   const size_t runs = (S.n_keys + s.keys_per_block - 1) / s.keys_per_block;
   if (runs > 65535 || sets > 0x7fffffffu)
     throw_error("score_heads: " + std::to_string(sets) + " query sets x " + std::to_string(runs) +
                 " key runs is too large a grid");
-  kernel<<<dim3(unsigned(sets), unsigned(runs)), kThreads, smem, stream>>>(d_q, s, d_keys, pts,
-                                                                           d_scores);
+  kernel<<<dim3(unsigned(sets), unsigned(runs)), 32 * warps, smem, stream>>>(d_q, s, d_keys, pts,
+                                                                             d_scores);
   KVO_CUDA_CHECK(cudaGetLastError());
 }
 
