@@ -79,8 +79,9 @@ void KvSpec::set(const std::string& knob_in, const std::string& value_in) {
     check(end == v.c_str() + v.size() && std::isfinite(x),
           "--budget: expected a number (a fraction of the prompt <= 1, or tokens), got '{}'", v);
     check(x > 0, "--budget must be > 0 (a fraction of the prompt <= 1, or tokens), got {}", v);
-    check(x <= 1 || x == std::floor(x),
-          "--budget {}: a budget above 1 counts tokens and must be a whole number", v);
+    // 2^53: every whole number up to it is exact in a double and fits the token counts.
+    check(x <= 1 || (x == std::floor(x) && x <= 0x1p53),
+          "--budget {}: a budget above 1 counts tokens and must be a whole number up to 2^53", v);
     budget = x;
   } else if (knob == "sinks") {
     sinks = parse_int(knob, v);

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fuzz.h"
 #include "model/weights.h"
 #include "util/error.h"
 
@@ -157,6 +158,24 @@ TEST(HfConfig, Errors) {
   j = nlohmann::json::parse(kLlama31);
   j["eos_token_id"] = 999999;
   EXPECT_HAS(err(j.dump()), "outside the vocabulary");
+}
+
+// Mutated configs (fuzz.h): each parses or raises kvo::Error, never another exception.
+TEST(HfConfigFuzz, MutationsParseOrRaiseError) {
+  // clang-format off
+  const std::vector<std::string> tokens = {
+      "{", "}", "[", "]", ",", ":", "\"", " ", "", "null", "true", "false", "0", "-1", "1e999",
+      "4096", "131072", "0.5", "2147483648", "\"llama3\"", "\"default\"", "\"yarn\"",
+      "\"rope_scaling\"", "\"rope_parameters\"", "\"head_dim\"", "\"num_key_value_heads\"",
+      "\"LlamaForCausalLM\"", "\"Qwen3ForCausalLM\"", "\"Qwen2ForCausalLM\"", "\"model_type\""};
+  // clang-format on
+  int accepted = 0, rejected = 0;
+  test::fuzz_inputs(
+      std::vector<std::string>{kLlama31, kQwen3}, test::fuzz_seed_or(5),
+      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
+      [](const std::string& text) { parse_hf_config(text, "config.json"); }, &accepted, &rejected);
+  EXPECT_EQ(accepted + rejected, test::fuzz_iterations());
+  EXPECT_GT(rejected, test::fuzz_iterations() / 4);
 }
 
 }  // namespace

@@ -1,13 +1,12 @@
-// Randomized-mutation fuzzing of the GGUF and safetensors parsers: starting from small valid
-// files, apply bit flips, truncations and planted u64 lengths, and require that every input
-// either parses or raises kvo::Error. Any other exception fails the test; a crash or an
-// out-of-bounds read (visible under ASan) ends it. Fixed seeds keep CI reproducible.
+// Randomized-mutation fuzzing of the GGUF and safetensors parsers (fuzz.h): starting from small
+// valid files, apply bit flips, truncations and planted u64 lengths, and require that every
+// input either parses or raises kvo::Error. Fixed seeds keep CI reproducible.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <random>
 
+#include "fuzz.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io_builders.h"
@@ -19,17 +18,6 @@ namespace kvo {
 namespace {
 
 using test::Bytes;
-
-// CI runs 2000 mutations per parser; KVO_FUZZ_ITERATIONS and KVO_FUZZ_SEED allow longer local
-// runs (e.g. under ASan) without editing the test.
-int mutations() {
-  const char* env = std::getenv("KVO_FUZZ_ITERATIONS");
-  return env ? std::max(1, std::atoi(env)) : 2000;
-}
-uint64_t seed_or(uint64_t fallback) {
-  const char* env = std::getenv("KVO_FUZZ_SEED");
-  return env ? std::strtoull(env, nullptr, 10) : fallback;
-}
 
 Bytes mutate(const Bytes& in, std::mt19937_64& rng) {
   Bytes b = in;
@@ -133,39 +121,24 @@ void exercise_safetensors(const Bytes& bytes) {
   }
 }
 
-template <typename F>
-void fuzz(const Bytes& seed_file, uint64_t seed, F&& exercise, int* parsed, int* rejected) {
-  std::mt19937_64 rng(seed);
-  for (int i = 0, n = mutations(); i < n; ++i) {
-    Bytes input = mutate(seed_file, rng);
-    if (rng() % 4 == 0) input = mutate(input, rng);  // stack a second mutation sometimes
-    try {
-      exercise(input);
-      ++*parsed;
-    } catch (const Error&) {
-      ++*rejected;
-    } catch (const std::exception& e) {
-      FAIL() << "mutation " << i << " raised a non-kvo exception: " << e.what();
-    }
-  }
-}
-
 TEST(GgufFuzz, MutationsParseOrRaiseError) {
   Bytes valid = valid_gguf();
   ASSERT_NO_THROW(GgufFile::parse_bytes(valid.data(), valid.size(), "valid"));
   int parsed = 0, rejected = 0;
-  fuzz(valid, seed_or(20240611), exercise_gguf, &parsed, &rejected);
-  EXPECT_EQ(parsed + rejected, mutations());
-  EXPECT_GT(rejected, mutations() / 4);  // the mutations do reach the checks
+  test::fuzz_inputs(std::vector<Bytes>{valid}, test::fuzz_seed_or(20240611), mutate, exercise_gguf,
+                    &parsed, &rejected);
+  EXPECT_EQ(parsed + rejected, test::fuzz_iterations());
+  EXPECT_GT(rejected, test::fuzz_iterations() / 4);  // the mutations do reach the checks
 }
 
 TEST(SafetensorsFuzz, MutationsParseOrRaiseError) {
   Bytes valid = valid_safetensors();
   ASSERT_NO_THROW(SafetensorsArchive::parse_bytes(valid.data(), valid.size(), "valid"));
   int parsed = 0, rejected = 0;
-  fuzz(valid, seed_or(977), exercise_safetensors, &parsed, &rejected);
-  EXPECT_EQ(parsed + rejected, mutations());
-  EXPECT_GT(rejected, mutations() / 4);
+  test::fuzz_inputs(std::vector<Bytes>{valid}, test::fuzz_seed_or(977), mutate,
+                    exercise_safetensors, &parsed, &rejected);
+  EXPECT_EQ(parsed + rejected, test::fuzz_iterations());
+  EXPECT_GT(rejected, test::fuzz_iterations() / 4);
 }
 
 }  // namespace

@@ -81,6 +81,8 @@ TEST(KvSpec, BadKnobsAreClearErrors) {
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:budget=abc"); }).find("--budget"), std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:budget=100.5"); }).find("whole number"),
             std::string::npos);
+  EXPECT_NE(error_of([] { KvSpec::parse("yakv:budget=1e300"); }).find("up to 2^53"),
+            std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:chunk=0"); }).find("--chunk must be in 1..4096"),
             std::string::npos);
   EXPECT_NE(error_of([] { KvSpec::parse("yakv:sinks=-3"); }).find("--sinks must be >= 0"),

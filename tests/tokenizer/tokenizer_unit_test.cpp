@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "fuzz.h"
 #include "io/gguf.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pre_tokenizer.h"
@@ -331,6 +332,33 @@ TEST(TokenizerUtf8, CompletePrefixAndValidity) {
   EXPECT_TRUE(utf8::is_valid("\xE4\xB8\xAD"));
   EXPECT_FALSE(utf8::is_valid("\xED\xA0\x80"));  // a surrogate
   EXPECT_EQ(utf8::to_valid("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+// Mutated tokenizer.json files (fuzz.h): each loads or raises kvo::Error, and what loads encodes
+// and decodes a text without any other exception.
+TEST(TokenizerFuzz, MutatedJsonLoadsOrRaisesError) {
+  nlohmann::json seed = tiny_tokenizer({"ab", "bc", "abc", " the"}, {{"b", "c"}, {"a", "b"}});
+  seed["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}}}};
+  seed["added_tokens"] = {{{"id", 260}, {"content", "<|end|>"}, {"special", true}}};
+  // clang-format off
+  const std::vector<std::string> tokens = {
+      "{", "}", "[", "]", ",", ":", "\"", " ", "", "null", "true", "0", "-1", "300", "1e999",
+      "\"type\"", "\"BPE\"", "\"ByteLevel\"", "\"Sequence\"", "\"Split\"", "\"NFKC\"",
+      "\"pretokenizers\"", "\"normalizers\"", "\"merges\"", "\"vocab\"", "\"pattern\"",
+      "{\"Regex\": \"(\"}", "\"content\"", "\"id\"", "\"special\"", "\"a b\""};
+  // clang-format on
+  int accepted = 0, rejected = 0;
+  test::fuzz_inputs(
+      std::vector<std::string>{seed.dump()}, test::fuzz_seed_or(17),
+      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
+      [](const std::string& text) {
+        const Tokenizer t = Tokenizer::from_json(text, "tokenizer.json");
+        t.decode(t.encode("abc the <|end|> \xc3\xa9!"));
+      },
+      &accepted, &rejected);
+  EXPECT_EQ(accepted + rejected, test::fuzz_iterations());
+  EXPECT_GT(accepted, test::fuzz_iterations() / 50);
+  EXPECT_GT(rejected, test::fuzz_iterations() / 4);
 }
 
 }  // namespace
