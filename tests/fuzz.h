@@ -75,4 +75,14 @@ void fuzz_inputs(const std::vector<Input>& seeds, uint64_t seed, Mutate&& mutate
   }
 }
 
+// fuzz_inputs over texts, each mutation one mutate_text with `tokens`.
+template <typename Exercise>
+void fuzz_texts(const std::vector<std::string>& seeds, const std::vector<std::string>& tokens,
+                uint64_t seed, Exercise&& exercise, int* accepted, int* rejected) {
+  fuzz_inputs(
+      seeds, seed,
+      [&](const std::string& s, std::mt19937_64& rng) { return mutate_text(s, tokens, rng); },
+      exercise, accepted, rejected);
+}
+
 }  // namespace kvo::test

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "eval/text2json_score.h"
 #include "fuzz.h"
@@ -22,17 +21,13 @@ const std::vector<std::string> kTokens = {
     "\"2001\"", "```json", "```", "[]", "{}", R"({"name": "Alpha", "price": "$10", "year": 2001})"};
 // clang-format on
 
-std::string mutate(const std::string& s, std::mt19937_64& rng) {
-  return test::mutate_text(s, kTokens, rng);
-}
-
 TEST(Text2JsonFuzz, BrokenPredictionsScoreWithinZeroAndOne) {
   const Text2JsonGold gold = parse_text2json_gold(kGold, "fuzz");
   const std::vector<std::string> seeds = {std::string("Sure: ") + kGold, kGold, "[]",
                                           "```json\n" + std::string(kGold) + "\n```"};
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      seeds, test::fuzz_seed_or(11), mutate,
+  test::fuzz_texts(
+      seeds, kTokens, test::fuzz_seed_or(11),
       [&](const std::string& prediction) {
         const double s = score_text2json_prediction(gold, prediction);
         ASSERT_TRUE(s >= 0.0 && s <= 1.0) << "score " << s << " for: " << prediction;
@@ -43,8 +38,8 @@ TEST(Text2JsonFuzz, BrokenPredictionsScoreWithinZeroAndOne) {
 
 TEST(Text2JsonFuzz, BrokenGoldParsesOrRaisesError) {
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      std::vector<std::string>{kGold}, test::fuzz_seed_or(13), mutate,
+  test::fuzz_texts(
+      std::vector<std::string>{kGold}, kTokens, test::fuzz_seed_or(13),
       [&](const std::string& answer) {
         const Text2JsonGold gold = parse_text2json_gold(answer, "fuzz");
         const double s = score_text2json_prediction(gold, answer);

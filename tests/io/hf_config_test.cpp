@@ -170,9 +170,8 @@ TEST(HfConfigFuzz, MutationsParseOrRaiseError) {
       "\"LlamaForCausalLM\"", "\"Qwen3ForCausalLM\"", "\"Qwen2ForCausalLM\"", "\"model_type\""};
   // clang-format on
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      std::vector<std::string>{kLlama31, kQwen3}, test::fuzz_seed_or(5),
-      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
+  test::fuzz_texts(
+      std::vector<std::string>{kLlama31, kQwen3}, tokens, test::fuzz_seed_or(5),
       [](const std::string& text) { parse_hf_config(text, "config.json"); }, &accepted, &rejected);
   EXPECT_EQ(accepted + rejected, test::fuzz_iterations());
   EXPECT_GT(rejected, test::fuzz_iterations() / 4);

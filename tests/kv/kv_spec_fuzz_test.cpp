@@ -2,7 +2,6 @@
 // a resolved spec's canonical text resolves to itself and gives a budget within 0..prompt.
 #include <gtest/gtest.h>
 
-#include <random>
 
 #include "fuzz.h"
 #include "kv/kv_spec.h"
@@ -35,10 +34,7 @@ TEST(KvSpecFuzz, MutationsParseOrRaiseError) {
       "0", "1", "0.5", "1.5", "4096", "-1", "1e300", "nan", "inf", "9223372036854775808", "0x10"};
   // clang-format on
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      seeds, test::fuzz_seed_or(57),
-      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
-      exercise_kv_spec, &accepted, &rejected);
+  test::fuzz_texts(seeds, tokens, test::fuzz_seed_or(57), exercise_kv_spec, &accepted, &rejected);
   EXPECT_EQ(accepted + rejected, test::fuzz_iterations());
   EXPECT_GT(accepted, test::fuzz_iterations() / 50);
   EXPECT_GT(rejected, test::fuzz_iterations() / 4);

@@ -47,10 +47,7 @@ TEST(QuantSpecFuzz, MutationsParseOrRaiseError) {
       "higgs:d=4,n=256", "uniform:bits=2,group=64"};
   // clang-format on
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      seeds, test::fuzz_seed_or(31),
-      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
-      exercise_spec, &accepted, &rejected);
+  test::fuzz_texts(seeds, tokens, test::fuzz_seed_or(31), exercise_spec, &accepted, &rejected);
   EXPECT_EQ(accepted + rejected, test::fuzz_iterations());
   EXPECT_GT(accepted, test::fuzz_iterations() / 50);  // mutations also yield other valid specs
   EXPECT_GT(rejected, test::fuzz_iterations() / 4);   // and reach the checks

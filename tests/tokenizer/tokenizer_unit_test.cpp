@@ -348,9 +348,8 @@ TEST(TokenizerFuzz, MutatedJsonLoadsOrRaisesError) {
       "{\"Regex\": \"(\"}", "\"content\"", "\"id\"", "\"special\"", "\"a b\""};
   // clang-format on
   int accepted = 0, rejected = 0;
-  test::fuzz_inputs(
-      std::vector<std::string>{seed.dump()}, test::fuzz_seed_or(17),
-      [&](const std::string& s, std::mt19937_64& rng) { return test::mutate_text(s, tokens, rng); },
+  test::fuzz_texts(
+      std::vector<std::string>{seed.dump()}, tokens, test::fuzz_seed_or(17),
       [](const std::string& text) {
         const Tokenizer t = Tokenizer::from_json(text, "tokenizer.json");
         t.decode(t.encode("abc the <|end|> \xc3\xa9!"));
