@@ -1,7 +1,6 @@
 // KV specs mutated from valid ones (fuzz.h): each parses and resolves or raises kvo::Error, and
-// a resolved spec's canonical text resolves to itself and gives a budget within 0..prompt.
+// a resolved spec's canonical text resolves to itself and selects at least one token.
 #include <gtest/gtest.h>
-
 
 #include "fuzz.h"
 #include "kv/kv_spec.h"
