@@ -82,10 +82,20 @@ KVO_HD inline uint8_t float_to_e4m3(float x) {
   return sign | uint8_t(code);
 }
 
-// Uniform quantizer (uniform.h): code of v in a group with minimum lo and step, and its value.
-KVO_HD inline uint32_t uniform_code(float v, float lo, float step, uint32_t qmax) {
+// Uniform quantizer (uniform.h): the code of v in a group with minimum lo, step and inv =
+// 1 / step (rounded, as `1.0f / step` gives it), and its value. The code is rint((v - lo) / step)
+// clamped to [0, qmax], and the division was the encoder's costliest step, so the product
+// q = (v - lo) * inv stands in for the quotient where it provably rounds to the same integer:
+// with inv a normal number, q is within 2^-23 q of the exact quotient, and the rounded quotient
+// within 2^-24 of it, so for q < 512 (bits <= 8) the two differ by < 2^-13 and lie on the same
+// side of every half-integer that is over 2^-12 from q. Near a half-integer (a few in 10^4), and
+// for NaN, infinities and subnormal reciprocals, the division decides. q - floor(q) is exact.
+KVO_HD inline uint32_t uniform_code(float v, float lo, float step, float inv, uint32_t qmax) {
   if (!(step > 0.0f)) return 0;
-  const float t = rintf((v - lo) / step);
+  const float a = v - lo, q = a * inv;
+  const bool divide =
+      !(inv >= 0x1p-126f && q >= 0.0f && q < 512.0f && fabsf(q - floorf(q) - 0.5f) > 0x1p-12f);
+  const float t = rintf(divide ? a / step : q);
   return uint32_t(t < 0.0f ? 0.0f : t > float(qmax) ? float(qmax) : t);
 }
 

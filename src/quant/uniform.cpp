@@ -33,9 +33,9 @@ void UniformQuantizer::encode_into(const float* x, size_t n, size_t dim, uint8_t
         lo = std::min(lo, v[j]);
         hi = std::max(hi, v[j]);
       }
-      const float step = (hi - lo) / float(qmax);
+      const float step = (hi - lo) / float(qmax), inv = 1.0f / step;
       for (size_t j = b; j < e; ++j) {
-        const uint32_t q = uniform_code(v[j], lo, step, qmax);
+        const uint32_t q = uniform_code(v[j], lo, step, inv, qmax);
         for (int k = 0; k < bits_; ++k) {
           const size_t bit = j * bits_ + k;
           if ((q >> k) & 1u) r[bit / 8] |= uint8_t(1u << (bit % 8));

@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "quant/bf16.h"
 #include "quant/fp8.h"
+#include "quant/scalar_codecs.h"
 #include "quant/uniform.h"
 
 namespace kvo::quant {
@@ -19,6 +21,56 @@ TEST(Uniform, ExactOnLevelsAndBits) {
   q.decode(bytes.data(), 1, 8, y.data());
   EXPECT_EQ(x, y);
   EXPECT_DOUBLE_EQ(UniformQuantizer(2, 64).bits_per_value(128), 3.0);
+}
+
+// The code as rint((v - lo) / step) gives it, against uniform_code's product path.
+uint32_t code_by_division(float v, float lo, float step, uint32_t qmax) {
+  if (!(step > 0.0f)) return 0;
+  const float t = std::rint((v - lo) / step);
+  return uint32_t(t < 0.0f ? 0.0f : t > float(qmax) ? float(qmax) : t);
+}
+
+// Quotients a few ulps on either side of every half-integer k + 0.5 (where the product path
+// must give way to the division), steps from subnormal to near the float maximum, random groups
+// over 60 decades, infinite values and zero-width groups: the same code as the division.
+TEST(Uniform, CodeFromTheReciprocalEqualsTheDivision) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> unit(1.0f, 2.0f);
+  std::uniform_int_distribution<int> exponent(-149, 120);
+  size_t checked = 0, mismatches = 0;
+  const auto check = [&](float v, float lo, float step, uint32_t qmax) {
+    ++checked;
+    const uint32_t got = uniform_code(v, lo, step, 1.0f / step, qmax),
+                   want = code_by_division(v, lo, step, qmax);
+    if (got != want && ++mismatches <= 5)
+      ADD_FAILURE() << "v " << v << " lo " << lo << " step " << step << ": " << got << " vs "
+                    << want;
+  };
+  for (int bits : {1, 2, 4, 8}) {
+    const uint32_t qmax = (1u << bits) - 1;
+    for (int s = 0; s < 200; ++s) {
+      const float step = std::ldexp(unit(rng), exponent(rng));
+      for (uint32_t k = 0; k <= qmax; ++k) {
+        float a = float((double(k) + 0.5) * double(step));
+        for (int d = 0; d < 24; ++d) a = std::nextafter(a, 0.0f);
+        for (int d = 0; d < 48; ++d, a = std::nextafter(a, INFINITY)) check(a, 0.0f, step, qmax);
+      }
+    }
+    std::normal_distribution<float> nd;
+    for (int g = 0; g < 2000; ++g) {
+      const float scale = std::pow(10.0f, float(g % 61 - 30));
+      float lo = nd(rng) * scale, hi = nd(rng) * scale;
+      if (hi < lo) std::swap(lo, hi);
+      const float step = (hi - lo) / float(qmax);
+      std::uniform_real_distribution<float> in(lo, hi);
+      for (int j = 0; j < 64; ++j) check(in(rng), lo, step, qmax);
+      check(lo, lo, step, qmax);
+      check(hi, lo, step, qmax);
+    }
+    for (float v : {INFINITY, -INFINITY, 0.0f, 1e30f})
+      for (float step : {0.0f, 1e-45f, 1e-40f, 3e38f, 1.0f}) check(v, -1.0f, step, qmax);
+  }
+  EXPECT_EQ(mismatches, 0u) << "of " << checked;
 }
 
 TEST(Uniform, ErrorWithinHalfStep) {

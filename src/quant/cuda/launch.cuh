@@ -70,17 +70,35 @@ __device__ __forceinline__ size_t grid_warps() {
 }
 
 // Records may sit at any byte offset (a residual layout after an fp8 meta record), so scalars
-// are read and written a byte at a time.
+// are read a byte at a time, and written by store_bytes in the widest stores the address allows.
 __device__ __forceinline__ float load_f32(const uint8_t* p) {
   return __uint_as_float(uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) |
                          (uint32_t(p[3]) << 24));
 }
+// p[0..n) = the low n bytes of word, little-endian (n <= 8).
+__device__ __forceinline__ void store_bytes(uint8_t* p, uint64_t word, int n) {
+  while (n > 0) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    int w = 1;
+    if (n >= 8 && a % 8 == 0) {
+      *reinterpret_cast<uint64_t*>(p) = word;
+      w = 8;
+    } else if (n >= 4 && a % 4 == 0) {
+      *reinterpret_cast<uint32_t*>(p) = uint32_t(word);
+      w = 4;
+    } else if (n >= 2 && a % 2 == 0) {
+      *reinterpret_cast<uint16_t*>(p) = uint16_t(word);
+      w = 2;
+    } else {
+      *p = uint8_t(word);
+    }
+    p += w;
+    n -= w;
+    word = w == 8 ? 0 : word >> (8 * w);
+  }
+}
 __device__ __forceinline__ void store_f32(uint8_t* p, float v) {
-  const uint32_t u = __float_as_uint(v);
-  p[0] = uint8_t(u);
-  p[1] = uint8_t(u >> 8);
-  p[2] = uint8_t(u >> 16);
-  p[3] = uint8_t(u >> 24);
+  store_bytes(p, __float_as_uint(v), 4);
 }
 
 }  // namespace kvo::quant::cuda

@@ -1,5 +1,6 @@
 // Uniform k-bit quantizer on CUDA (layout in uniform.h), same bytes as the CPU: the group
 // minimum/maximum are exact whatever the order, and codes/values come from scalar_codecs.h.
+#include <algorithm>
 #include <type_traits>
 
 #include "quant/cuda/kernels.cuh"
@@ -18,6 +19,7 @@ struct UniformShape {
 // group, neighbouring lanes, find its minimum and maximum by shuffles; each thread then writes
 // the `bits` bytes that hold its 8 codes (8 values x bits bits never share a byte with another
 // thread's). Rows are padded to whole groups of threads, so a group never spans two warps.
+// The loops over a thread's 8 values are unrolled, so the values stay in registers.
 template <int L>
 __global__ void uniform_encode_lanes_kernel(SourceRows src, size_t n, UniformShape S,
                                             RecordMap out) {
@@ -35,9 +37,12 @@ __global__ void uniform_encode_lanes_kernel(SourceRows src, size_t n, UniformSha
     if (live) src.row(i).load<8>(j, src.dim, v);
     const int count = live && j < src.dim ? int(src.dim - j < 8 ? src.dim - j : 8) : 0;
     float lo = INFINITY, hi = -INFINITY;
-    for (int k = 0; k < count; ++k) {
-      lo = v[k] < lo ? v[k] : lo;  // std::min / std::max, as on the CPU
-      hi = hi < v[k] ? v[k] : hi;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      if (k < count) {
+        lo = v[k] < lo ? v[k] : lo;  // std::min / std::max, as on the CPU
+        hi = hi < v[k] ? v[k] : hi;
+      }
     }
 #pragma unroll
     for (int off = L / 2; off > 0; off /= 2) {
@@ -47,63 +52,69 @@ __global__ void uniform_encode_lanes_kernel(SourceRows src, size_t n, UniformSha
       hi = hi < ohi ? ohi : hi;
     }
     if (count == 0) continue;
-    const float step = (hi - lo) / float(qmax);
+    const float step = (hi - lo) / float(qmax), inv = 1.0f / step;
     uint8_t* rec = out.at(i);
-    const int g = int(c / L);
-    if (c % L == 0) {
-      store_f32(rec + S.codes_bytes + 8 * size_t(g), lo);
-      store_f32(rec + S.codes_bytes + 8 * size_t(g) + 4, step);
-    }
+    if (c % L == 0)
+      store_bytes(rec + S.codes_bytes + 8 * size_t(c / L),
+                  __float_as_uint(lo) | uint64_t(__float_as_uint(step)) << 32, 8);
     uint64_t word = 0;  // the 8 codes, value k at bit k * bits
-    for (int k = 0; k < count; ++k)
-      word |= uint64_t(uniform_code(v[k], lo, step, qmax)) << (k * S.bits);
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      if (k < count) word |= uint64_t(uniform_code(v[k], lo, step, inv, qmax)) << (k * S.bits);
     const size_t first = size_t(c) * S.bits;  // byte of the row's codes
-    for (int b = 0; b < S.bits && first + b < S.codes_bytes; ++b)
-      rec[first + b] = uint8_t(word >> (8 * b));
+    store_bytes(rec + first, word, int(min(size_t(S.bits), S.codes_bytes - first)));
     // The last chunk of a row also zeroes the padding up to the 4-byte multiple.
     if (j + 8 >= src.dim)
       for (size_t b = first + S.bits; b < S.codes_bytes; ++b) rec[b] = 0;
   }
 }
 
-// Any other group size: one block per vector: group parameters, then one code per value (shared
-// memory), then the bit stream assembled one 32-bit word per thread.
-__global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, RecordMap out) {
-  extern __shared__ float params[];  // [G][2]: lo, step; then dim codes as bytes
-  uint8_t* codes = reinterpret_cast<uint8_t*>(params + 2 * S.G);
-  const uint32_t qmax = (1u << S.bits) - 1;
-  for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
-    uint8_t* rec = out.at(i);
-    const SourceRow row = src.row(i);
-    for (int g = threadIdx.x; g < S.G; g += blockDim.x) {
-      const size_t b = size_t(g) * S.group, e = min(src.dim, b + S.group);
+// Any other group size: a block takes V vectors at a time (V * dim ~ a few thousand values, so
+// that small vectors keep its threads busy): group parameters, then one code per value (shared
+// memory), then the bit streams assembled one 32-bit word per thread.
+__global__ void uniform_encode_kernel(SourceRows src, size_t n, UniformShape S, int V,
+                                      RecordMap out) {
+  extern __shared__ float params[];  // [V][G][3]: lo, step, 1 / step; then [V][dim] codes as bytes
+  uint8_t* codes = reinterpret_cast<uint8_t*>(params + 3 * V * S.G);
+  const uint32_t qmax = (1u << S.bits) - 1, dim = uint32_t(src.dim), G = uint32_t(S.G),
+                 words = uint32_t(S.codes_bytes / 4);
+  for (size_t i0 = size_t(blockIdx.x) * V; i0 < n; i0 += size_t(gridDim.x) * V) {
+    const uint32_t rows = uint32_t(min(size_t(V), n - i0));
+    for (uint32_t t = threadIdx.x; t < rows * G; t += blockDim.x) {
+      const uint32_t r = t / G, g = t - r * G;
+      const SourceRow row = src.row(i0 + r);
+      const uint32_t b = g * S.group, e = min(dim, b + S.group);
       float lo = row.at(b), hi = lo;
-      for (size_t j = b; j < e; ++j) {
+      for (uint32_t j = b; j < e; ++j) {
         const float v = row.at(j);
         lo = v < lo ? v : lo;  // std::min / std::max, as on the CPU
         hi = hi < v ? v : hi;
       }
       const float step = (hi - lo) / float(qmax);
-      params[2 * g] = lo;
-      params[2 * g + 1] = step;
-      store_f32(rec + S.codes_bytes + 8 * size_t(g), lo);
-      store_f32(rec + S.codes_bytes + 8 * size_t(g) + 4, step);
+      params[3 * t] = lo;
+      params[3 * t + 1] = step;
+      params[3 * t + 2] = 1.0f / step;
+      store_bytes(out.at(i0 + r) + S.codes_bytes + 8 * size_t(g),
+                  __float_as_uint(lo) | uint64_t(__float_as_uint(step)) << 32, 8);
     }
     __syncthreads();
-    for (size_t j = threadIdx.x; j < src.dim; j += blockDim.x) {
-      const size_t g = j / S.group;
-      codes[j] = uint8_t(uniform_code(row.at(j), params[2 * g], params[2 * g + 1], qmax));
+    for (uint32_t t = threadIdx.x; t < rows * dim; t += blockDim.x) {
+      const uint32_t r = t / dim, j = t - r * dim;
+      const float* p = params + 3 * (r * G + j / S.group);
+      codes[t] = uint8_t(uniform_code(src.row(i0 + r).at(j), p[0], p[1], p[2], qmax));
     }
     __syncthreads();
     // Word w holds bits [32w, 32w + 32): the values j with j*bits in (32w - bits, 32w + 32).
-    for (size_t w = threadIdx.x; w < S.codes_bytes / 4; w += blockDim.x) {
+    for (uint32_t t = threadIdx.x; t < rows * words; t += blockDim.x) {
+      const uint32_t r = t / words, w = t - r * words;
+      const uint8_t* c = codes + size_t(r) * dim;
       uint32_t word = 0;
-      const size_t first = (32 * w) / S.bits, last = (32 * w + 31) / S.bits;
-      for (size_t j = first; j <= last && j < src.dim; ++j) {
-        const long long shift = (long long)(j * S.bits) - (long long)(32 * w);
-        word |= shift >= 0 ? uint32_t(codes[j]) << shift : uint32_t(codes[j]) >> -shift;
+      const uint32_t first = (32 * w) / S.bits, last = (32 * w + 31) / S.bits;
+      for (uint32_t j = first; j <= last && j < dim; ++j) {
+        const int shift = int(j * S.bits) - int(32 * w);
+        word |= shift >= 0 ? uint32_t(c[j]) << shift : uint32_t(c[j]) >> -shift;
       }
-      for (int b = 0; b < 4; ++b) rec[4 * w + b] = uint8_t(word >> (8 * b));
+      store_bytes(out.at(i0 + r) + 4 * size_t(w), word, 4);
     }
     __syncthreads();
   }
@@ -172,10 +183,11 @@ void uniform_encode(const UniformQuantizer& q, const SourceRows& src, size_t n,
     case 256:
       return lanes(std::integral_constant<int, 32>{});
   }
-  constexpr int threads = 128;
-  const size_t smem = 8 * size_t(S.G) + src.dim;
-  const int blocks = resident_blocks(uniform_encode_kernel, threads, smem, n);
-  uniform_encode_kernel<<<blocks, threads, smem, stream>>>(src, n, S, out);
+  constexpr int threads = 256;
+  const int V = int(std::max<size_t>(1, std::min<size_t>(n, 4096 / src.dim)));
+  const size_t smem = size_t(V) * (12 * size_t(S.G) + src.dim);
+  const int blocks = resident_blocks(uniform_encode_kernel, threads, smem, (n + V - 1) / V);
+  uniform_encode_kernel<<<blocks, threads, smem, stream>>>(src, n, S, V, out);
   KVO_CUDA_CHECK(cudaGetLastError());
 }
 
