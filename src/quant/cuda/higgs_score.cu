@@ -422,9 +422,12 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
   int TS = 1;
   while (size_t(TS) * 2 <= fit && TS < S.T && TS < (cb == 1 ? 64 : 16)) TS *= 2;
   if (TS * cb % 4 != 0) reject("grid too large for a table slice of 4 code bytes");
-  // R tuples per lane, L lanes per key: 32 tuples are 8 lanes x 4, 64 are 16 x 4; narrower
-  // slices keep 8 lanes per key (4 keys per step) with 2, 1 tuples each (idle lanes below 8).
-  const int R = TS >= 32 ? 4 : TS == 16 ? 2 : 1, L = TS >= 32 ? TS / 4 : 8;
+  // R tuples per lane, L lanes per key: 16 one-byte codes are 4 lanes x 4 (8 keys a step: the
+  // short records of d=8 need the fewer shuffles per key), 32 tuples are 8 lanes x 4, 64 are
+  // 16 x 4; narrower slices, and 16 two-byte codes, keep 8 lanes per key (4 keys per step) with
+  // 2, 1 tuples each (idle lanes below 8).
+  const bool four = TS >= 32 || (TS == 16 && cb == 1);
+  const int R = four ? 4 : TS == 16 ? 2 : 1, L = four ? std::max(4, TS / 4) : 8;
   S.TS = TS;
   S.lanes = std::min(L, TS);
   // The keys of a step read different sub-step columns m when R >= keys per step; otherwise
@@ -460,6 +463,8 @@ void score_heads(const HiggsQuantizer& q, const uint16_t* d_q, int64_t q_stride,
       R == 2 ? go(I2{}, I2{}, I8{}) : go(I2{}, I1{}, I8{});
     else if (L == 16)
       go(I1{}, I4{}, I16{});
+    else if (L == 4)
+      go(I1{}, I4{}, I4{});
     else
       R == 4 ? go(I1{}, I4{}, I8{}) : R == 2 ? go(I1{}, I2{}, I8{}) : go(I1{}, I1{}, I8{});
   }
