@@ -166,8 +166,8 @@ TEST(CudaOps, MatmulMatchesCpuWithAndWithoutBias) {
   };
   for (S s : {S{7, 33, 19, true}, S{1, 576, 1536, false}, S{128, 1024, 512, true},
               S{300, 576, 49152 / 16, false}, S{1, 4096, 4096, true},
-              // Decode rows (1..8): the matvec kernel, odd feature counts, long rows, bias; one
-              // row of a 14336-long input, and fewer features than a block's warps.
+              // Decode rows (1, 2): the matvec kernel; 3-8: cuBLAS, odd feature counts, long rows,
+              // bias; one row of a 14336-long input, and fewer features than a block's warps.
               S{3, 4096, 1000, true}, S{8, 14336, 520, false}, S{5, 64, 24, true},
               S{2, 1032, 7, false}, S{1, 14336, 523, true}, S{1, 64, 24, true}}) {
     auto x = random_bf16(s.n * s.in, 6), w = random_bf16(s.out * s.in, 7, 0.05f),

@@ -91,7 +91,7 @@ DeviceArray bf16_values(Backend& cuda, Backend& b, int64_t rows, int64_t cols, u
       {rows, cols}, cuda.download(cuda.upload(HostTensor::owned_f32({rows, cols}, v)).tensor())));
 }
 
-// Every row count of the matvec kernel (1-8, one instantiation each) and the GEMMs beyond.
+// Both row counts of the matvec kernel (1 and 2, one instantiation each) and the GEMMs beyond.
 const std::vector<int64_t> kDecodeRows = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
 // 1160 inputs: the matvec's 4-chunk loop, then a tail that only some lanes take; 36: rows that are
 // not 16-byte multiples, so the GEMM path (and the norm in its own kernel) at every row count;
@@ -102,8 +102,8 @@ const std::vector<int64_t> kInputWidths = {1160, 36, 2048};
 // the input norm, and matmul_add (the residual add in the matvec's epilogue, cuBLAS with beta 1
 // beyond) against the CPU. Rows of x differ in scale, so a row normalized by another's 1/rms
 // shows; 257 + 61 + 70 features leave the last block of the stacked parts 2 idle warps. One
-// row of Llama-3.1-8B's q/k/v (4096 + 1024 + 1024 features) makes 768 blocks, just above one
-// wave at 5 per SM on an H200: there the matvec takes its 6-blocks-per-SM form.
+// row of Llama-3.1-8B's q/k/v (4096 + 1024 + 1024 features) makes 768 blocks, more than one
+// wave at 4 per SM on an H200.
 TEST(CudaStepOps, FusedProjectionsMatchCpu) {
   auto cuda = cuda_or_null();
   if (!cuda) GTEST_SKIP() << "no CUDA GPU in this build/machine";
@@ -155,7 +155,7 @@ TEST(CudaStepOps, FusedProjectionsMatchCpu) {
   }
 }
 
-// matmul_swiglu with SwiGLU in the matvec's epilogue (1-8 rows) and the GEMM then swiglu beyond,
+// matmul_swiglu with SwiGLU in the matvec's epilogue (1-2 rows) and the GEMM then swiglu beyond,
 // without and with the input norm, against the CPU backend and the unfused ops on the GPU; 203
 // features: the last block has 5 idle warps.
 TEST(CudaStepOps, MatmulSwigluMatchesCpuAndTheUnfusedOps) {

@@ -60,7 +60,7 @@ TEST(CudaBatchDecode, RecordedStepsGiveTheTokensOfEagerSteps) {
   }
 }
 
-// More sequences than the matvec kernel takes rows (kMatvecRows = 8): the recorded step's
+// More sequences than the matvec kernel takes rows (kMatvecRows = 2): the recorded step's
 // projections are cuBLAS GEMMs (the residual adds with beta 1, the norms in their own kernels,
 // their scratch allocated while recording); RoPE with the K/V append and the attention run once
 // for the batch (Backend::rope_store_attention_batch_at).

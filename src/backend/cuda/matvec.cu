@@ -128,10 +128,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, M == 1 ? 4 : 1)
       matvec_row<M, false, kWhole>(up, sumsq, wv, w_up, x, xs, chunks, lane, g);
     }
   };
-  // Up to 4 rows, where the hoisted loads still leave two blocks an SM (H200, Llama-3.1-8B at 4K:
-  // batch 3 489 against 440-442 tok/s, batch 4 544-553 against 508-510; at 8 rows, 161 registers
-  // and one block an SM, 461-466 against 624-625).
-  if (M <= 4 && chunks % (32 * kMatvecBatch) == 0)
+  if (chunks % (32 * kMatvecBatch) == 0)
     rows(std::true_type{});
   else
     rows(std::false_type{});
@@ -179,26 +176,8 @@ void matvec(const bf16* x, int64_t xs, const MatvecPart* parts, int count, int64
     case 1:
       launch_matvec<1>(x, xs, k, args, stream);
       break;
-    case 2:
-      launch_matvec<2>(x, xs, k, args, stream);
-      break;
-    case 3:
-      launch_matvec<3>(x, xs, k, args, stream);
-      break;
-    case 4:
-      launch_matvec<4>(x, xs, k, args, stream);
-      break;
-    case 5:
-      launch_matvec<5>(x, xs, k, args, stream);
-      break;
-    case 6:
-      launch_matvec<6>(x, xs, k, args, stream);
-      break;
-    case 7:
-      launch_matvec<7>(x, xs, k, args, stream);
-      break;
     default:
-      launch_matvec<8>(x, xs, k, args, stream);
+      launch_matvec<2>(x, xs, k, args, stream);
       break;
   }
 }

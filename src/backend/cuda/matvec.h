@@ -18,7 +18,11 @@ using bf16 = __nv_bfloat16;
 // Up to kMatvecParts weights of one input (q, k, v) go in one launch. A part with w_up computes
 // out = silu(x * w^T) * (x * w_up^T) instead (SwiGLU in the epilogue: one warp reads both rows
 // of a feature), and has no bias.
-constexpr int kMatvecRows = 8;
+// Two rows at most: from three rows on, cuBLAS's GEMMs with the norm, SwiGLU and residual add in
+// kernels of their own are faster (H200, Llama-3.1-8B at 4K, tok/s with this kernel against
+// cuBLAS: 2 rows 392 against 367, 3 rows 488 against 535, 4 rows 546 against 694, 8 rows 629
+// against 1265; bench/RESULTS.md).
+constexpr int kMatvecRows = 2;
 constexpr int kMatvecParts = 3;
 struct MatvecPart {
   const bf16* w = nullptr;  // [n, k] stride ws
